@@ -1,0 +1,310 @@
+"""Pointer-network DistilBERT for extractive question answering.
+
+The encoder is transformers' own `DistilBertModel`; only the answer head is new. The answer-pointer head points twice
+over the encoder's token states: a learned query points at the start, and the end query is produced by a GRU cell that
+reads what the start distribution attends to, so the end is conditioned on the start. Index 0 ([CLS]) doubles as the
+no-answer pointer, which keeps SQuAD 2.0 null answers and the usual post-processing unchanged.
+
+This file imports only torch and transformers: `save_pretrained` copies it next to the weights (see `auto_map` in the
+saved config.json), so a checkpoint loads anywhere with `trust_remote_code=True`.
+"""
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForQuestionAnswering,
+    DistilBertConfig,
+    DistilBertModel,
+    DistilBertPreTrainedModel,
+)
+from transformers import initialization as init
+from transformers.modeling_outputs import QuestionAnsweringModelOutput
+from transformers.utils import can_return_tuple
+
+QA_HEADS = ("pointer", "linear")
+POINTER_ATTENTIONS = ("additive", "bilinear")
+
+
+class PointerDistilBertConfig(DistilBertConfig):
+    r"""
+    Configuration of [`PointerDistilBertForQuestionAnswering`]: a DistilBERT encoder configuration plus the answer
+    head's settings. Every other argument is DistilBERT's and is passed on to [`DistilBertConfig`]; the head's dropout
+    on the encoder states is DistilBERT's own `qa_dropout`.
+
+    Args:
+        qa_head (`str`, *optional*, defaults to `"pointer"`):
+            Which answer head sits on the encoder: `"pointer"` for the answer-pointer head ([`AnswerPointerHead`]), or
+            `"linear"` for the stock per-token linear layer ([`LinearSpanHead`]), the ablation baseline.
+        pointer_attention (`str`, *optional*, defaults to `"additive"`):
+            How the pointer scores a token state `h_i` against a query `q`: `"additive"` computes
+            `v^T tanh(W_k h_i + W_q q + b)` (the Pointer Networks / Match-LSTM answer-pointer form), `"bilinear"`
+            computes `(W_k h_i) . (W_q q + b)`. Ignored by the linear head.
+        pointer_hidden_size (`int`, *optional*):
+            Width of the pointer's keys and queries. `None` uses the encoder width `dim`. Ignored by the linear head.
+
+    Example:
+
+    ```python
+    >>> from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering
+
+    >>> config = PointerDistilBertConfig(pointer_attention="bilinear")
+    >>> model = PointerDistilBertForQuestionAnswering(config)
+    ```
+    """
+
+    model_type = "pointer_distilbert"
+
+    def __init__(self, qa_head="pointer", pointer_attention="additive", pointer_hidden_size=None, **kwargs):
+        if qa_head not in QA_HEADS:
+            raise ValueError(
+                f"qa_head={qa_head!r} is not supported: set qa_head to 'pointer' (answer-pointer head) "
+                "or 'linear' (the stock per-token linear head)."
+            )
+        if pointer_attention not in POINTER_ATTENTIONS:
+            raise ValueError(
+                f"pointer_attention={pointer_attention!r} is not supported: set it to 'additive' or 'bilinear'."
+            )
+        is_positive_int = type(pointer_hidden_size) is int and pointer_hidden_size > 0
+        if pointer_hidden_size is not None and not is_positive_int:
+            raise ValueError(
+                f"pointer_hidden_size={pointer_hidden_size!r} is not a positive integer: set it to the width you want "
+                "for the pointer's keys and queries, or to None to use the encoder width `dim`."
+            )
+        self.qa_head = qa_head
+        self.pointer_attention = pointer_attention
+        self.pointer_hidden_size = pointer_hidden_size
+        # A DistilBERT config.json says model_type "distilbert"; the class's own type must stay the one in use.
+        kwargs.pop("model_type", None)
+        super().__init__(**kwargs)
+
+
+def mask_padding(logits: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Returns `logits` with padding positions (attention_mask == 0) set to the dtype's minimum.
+
+    The finite minimum rather than -inf keeps fp16/bf16 arithmetic and the cross-entropy free of NaNs, while a padding
+    position still gets zero probability and never wins an argmax.
+    """
+    if attention_mask is None:
+        return logits
+    return logits.masked_fill(attention_mask == 0, torch.finfo(logits.dtype).min)  # (batch, seq_len)
+
+
+def attention_summary(logits: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
+    """Returns sum_i softmax(logits)_i * h_i, the token state a pointer distribution expects.
+
+    The softmax runs in float32 so that half-precision logits near the masked minimum cannot underflow the weights.
+    """
+    weights = torch.softmax(logits.float(), dim=-1).to(hidden_states.dtype)  # (batch, seq_len)
+    return torch.bmm(weights.unsqueeze(1), hidden_states).squeeze(1)  # (batch, dim)
+
+
+class AdditiveScorer(nn.Module):
+    """Scores keys against a query with v^T tanh(k_i + W_q q + b) (Bahdanau et al., 2015; Vinyals et al., 2015)."""
+
+    def __init__(self, pointer_dim: int):
+        super().__init__()
+        self.query_proj = nn.Linear(pointer_dim, pointer_dim)
+        self.scoring_vector = nn.Linear(pointer_dim, 1, bias=False)
+
+    def forward(self, keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """Returns one score per key, shape (batch, seq_len)."""
+        projected_query = self.query_proj(query).unsqueeze(1)  # (batch, 1, pointer_dim)
+        energies = torch.tanh(keys + projected_query)  # (batch, seq_len, pointer_dim)
+        return self.scoring_vector(energies).squeeze(-1)  # (batch, seq_len)
+
+
+class BilinearScorer(nn.Module):
+    """Scores keys against a query with k_i . (W_q q + b), the bilinear ("general") form of Luong et al., 2015."""
+
+    def __init__(self, pointer_dim: int):
+        super().__init__()
+        self.query_proj = nn.Linear(pointer_dim, pointer_dim)
+
+    def forward(self, keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """Returns one score per key, shape (batch, seq_len)."""
+        projected_query = self.query_proj(query).unsqueeze(-1)  # (batch, pointer_dim, 1)
+        return torch.bmm(keys, projected_query).squeeze(-1)  # (batch, seq_len)
+
+
+SCORERS = {"additive": AdditiveScorer, "bilinear": BilinearScorer}
+
+
+class AnswerPointerHead(nn.Module):
+    """Answer pointer (Wang & Jiang, 2016): start and end distributions over the tokens, the end conditioned on the
+    start.
+
+    Keys are one projection of the token states shared by both pointers. The start query is learned; the end query is
+    a GRU cell step whose hidden state is the start query and whose input is the start distribution's attention
+    summary. Start and end have separate scorers, so anything that moves the start distribution reaches the end only
+    through that summary.
+    """
+
+    def __init__(self, config: PointerDistilBertConfig):
+        super().__init__()
+        pointer_dim = config.pointer_hidden_size or config.dim
+        scorer_class = SCORERS[config.pointer_attention]
+        # No bias: a per-feature key offset is either folded into the scorer's query bias (additive) or adds the same
+        # amount to every position (bilinear), so it would never be trained.
+        self.key_proj = nn.Linear(config.dim, pointer_dim, bias=False)
+        self.start_query = nn.Parameter(torch.empty(pointer_dim))
+        self.start_scorer = scorer_class(pointer_dim)
+        self.end_query_cell = nn.GRUCell(config.dim, pointer_dim)
+        self.end_scorer = scorer_class(pointer_dim)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (start_logits, end_logits), each (batch, seq_len), padding set to the dtype's minimum."""
+        keys = self.key_proj(hidden_states)  # (batch, seq_len, pointer_dim)
+        start_query = self.start_query.expand(hidden_states.size(0), -1)  # (batch, pointer_dim)
+        start_logits = mask_padding(self.start_scorer(keys, start_query), attention_mask)  # (batch, seq_len)
+        start_summary = attention_summary(start_logits, hidden_states)  # (batch, dim)
+        end_query = self.end_query_cell(start_summary, start_query)  # (batch, pointer_dim)
+        end_logits = mask_padding(self.end_scorer(keys, end_query), attention_mask)  # (batch, seq_len)
+        return start_logits, end_logits
+
+
+class LinearSpanHead(nn.Linear):
+    """Stock DistilBERT QA head: one linear layer gives each token a start and an end score (the ablation baseline).
+
+    It is an `nn.Linear(dim, 2)` itself, so its weights are named exactly like the stock model's `qa_outputs`.
+    """
+
+    def __init__(self, config: PointerDistilBertConfig):
+        super().__init__(config.dim, 2)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (start_logits, end_logits), each (batch, seq_len), padding set to the dtype's minimum."""
+        logits = super().forward(hidden_states)  # (batch, seq_len, 2)
+        start_logits, end_logits = logits.unbind(dim=-1)  # 2 x (batch, seq_len)
+        return (
+            mask_padding(start_logits.contiguous(), attention_mask),
+            mask_padding(end_logits.contiguous(), attention_mask),
+        )
+
+
+SPAN_HEADS = {"pointer": AnswerPointerHead, "linear": LinearSpanHead}
+
+
+def span_loss(
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    start_positions: torch.Tensor,
+    end_positions: torch.Tensor,
+) -> torch.Tensor:
+    """Returns the mean of the start and end cross-entropies; labels outside the sequence are ignored.
+
+    As in the stock model, labels are clamped to seq_len, which is then the ignored index. The cross-entropy runs in
+    float32 so that half-precision logits cannot lose the loss's precision.
+    """
+    ignored_index = start_logits.size(1)
+    start_positions = start_positions.reshape(-1).clamp(0, ignored_index)  # (batch,)
+    end_positions = end_positions.reshape(-1).clamp(0, ignored_index)  # (batch,)
+    start_loss = nn.functional.cross_entropy(start_logits.float(), start_positions, ignore_index=ignored_index)
+    end_loss = nn.functional.cross_entropy(end_logits.float(), end_positions, ignore_index=ignored_index)
+    return (start_loss + end_loss) / 2
+
+
+class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
+    """DistilBERT with an answer-pointer (or, for ablation, linear) span head for extractive question answering.
+
+    The encoder is stored as `distilbert` like every DistilBERT task model, so any DistilBERT checkpoint loads its
+    encoder weights and only the head (`qa_outputs.*`) starts fresh. Outputs match `DistilBertForQuestionAnswering`.
+    """
+
+    config_class = PointerDistilBertConfig
+
+    def __init__(self, config: PointerDistilBertConfig):
+        super().__init__(config)
+        self.distilbert = DistilBertModel(config)
+        self.dropout = nn.Dropout(config.qa_dropout)
+        self.qa_outputs = SPAN_HEADS[config.qa_head](config)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module):
+        """Initialises the encoder as DistilBERT does and the pointer's own parameters like its linear layers."""
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, AnswerPointerHead):
+            init.normal_(module.start_query, mean=0.0, std=std)
+        elif isinstance(module, nn.GRUCell):
+            # Small weights make the first end query close to a scaled start query, like the small linear-head logits.
+            init.normal_(module.weight_ih, mean=0.0, std=std)
+            init.normal_(module.weight_hh, mean=0.0, std=std)
+            init.zeros_(module.bias_ih)
+            init.zeros_(module.bias_hh)
+
+    def get_position_embeddings(self) -> nn.Embedding:
+        """Returns the encoder's position embeddings."""
+        return self.distilbert.get_position_embeddings()
+
+    def resize_position_embeddings(self, new_num_position_embeddings: int):
+        """Resizes the encoder's position embeddings to `new_num_position_embeddings` rows."""
+        self.distilbert.resize_position_embeddings(new_num_position_embeddings)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> QuestionAnsweringModelOutput | tuple[torch.Tensor, ...]:
+        r"""Returns span logits (and the loss when both label tensors are given).
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch, seq_len)`): token ids, or pass `inputs_embeds` instead.
+            attention_mask (`torch.Tensor` of shape `(batch, seq_len)`): 1 for tokens, 0 for padding; padding logits
+                are set to the dtype's minimum.
+            inputs_embeds (`torch.Tensor` of shape `(batch, seq_len, dim)`): embedded tokens instead of `input_ids`.
+            start_positions, end_positions (`torch.LongTensor` of shape `(batch,)`): answer token indices, 0 for no
+                answer; indices outside the sequence are ignored by the loss.
+            position_ids (`torch.LongTensor` of shape `(batch, seq_len)`): positions, default 0..seq_len-1.
+            kwargs: passed to the encoder (`output_hidden_states`, `output_attentions`); `return_dict=False` gives
+                a tuple in the stock order.
+        """
+        encoder_outputs = self.distilbert(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            position_ids=position_ids,
+            return_dict=True,
+            **kwargs,
+        )
+        hidden_states = self.dropout(encoder_outputs.last_hidden_state)  # (batch, seq_len, dim)
+        start_logits, end_logits = self.qa_outputs(hidden_states, attention_mask)  # 2 x (batch, seq_len)
+
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+
+        return QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=encoder_outputs.hidden_states,
+            attentions=encoder_outputs.attentions,
+        )
+
+
+# exist_ok: the module may be imported twice in one process (as __main__ and by name, or from a saved checkpoint).
+AutoConfig.register(PointerDistilBertConfig.model_type, PointerDistilBertConfig, exist_ok=True)
+AutoModelForQuestionAnswering.register(
+    PointerDistilBertConfig, PointerDistilBertForQuestionAnswering, exist_ok=True
+)
+PointerDistilBertConfig.register_for_auto_class()
+PointerDistilBertForQuestionAnswering.register_for_auto_class("AutoModelForQuestionAnswering")
+
+__all__ = [
+    "AnswerPointerHead",
+    "LinearSpanHead",
+    "PointerDistilBertConfig",
+    "PointerDistilBertForQuestionAnswering",
+    "span_loss",
+]

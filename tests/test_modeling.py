@@ -1,0 +1,396 @@
+"""Tests of the pointer-network DistilBERT: config, heads, loss, outputs, checkpoints and Auto registration."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import (
+    AutoConfig,
+    AutoModelForQuestionAnswering,
+    DistilBertConfig,
+    DistilBertForMaskedLM,
+    DistilBertForQuestionAnswering,
+)
+
+import modeling_pointer_distilbert
+from modeling_pointer_distilbert import (
+    POINTER_ATTENTIONS,
+    PointerDistilBertConfig,
+    PointerDistilBertForQuestionAnswering,
+)
+
+TINY_ENCODER = dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=64)
+HEAD_SETTINGS = {
+    "pointer-additive": dict(qa_head="pointer", pointer_attention="additive"),
+    "pointer-bilinear": dict(qa_head="pointer", pointer_attention="bilinear", pointer_hidden_size=16),
+    "linear": dict(qa_head="linear"),
+}
+SERIALISATION_ONLY_FIELDS = {"transformers_version", "_name_or_path"}
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
+
+
+def build_model(seed: int = 0, **settings) -> PointerDistilBertForQuestionAnswering:
+    """Returns a tiny random pointer model in eval mode."""
+    torch.manual_seed(seed)
+    config = PointerDistilBertConfig(**{**TINY_ENCODER, **settings})
+    return PointerDistilBertForQuestionAnswering(config).eval()
+
+
+def padded_batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Returns input_ids and attention_mask of 3 rows of 12 tokens, rows 2 and 3 right-padded."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(1, TINY_ENCODER["vocab_size"], (3, 12), generator=generator)  # (batch, seq_len)
+    attention_mask = torch.ones_like(input_ids)  # (batch, seq_len)
+    attention_mask[1, 8:] = 0
+    attention_mask[2, 4:] = 0
+    input_ids[attention_mask == 0] = 0
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+LABELS = {"start_positions": torch.tensor([3, 0, 2]), "end_positions": torch.tensor([5, 0, 3])}
+
+
+def config_fields(config: PointerDistilBertConfig) -> dict:
+    """Returns the config's fields without those that only record where and how it was saved."""
+    return {key: value for key, value in config.to_dict().items() if key not in SERIALISATION_ONLY_FIELDS}
+
+
+def head_parameter_names(model: PointerDistilBertForQuestionAnswering) -> set[str]:
+    """Returns the state-dict names of the answer head's parameters."""
+    return {f"qa_outputs.{name}" for name, _ in model.qa_outputs.named_parameters()}
+
+
+def save_distilbert_checkpoint(directory: pathlib.Path) -> DistilBertForMaskedLM:
+    """Returns a tiny DistilBertForMaskedLM after saving it in `directory` (the layout of distilbert-base-uncased)."""
+    torch.manual_seed(1)
+    masked_lm = DistilBertForMaskedLM(DistilBertConfig(**TINY_ENCODER))
+    masked_lm.save_pretrained(directory)
+    return masked_lm
+
+
+def test_config_serialises_every_head_setting(tmp_path):
+    PointerDistilBertConfig(**TINY_ENCODER).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_type"] == "pointer_distilbert"
+    head_settings = (saved["qa_head"], saved["pointer_attention"], saved["pointer_hidden_size"])
+    assert head_settings == ("pointer", "additive", None)
+    assert saved["qa_dropout"] == DistilBertConfig().qa_dropout
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"qa_head": "span"},
+        {"pointer_attention": "dot"},
+        {"pointer_hidden_size": 0},
+        {"pointer_hidden_size": 1.5},
+        {"pointer_hidden_size": True},
+    ],
+    ids=str,
+)
+def test_invalid_head_setting_is_refused_naming_the_field(setting):
+    (field,) = setting
+    with pytest.raises(ValueError, match=field):
+        PointerDistilBertConfig(**setting)
+
+
+def test_plain_distilbert_config_loads_into_the_pointer_config(tmp_path):
+    DistilBertConfig(**TINY_ENCODER).save_pretrained(tmp_path)
+    config = PointerDistilBertConfig.from_pretrained(tmp_path)
+    assert config.model_type == "pointer_distilbert"
+    assert (config.dim, config.n_layers, config.vocab_size) == (32, 2, 99)
+    assert (config.qa_head, config.pointer_attention, config.pointer_hidden_size) == ("pointer", "additive", None)
+
+
+def test_pointer_width_defaults_to_the_encoder_width():
+    model = build_model()
+    assert model.qa_outputs.key_proj.out_features == TINY_ENCODER["dim"]
+    assert build_model(pointer_hidden_size=8).qa_outputs.key_proj.out_features == 8
+
+
+@pytest.mark.parametrize("settings", HEAD_SETTINGS.values(), ids=HEAD_SETTINGS.keys())
+def test_save_pretrained_round_trip_keeps_logits_config_and_safetensors(tmp_path, settings):
+    model = build_model(**settings)
+    model.save_pretrained(tmp_path)
+    reloaded = PointerDistilBertForQuestionAnswering.from_pretrained(tmp_path).eval()
+
+    batch = padded_batch()
+    with torch.no_grad():
+        expected, actual = model(**batch), reloaded(**batch)
+    assert torch.equal(actual.start_logits, expected.start_logits)
+    assert torch.equal(actual.end_logits, expected.end_logits)
+    assert config_fields(reloaded.config) == config_fields(model.config)
+    assert load_file(tmp_path / "model.safetensors").keys() == model.state_dict().keys()
+    assert not [path.name for path in tmp_path.rglob("*") if path.suffix in PICKLE_SUFFIXES]
+
+
+def test_save_pretrained_writes_auto_map_and_copies_the_modeling_file(tmp_path):
+    build_model().save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["auto_map"] == {
+        "AutoConfig": "modeling_pointer_distilbert.PointerDistilBertConfig",
+        "AutoModelForQuestionAnswering": "modeling_pointer_distilbert.PointerDistilBertForQuestionAnswering",
+    }
+    copied = tmp_path / "modeling_pointer_distilbert.py"
+    assert copied.read_text() == pathlib.Path(modeling_pointer_distilbert.__file__).read_text()
+
+
+FRESH_PROCESS_LOAD = """
+import importlib.util, sys
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForQuestionAnswering
+
+assert importlib.util.find_spec("modeling_pointer_distilbert") is None, "the project must not be importable here"
+checkpoint, tensors_file = sys.argv[1], sys.argv[2]
+tensors = load_file(tensors_file)
+model = AutoModelForQuestionAnswering.from_pretrained(checkpoint, trust_remote_code=True).eval()
+with torch.no_grad():
+    output = model(input_ids=tensors["input_ids"], attention_mask=tensors["attention_mask"])
+assert type(model).__name__ == "PointerDistilBertForQuestionAnswering", type(model)
+assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+assert torch.equal(output.start_logits, tensors["start_logits"]), "start logits differ"
+assert torch.equal(output.end_logits, tensors["end_logits"]), "end logits differ"
+print("identical logits from", type(model).__module__)
+"""
+
+
+def fresh_process_environment(tmp_path: pathlib.Path) -> dict[str, str]:
+    """Returns an offline environment without the repository on PYTHONPATH and with a private modules cache."""
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    return environment
+
+
+def test_fresh_process_loads_the_saved_folder_with_remote_code(tmp_path):
+    checkpoint, elsewhere = tmp_path / "checkpoint", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    model = build_model(pointer_attention="bilinear")
+    model.save_pretrained(checkpoint)
+    batch = padded_batch()
+    with torch.no_grad():
+        output = model(**batch)
+    tensors_file = tmp_path / "expected.safetensors"
+    save_file({**batch, "start_logits": output.start_logits, "end_logits": output.end_logits}, tensors_file)
+
+    completed = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS_LOAD, str(checkpoint), str(tensors_file)],
+        cwd=elsewhere,
+        env=fresh_process_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "identical logits from transformers_modules." in completed.stdout
+
+
+DOUBLE_IMPORT = """
+import runpy, sys
+import modeling_pointer_distilbert
+runpy.run_path(modeling_pointer_distilbert.__file__, run_name="__main__")
+from transformers import AutoConfig, AutoModelForQuestionAnswering
+config = AutoConfig.for_model("pointer_distilbert", vocab_size=99, dim=32, n_layers=1, n_heads=4, hidden_dim=37)
+print(type(AutoModelForQuestionAnswering.from_config(config)).__name__)
+"""
+
+
+def test_importing_the_module_twice_registers_without_error(tmp_path):
+    environment = fresh_process_environment(tmp_path)
+    environment["PYTHONPATH"] = str(pathlib.Path(modeling_pointer_distilbert.__file__).parent)
+    completed = subprocess.run(
+        [sys.executable, "-c", DOUBLE_IMPORT], env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.strip() == "PointerDistilBertForQuestionAnswering"
+
+
+def test_auto_classes_build_the_pointer_model():
+    config = AutoConfig.for_model("pointer_distilbert", **TINY_ENCODER)
+    assert isinstance(config, PointerDistilBertConfig)
+    assert isinstance(AutoModelForQuestionAnswering.from_config(config), PointerDistilBertForQuestionAnswering)
+
+
+def test_distilbert_checkpoint_loads_every_encoder_weight_and_only_the_head_is_missing(tmp_path):
+    masked_lm = save_distilbert_checkpoint(tmp_path)
+    model, loading_info = PointerDistilBertForQuestionAnswering.from_pretrained(tmp_path, output_loading_info=True)
+
+    assert set(loading_info["missing_keys"]) == head_parameter_names(model)
+    assert all(key.startswith("vocab_") for key in loading_info["unexpected_keys"])
+    source_weights = masked_lm.state_dict()
+    encoder_weights = {key: value for key, value in model.state_dict().items() if key.startswith("distilbert.")}
+    assert encoder_weights
+    for key, value in encoder_weights.items():
+        assert torch.equal(value, source_weights[key]), key
+
+
+def test_head_missing_from_a_checkpoint_is_initialised_like_the_linear_layers(tmp_path):
+    save_distilbert_checkpoint(tmp_path)
+    torch.manual_seed(2)
+    model = PointerDistilBertForQuestionAnswering.from_pretrained(tmp_path)
+    std = model.config.initializer_range
+    for name, parameter in model.qa_outputs.named_parameters():
+        if name.endswith("bias") or name.endswith(("bias_ih", "bias_hh")):
+            assert torch.count_nonzero(parameter) == 0, name
+        else:
+            assert 0.5 * std < parameter.std().item() < 2 * std, name
+
+
+def test_linear_head_logits_equal_stock_distilbert_question_answering():
+    torch.manual_seed(3)
+    stock = DistilBertForQuestionAnswering(DistilBertConfig(**TINY_ENCODER)).eval()
+    model = build_model(qa_head="linear")
+    model.load_state_dict(stock.state_dict())
+
+    batch = padded_batch()
+    unpadded = batch["attention_mask"] == 1
+    all_ones = {"input_ids": batch["input_ids"], "attention_mask": torch.ones_like(batch["attention_mask"])}
+    with torch.no_grad():
+        for inputs, positions in ((all_ones, torch.ones_like(unpadded)), (batch, unpadded)):
+            expected, actual = stock(**inputs), model(**inputs)
+            for name in ("start_logits", "end_logits"):
+                actual_logits, expected_logits = getattr(actual, name)[positions], getattr(expected, name)[positions]
+                torch.testing.assert_close(actual_logits, expected_logits, atol=1e-5, rtol=0)
+
+
+def perturb_(module: torch.nn.Module, seed: int) -> None:
+    """Adds large random noise to every parameter of `module`, in place."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator))
+
+
+@pytest.mark.parametrize("attention", POINTER_ATTENTIONS)
+def test_moving_only_the_start_distribution_changes_the_end_logits(attention):
+    # Weights of order one: at the usual 0.02 a 32-wide model's end logits move only by about 1e-4.
+    model = build_model(pointer_attention=attention, initializer_range=0.2)
+    batch = padded_batch()
+    unpadded = batch["attention_mask"] == 1
+    with torch.no_grad():
+        before = model(**batch)
+        perturb_(model.qa_outputs.start_scorer, seed=4)
+        after = model(**batch)
+    end_logits_spread = before.end_logits[unpadded].std()
+    assert (after.start_logits - before.start_logits)[unpadded].abs().max() > end_logits_spread
+    assert (after.end_logits - before.end_logits)[unpadded].abs().max() > 0.1 * end_logits_spread
+
+
+@pytest.mark.parametrize("attention", POINTER_ATTENTIONS)
+def test_changing_the_end_scorer_leaves_the_start_logits_alone(attention):
+    model = build_model(pointer_attention=attention)
+    batch = padded_batch()
+    with torch.no_grad():
+        before = model(**batch)
+        perturb_(model.qa_outputs.end_scorer, seed=5)
+        after = model(**batch)
+    assert torch.equal(after.start_logits, before.start_logits)
+    assert not torch.equal(after.end_logits, before.end_logits)
+
+
+@pytest.mark.parametrize("attention", POINTER_ATTENTIONS)
+def test_every_pointer_parameter_receives_a_gradient(attention):
+    model = build_model(pointer_attention=attention).train()
+    model(**padded_batch(), **LABELS).loss.backward()
+    for name, parameter in model.qa_outputs.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("settings", HEAD_SETTINGS.values(), ids=HEAD_SETTINGS.keys())
+@pytest.mark.parametrize("autocast_dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16-autocast"])
+def test_padded_batch_gives_finite_logits_and_loss_with_padding_at_the_dtype_minimum(settings, autocast_dtype):
+    model = build_model(**settings).train()
+    batch = padded_batch()
+    padding = batch["attention_mask"] == 0
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_dtype == torch.bfloat16):
+        output = model(**batch, **LABELS)
+    assert torch.isfinite(output.loss)
+    for logits in (output.start_logits, output.end_logits):
+        assert logits.dtype == autocast_dtype
+        assert torch.isfinite(logits).all()
+        assert (logits[padding] == torch.finfo(logits.dtype).min).all()
+        assert not padding.gather(1, logits.argmax(dim=-1, keepdim=True)).any()
+
+
+def test_labels_outside_the_sequence_are_ignored_by_the_loss():
+    model = build_model()
+    batch = padded_batch()
+    first_row = {key: value[:1] for key, value in batch.items()}
+    with torch.no_grad():
+        with_ignored_row = model(
+            **batch, start_positions=torch.tensor([3, 50, 70]), end_positions=torch.tensor([5, 60, 99])
+        ).loss
+        first_row_only = model(**first_row, start_positions=torch.tensor([3]), end_positions=torch.tensor([5])).loss
+    torch.testing.assert_close(with_ignored_row, first_row_only)
+
+
+def describe(item: torch.Tensor | tuple) -> tuple:
+    """Returns a tensor's shape, or a tuple's length: what identifies an item of a model's output tuple."""
+    return ("tensor", tuple(item.shape)) if isinstance(item, torch.Tensor) else ("tuple", len(item))
+
+
+def test_return_dict_false_gives_tuples_in_the_stock_order():
+    model = build_model()
+    torch.manual_seed(6)
+    stock = DistilBertForQuestionAnswering(DistilBertConfig(**TINY_ENCODER)).eval()
+    batch = padded_batch()
+    with torch.no_grad():
+        output = model(**batch, **LABELS)
+        for kwargs in (LABELS, {}, {"output_hidden_states": True}):
+            as_tuple = model(**batch, **kwargs, return_dict=False)
+            stock_tuple = stock(**batch, **kwargs, return_dict=False)
+            assert isinstance(as_tuple, tuple)
+            assert [describe(item) for item in as_tuple] == [describe(item) for item in stock_tuple]
+        loss, start_logits, end_logits = model(**batch, **LABELS, return_dict=False)
+    assert torch.equal(loss, output.loss)
+    assert torch.equal(start_logits, output.start_logits)
+    assert torch.equal(end_logits, output.end_logits)
+
+
+def test_sdpa_and_eager_attention_give_the_same_logits(tmp_path):
+    build_model().save_pretrained(tmp_path)
+    sdpa = PointerDistilBertForQuestionAnswering.from_pretrained(tmp_path).eval()
+    eager = PointerDistilBertForQuestionAnswering.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    assert sdpa.config._attn_implementation == "sdpa"
+    batch = padded_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(sdpa(**batch).end_logits, eager(**batch).end_logits, atol=1e-5, rtol=1e-5)
+
+
+# `gradient_checkpointing_enable` is the name every transformers 5.x release knows; 5.24 calls it deprecated.
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing_enable` is deprecated:FutureWarning")
+def test_gradient_checkpointing_recomputes_the_encoder_and_gives_the_same_gradients():
+    no_dropout = dict(dropout=0.0, attention_dropout=0.0, qa_dropout=0.0)
+    gradients, ffn_calls = [], []
+    for checkpointing in (False, True):
+        model = build_model(**no_dropout).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        calls = []
+        model.distilbert.transformer.layer[0].ffn.register_forward_hook(lambda *_: calls.append(1))
+        model(**padded_batch(), **LABELS).loss.backward()
+        gradients.append({name: parameter.grad for name, parameter in model.named_parameters()})
+        ffn_calls.append(len(calls))
+    assert ffn_calls == [1, 2]
+    for name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradients[1][name], gradient, msg=name)
+
+
+def test_resizing_embeddings_keeps_the_model_working():
+    model = build_model()
+    model.resize_token_embeddings(120)
+    model.resize_position_embeddings(80)
+    assert (model.config.vocab_size, model.config.max_position_embeddings) == (120, 80)
+    assert model.get_position_embeddings().num_embeddings == 80
+    input_ids = torch.full((1, 70), 119)  # (batch, seq_len): a new token id at positions beyond the old table
+    # Explicit positions: the encoder's cached position_ids buffer keeps its old length (stock DistilBERT behaviour).
+    position_ids = torch.arange(70).unsqueeze(0)  # (batch, seq_len)
+    with torch.no_grad():
+        output = model(input_ids=input_ids, position_ids=position_ids)
+    assert output.start_logits.shape == (1, 70)
+    assert torch.isfinite(output.end_logits).all()
