@@ -870,7 +870,7 @@ def context_offsets(features: datasets.Dataset, width: int) -> ContextOffsets:
         raise ValueError(f"a feature has {lengths.max()} tokens but the logits only {width} columns")
     tokens = mapping.flatten()  # one entry per token: [start, end] in the context, null elsewhere
     token_in_context = tokens.is_valid().to_numpy(zero_copy_only=False)  # (T,)
-    pairs = tokens.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    pairs = tokens.flatten().to_numpy(zero_copy_only=False) if token_in_context.any() else np.zeros(0)
     if len(pairs) != 2 * token_in_context.sum():
         raise ValueError("every offset_mapping entry must be a [start, end] pair or None")
     in_context = np.zeros((len(lengths), width), dtype=bool)
@@ -879,7 +879,7 @@ def context_offsets(features: datasets.Dataset, width: int) -> ContextOffsets:
         in_context=in_context,
         first_token=np.cumsum(lengths) - lengths,
         pair_of_token=np.cumsum(token_in_context, dtype=np.int32) - 1,
-        pairs=pairs.reshape(-1, 2),
+        pairs=pairs.astype(np.int64).reshape(-1, 2),
     )
 
 
