@@ -1,0 +1,193 @@
+"""Human-facing outputs of a run: training-curve and no-answer figures, and the model card's usage section."""
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: runs on servers without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+TRAINING_FIGURE = "training_curves.png"
+NO_ANSWER_FIGURE = "no_answer_analysis.png"
+
+
+def curves_from_log_history(log_history: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
+    """Return `{name: (steps, values)}` for the training loss and the evaluation EM/F1 logged during training."""
+    wanted = {"loss": "training loss", "eval_exact": "eval EM", "eval_exact_match": "eval EM", "eval_f1": "eval F1"}
+    curves: dict[str, tuple[list[float], list[float]]] = {}
+    for entry in log_history:
+        for key, name in wanted.items():
+            if key in entry and "step" in entry:
+                steps, values = curves.setdefault(name, ([], []))
+                steps.append(entry["step"])
+                values.append(entry[key])
+    return curves
+
+
+def no_answer_curve(has_answer: np.ndarray, null_odds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return precision, recall and thresholds of "no answer" detection as the null-odds threshold sweeps.
+
+    An example is predicted unanswerable when its null odds exceed the threshold; unanswerable examples are
+    the positives. Thresholds are the distinct null odds, highest first.
+    """
+    order = np.argsort(-null_odds, kind="stable")
+    positives = ~has_answer[order]
+    true_positives = np.cumsum(positives)
+    predicted = np.arange(1, len(order) + 1)
+    precision = true_positives / predicted
+    recall = true_positives / max(int(positives.sum()), 1)
+    return precision, recall, null_odds[order]
+
+
+def plot_training_curves(log_history: list[dict], path: Path) -> Path | None:
+    """Draw training loss and evaluation EM/F1 against steps; None when nothing was logged."""
+    curves = curves_from_log_history(log_history)
+    if not curves:
+        return None
+    figure, loss_axis = plt.subplots(figsize=(8, 4.5))
+    if "training loss" in curves:
+        loss_axis.plot(*curves["training loss"], color="tab:blue", label="training loss")
+    loss_axis.set_xlabel("step")
+    loss_axis.set_ylabel("training loss")
+    score_axis = loss_axis.twinx()
+    for name, color in (("eval EM", "tab:orange"), ("eval F1", "tab:green")):
+        if name in curves:
+            score_axis.plot(*curves[name], marker="o", color=color, label=name)
+    score_axis.set_ylabel("score (0-100)")
+    handles = loss_axis.get_legend_handles_labels()[0] + score_axis.get_legend_handles_labels()[0]
+    loss_axis.legend(handles, [h.get_label() for h in handles], loc="center right")
+    loss_axis.set_title("Training loss and evaluation scores")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def plot_no_answer_analysis(references: dict[str, list[str]], null_odds: dict[str, float], path: Path) -> Path | None:
+    """Draw null-odds histograms for answerable vs unanswerable questions and the no-answer precision-recall curve."""
+    ids = [qid for qid in references if qid in null_odds]
+    if not ids:
+        return None
+    has_answer = np.array([any(text.strip() for text in references[qid]) for qid in ids])
+    odds = np.array([null_odds[qid] for qid in ids], dtype=np.float64)
+    odds = np.clip(odds, -1e4, 1e4)  # examples without any valid span carry a very large value
+    figure, (histogram_axis, curve_axis) = plt.subplots(1, 2, figsize=(11, 4.5))
+    bins = np.linspace(odds.min(), odds.max(), 40) if odds.max() > odds.min() else 10
+    histogram_axis.hist(odds[has_answer], bins=bins, alpha=0.6, label=f"HasAns ({has_answer.sum()})")
+    histogram_axis.hist(odds[~has_answer], bins=bins, alpha=0.6, label=f"NoAns ({(~has_answer).sum()})")
+    histogram_axis.axvline(0.0, color="black", linestyle="--", linewidth=1, label="threshold 0")
+    histogram_axis.set_xlabel("null odds (null score - best span score)")
+    histogram_axis.set_ylabel("questions")
+    histogram_axis.legend()
+    histogram_axis.set_title("Null odds by question type")
+    if (~has_answer).any():
+        precision, recall, _ = no_answer_curve(has_answer, odds)
+        curve_axis.plot(recall, precision, color="tab:purple")
+    curve_axis.set_xlim(0, 1)
+    curve_axis.set_ylim(0, 1.02)
+    curve_axis.set_xlabel("recall of unanswerable questions")
+    curve_axis.set_ylabel("precision of 'no answer'")
+    curve_axis.set_title("No-answer detection over the threshold")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def write_figures(log_history: list[dict], output_dir: str, references: dict[str, list[str]] | None = None) -> list[Path]:
+    """Write the PNG figures of a run into `output_dir`; return the paths written.
+
+    The no-answer figure reads `eval_null_odds.json`, the file evaluation wrote, so it shows exactly the scores
+    that were reported.
+    """
+    folder = Path(output_dir)
+    written = [plot_training_curves(log_history, folder / TRAINING_FIGURE)]
+    null_odds_file = folder / "eval_null_odds.json"
+    if references and null_odds_file.exists():
+        null_odds = json.loads(null_odds_file.read_text(encoding="utf-8"))
+        written.append(plot_no_answer_analysis(references, null_odds, folder / NO_ANSWER_FIGURE))
+    return [path for path in written if path is not None]
+
+
+def model_card(model_id: str, base_model: str, dataset: str | None, metrics: dict, hyperparameters: dict) -> str:
+    """Return a model card (README.md with Hub metadata) stating the scores and how to use the model."""
+    scores = {key[len("eval_"):]: value for key, value in metrics.items() if key.startswith("eval_")}
+    shown = [key for key in ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact",
+                             "best_f1", "best_f1_thresh", "total") if key in scores]
+    index_metrics = "".join(
+        f"      - type: {name}\n        value: {scores[key]:.2f}\n        name: {label}\n"
+        for key, name, label in (("exact", "exact_match", "Exact match"), ("f1", "f1", "F1")) if key in scores
+    )
+    front_matter = (
+        "---\nlibrary_name: transformers\npipeline_tag: question-answering\n"
+        f"base_model: {base_model}\ntags:\n- question-answering\n- extractive-qa\n- pointer-distilbert\n"
+        + (f"datasets:\n- {dataset}\n" if dataset else "")
+        + f"model-index:\n- name: {model_id}\n  results:\n"
+        + ("  - task:\n      type: question-answering\n      name: Extractive question answering\n"
+           + (f"    dataset:\n      name: {dataset}\n      type: {dataset}\n" if dataset else "")
+           + f"    metrics:\n{index_metrics}" if index_metrics else "")
+        + "---\n"
+    )
+    table = "\n".join(f"| {key} | {scores[key]:.4g} |" for key in shown)
+    settings = "\n".join(f"- {key}: {value}" for key, value in hyperparameters.items())
+    return f"""{front_matter}
+# {model_id}
+
+Extractive question answering: DistilBERT with an answer-pointer head (the end pointer is conditioned on the
+start distribution; [CLS] is the no-answer pointer), fine-tuned from `{base_model}` with Adafactor on
+{dataset or "the training data"}.
+
+## Evaluation
+
+Official SQuAD {"2.0" if "NoAns_total" in scores or "HasAns_total" in scores else "1.1"} metric on the evaluation set
+(`eval_predictions.json` and `eval_null_odds.json` in this folder re-score to these numbers):
+
+| metric | value |
+|---|---|
+{table}
+
+## Training settings
+
+{settings}
+{usage_section(model_id)}"""
+
+
+def usage_section(model_id: str) -> str:
+    """Return the model card's how-to-use section for a model published as `model_id`."""
+    return f"""
+## How to use
+
+The model is a DistilBERT encoder with an answer-pointer head (`modeling_pointer_distilbert.py`, shipped with
+the weights and found through `auto_map`):
+
+```python
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+model = AutoModelForQuestionAnswering.from_pretrained("{model_id}", trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained("{model_id}")
+```
+
+With the recipe's code on the path, the `question-answering` pipeline answers directly (long contexts are
+windowed; "" means no answer when `handle_impossible_answer=True`):
+
+```python
+import qa_pipeline  # registers the pipeline
+from transformers import pipeline
+
+qa = pipeline("question-answering", model="{model_id}")
+qa(question="...", context="...", handle_impossible_answer=True)
+```
+"""
+
+
+def write_model_card(output_dir: str, model_id: str, base_model: str, dataset: str | None,
+                     hyperparameters: dict) -> Path:
+    """Write README.md into `output_dir` from the run's `all_results.json`; return its path."""
+    folder = Path(output_dir)
+    results_file = folder / "all_results.json"
+    metrics = json.loads(results_file.read_text(encoding="utf-8")) if results_file.exists() else {}
+    card = folder / "README.md"
+    card.write_text(model_card(model_id, base_model, dataset, metrics, hyperparameters), encoding="utf-8")
+    return card

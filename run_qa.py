@@ -1,0 +1,392 @@
+#!/usr/bin/env python
+"""Fine-tune a pointer-network DistilBERT for extractive question answering (SQuAD 1.1 / 2.0) with Adafactor.
+
+    accelerate launch run_qa.py --model_name_or_path distilbert-base-uncased --dataset_name squad_v2 \\
+        --do_train --do_eval --output_dir out
+
+or `python run_qa.py configs/squad_v2_gpu.json`: a single .json/.yaml file holds the same arguments.
+Every flag of Hugging Face's `examples/pytorch/question-answering/run_qa.py` keeps its name and meaning.
+"""
+
+import importlib.util
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from functools import partial
+
+import datasets
+import transformers
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    HfArgumentParser,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering
+from report_qa import write_figures
+from trainer_qa import AnswerSettings, QuestionAnsweringTrainer
+from utils_qa import (
+    align_answers,
+    has_unanswerable,
+    load_qa_datasets,
+    prepare_eval_features,
+    prepare_train_features,
+    references_from_dataset,
+)
+
+logger = logging.getLogger(__name__)
+
+QA_HEADS = ("pointer", "linear")
+POINTER_ATTENTIONS = ("additive", "bilinear")
+LOCAL_DATA_EXTENSIONS = (".json", ".jsonl", ".csv", ".parquet")
+
+
+@dataclass
+class ModelArguments:
+    """Which checkpoint to start from and which answer head to put on it."""
+
+    model_name_or_path: str = field(
+        metadata={
+            "help": "A DistilBERT checkpoint (hub id such as distilbert-base-uncased, or a folder) to build the pointer "
+            "model on, or a pointer-model checkpoint to continue from. BERT checkpoints: convert them first with "
+            "convert_bert_to_distilbert.py."
+        }
+    )
+    config_name: str | None = field(default=None, metadata={"help": "Config to use instead of the checkpoint's."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer to use instead of the checkpoint's."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to keep models downloaded from the Hub."})
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the checkpoint."})
+    token: str | None = field(default=None, metadata={"help": "Hub token for private checkpoints or datasets."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow modeling code that lives next to the checkpoint on the Hub."}
+    )
+    qa_head: str = field(
+        default="pointer",
+        metadata={"help": "Answer head: 'pointer' (start-conditioned answer pointer) or 'linear' (stock baseline).",
+                  "choices": QA_HEADS},
+    )
+    pointer_attention: str = field(
+        default="additive",
+        metadata={"help": "Scoring of the pointer head: 'additive' or 'bilinear'.", "choices": POINTER_ATTENTIONS},
+    )
+    pointer_hidden_size: int | None = field(
+        default=None, metadata={"help": "Width of the pointer's attention space (default: the encoder's width)."}
+    )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "Encoder attention: 'sdpa' (default where available), 'eager' or 'flash_attention_2'."},
+    )
+
+    def __post_init__(self):
+        if self.qa_head not in QA_HEADS:
+            raise ValueError(f"--qa_head must be one of {QA_HEADS}, got {self.qa_head!r}")
+        if self.pointer_attention not in POINTER_ATTENTIONS:
+            raise ValueError(f"--pointer_attention must be one of {POINTER_ATTENTIONS}, got {self.pointer_attention!r}")
+
+
+@dataclass
+class DataTrainingArguments:
+    """What data to train, evaluate and predict on, and how questions and contexts become features and answers."""
+
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset, e.g. squad_v2 or squad."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the hub dataset."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "Training data: official SQuAD JSON, or flat json/jsonl/csv/parquet rows."}
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Evaluation data, same formats."})
+    test_file: str | None = field(default=None, metadata={"help": "Data to predict on (answers optional)."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Recompute cached features."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
+    max_seq_length: int = field(
+        default=384, metadata={"help": "Longest feature in tokens (question + context window + special tokens)."}
+    )
+    pad_to_max_length: bool = field(
+        default=False,
+        metadata={"help": "Pad every feature to max_seq_length. Default: pad each batch to its longest feature "
+                  "(a multiple of 8), which is faster and gives the same answers."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation examples."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only this many test examples."})
+    version_2_with_negative: bool | None = field(
+        default=None,
+        metadata={"help": "SQuAD 2.0 style data with unanswerable questions. Detected from the data when not given; "
+                  "an explicit value that contradicts the data is an error."},
+    )
+    null_score_diff_threshold: float = field(
+        default=0.0,
+        metadata={"help": "Predict no answer when null score - best span score exceeds this. The evaluation logs "
+                  "the best value found on its data (best_f1_thresh)."},
+    )
+    doc_stride: int = field(default=128, metadata={"help": "Tokens shared by consecutive windows of a long context."})
+    n_best_size: int = field(default=20, metadata={"help": "Start and end candidates kept per window."})
+    max_answer_length: int = field(default=30, metadata={"help": "Longest answer in tokens."})
+    max_query_length: int = field(default=64, metadata={"help": "Questions longer than this (tokens) are truncated."})
+
+    def __post_init__(self):
+        if self.dataset_name is None and not (self.train_file or self.validation_file or self.test_file):
+            raise ValueError("Give --dataset_name (e.g. squad_v2) or at least one of --train_file/--validation_file/--test_file")
+        for flag in ("train_file", "validation_file", "test_file"):
+            path = getattr(self, flag)
+            if path is not None and not path.endswith(LOCAL_DATA_EXTENSIONS):
+                raise ValueError(f"--{flag} {path}: use one of {', '.join(LOCAL_DATA_EXTENSIONS)}")
+        if not 0 < self.doc_stride < self.max_seq_length:
+            raise ValueError(f"--doc_stride ({self.doc_stride}) must be positive and below --max_seq_length ({self.max_seq_length})")
+        if self.max_query_length + 3 >= self.max_seq_length:
+            raise ValueError("--max_query_length must leave room for the context: lower it or raise --max_seq_length")
+
+
+def _default_report_to() -> list[str] | str:
+    """TensorBoard when it is installed, as the recipe promises, otherwise nothing."""
+    return ["tensorboard"] if importlib.util.find_spec("tensorboard") else "none"
+
+
+@dataclass
+class QATrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the recipe's defaults: Adafactor, evaluation by F1, TensorBoard logs."""
+
+    optim: str = field(default="adafactor", metadata={"help": "Optimizer; the recipe is tuned for Adafactor."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate (Adafactor, no relative step)."})
+    warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up steps, or a fraction of all steps if < 1."})
+    num_train_epochs: float = field(default=2.0, metadata={"help": "Passes over the training features."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per device."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
+    metric_for_best_model: str | None = field(default="f1", metadata={"help": "Metric that picks the best checkpoint."})
+    greater_is_better: bool | None = field(default=True, metadata={"help": "Whether a higher metric is better."})
+    eval_do_concat_batches: bool = field(
+        default=False, metadata={"help": "Keep evaluation logits per batch (at their own length) until the end."}
+    )
+    report_to: None | str | list[str] = field(
+        default_factory=_default_report_to, metadata={"help": "Loggers to report to (default: tensorboard if installed)."}
+    )
+    logging_steps: float = field(default=50, metadata={"help": "Log the training loss every this many steps."})
+
+
+def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataTrainingArguments, QATrainingArguments]:
+    """Return the three argument groups from the command line, or from one .json/.yaml argument file."""
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, QATrainingArguments))
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(yaml_file=os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def setup_logging(training_args: TrainingArguments) -> None:
+    """Log to stdout on the main process at the level `--log_level` asks for, quietly elsewhere."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    level = training_args.get_process_log_level()
+    for library_logger in (logger, logging.getLogger("utils_qa"), logging.getLogger("trainer_qa")):
+        library_logger.setLevel(level if training_args.should_log else logging.WARNING)
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+
+
+def load_data(data_args: DataTrainingArguments, model_args: ModelArguments, training_args) -> datasets.DatasetDict:
+    """Return the splits this run needs, checked and trimmed to the requested sample counts."""
+    raw = load_qa_datasets(
+        dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
+        train_file=data_args.train_file, validation_file=data_args.validation_file, test_file=data_args.test_file,
+        cache_dir=model_args.cache_dir, token=model_args.token,
+    )
+    wanted = [  # (split, asked for, its --do flag, its file flag, sample limit)
+        ("train", training_args.do_train, "--do_train", "--train_file", data_args.max_train_samples),
+        ("validation", training_args.do_eval, "--do_eval", "--validation_file", data_args.max_eval_samples),
+        ("test", training_args.do_predict, "--do_predict", "--test_file", data_args.max_predict_samples),
+    ]
+    splits = {}
+    for split, asked, do_flag, file_flag, limit in wanted:
+        if not asked:
+            continue
+        if split not in raw:
+            raise ValueError(f"{do_flag} needs a {split} split: give {file_flag} or a --dataset_name that has one")
+        dataset = raw[split]
+        splits[split] = dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
+    return datasets.DatasetDict(splits)
+
+
+def resolve_version_2(requested: bool | None, raw: datasets.DatasetDict) -> bool:
+    """Return whether the data is SQuAD 2.0 style, refusing a flag that contradicts the labelled data."""
+    labelled = [raw[split] for split in ("train", "validation") if split in raw]
+    if not labelled:
+        return bool(requested)
+    detected = any(has_unanswerable(dataset) for dataset in labelled)
+    if requested is None:
+        logger.info("version_2_with_negative=%s (detected from the data)", detected)
+        return detected
+    if requested != detected:
+        found = "has unanswerable questions" if detected else "has no unanswerable question"
+        raise ValueError(
+            f"--version_2_with_negative {requested} contradicts the data, which {found}: "
+            f"drop the flag to detect it, or pass --version_2_with_negative {detected}"
+        )
+    return requested
+
+
+def build_tokenizer(model_args: ModelArguments):
+    """Return the fast tokenizer (offset mappings need it) of the checkpoint."""
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.tokenizer_name or model_args.model_name_or_path, cache_dir=model_args.cache_dir,
+        revision=model_args.model_revision, token=model_args.token, trust_remote_code=model_args.trust_remote_code,
+    )
+    if not tokenizer.is_fast:
+        raise ValueError(f"{model_args.tokenizer_name or model_args.model_name_or_path} has no fast tokenizer; "
+                         "the recipe needs offset mappings, which only fast tokenizers give")
+    return tokenizer
+
+
+def build_model(model_args: ModelArguments) -> PointerDistilBertForQuestionAnswering:
+    """Return the pointer model: loaded as is from a pointer checkpoint, or built on a plain DistilBERT encoder."""
+    source = model_args.config_name or model_args.model_name_or_path
+    hub_kwargs = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
+    base_config = AutoConfig.from_pretrained(source, trust_remote_code=model_args.trust_remote_code, **hub_kwargs)
+    if base_config.model_type == "pointer_distilbert":
+        config = base_config
+    elif base_config.model_type == "distilbert":
+        head = {"qa_head": model_args.qa_head, "pointer_attention": model_args.pointer_attention,
+                "pointer_hidden_size": model_args.pointer_hidden_size}
+        config = PointerDistilBertConfig(**{**base_config.to_dict(), **head})
+    else:
+        raise ValueError(
+            f"{source} is a {base_config.model_type!r} checkpoint; the recipe builds on DistilBERT. For a BERT "
+            f"checkpoint run `python convert_bert_to_distilbert.py {source} converted/` and pass converted/"
+        )
+    return PointerDistilBertForQuestionAnswering.from_pretrained(
+        model_args.model_name_or_path, config=config, attn_implementation=model_args.attn_implementation, **hub_kwargs
+    )
+
+
+def make_features(raw: datasets.DatasetDict, tokenizer, data_args: DataTrainingArguments, training_args) -> dict:
+    """Return the tokenised features of each split: labelled windows for training, offset-mapped ones otherwise."""
+    settings = dict(tokenizer=tokenizer, max_seq_length=data_args.max_seq_length, doc_stride=data_args.doc_stride,
+                    max_query_length=data_args.max_query_length, pad_to_max_length=data_args.pad_to_max_length)
+    map_kwargs = dict(batched=True, num_proc=data_args.preprocessing_num_workers,
+                      load_from_cache_file=not data_args.overwrite_cache)
+    features = {}
+    for split, examples in raw.items():
+        builder = prepare_train_features if split == "train" else prepare_eval_features
+        if split == "train":
+            examples, _ = align_answers(examples)
+        with training_args.main_process_first(desc=f"{split} features"):
+            features[split] = examples.map(
+                partial(builder, **settings), remove_columns=examples.column_names,
+                desc=f"Tokenising {split} windows", **map_kwargs,
+            )
+        if split == "train" and data_args.max_train_samples is not None:
+            features[split] = features[split].select(range(min(data_args.max_train_samples, len(features[split]))))
+        if split != "train":
+            features[split] = sort_by_length(features[split])
+    return features
+
+
+def sort_by_length(features: datasets.Dataset) -> datasets.Dataset:
+    """Return the features longest first, so each evaluation batch pads only to its own, similar lengths.
+
+    Post-processing finds windows by `example_id`, so the order is free; longest first also makes the first
+    batch the largest, so an out-of-memory error shows at once.
+    """
+    lengths = [len(ids) for ids in features["input_ids"]]
+    order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
+    return features.select(order)
+
+
+def build_trainer(model, tokenizer, raw, features, data_args, training_args, version_2) -> QuestionAnsweringTrainer:
+    """Return the trainer wired with the collator, the evaluation examples and the answer settings."""
+    if data_args.pad_to_max_length:
+        collator = default_data_collator
+    else:
+        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+    settings = AnswerSettings(
+        version_2_with_negative=version_2, n_best_size=data_args.n_best_size,
+        max_answer_length=data_args.max_answer_length, null_score_diff_threshold=data_args.null_score_diff_threshold,
+    )
+    return QuestionAnsweringTrainer(
+        model=model, args=training_args, train_dataset=features.get("train"), eval_dataset=features.get("validation"),
+        eval_examples=raw.get("validation"), processing_class=tokenizer, data_collator=collator,
+        answer_settings=settings,
+    )
+
+
+def run_training(trainer: QuestionAnsweringTrainer, training_args) -> None:
+    """Train (resuming from the last checkpoint in output_dir or from --resume_from_checkpoint), then save."""
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and os.path.isdir(training_args.output_dir):
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+        if checkpoint is not None:
+            logger.info("Resuming from %s (found in --output_dir)", checkpoint)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model()
+    metrics = dict(result.metrics, train_samples=len(trainer.train_dataset))
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+
+
+def run_evaluation(trainer: QuestionAnsweringTrainer) -> dict:
+    """Evaluate the final model and save eval_results.json."""
+    metrics = trainer.evaluate()
+    metrics["eval_samples"] = len(trainer.eval_examples)
+    trainer.log_metrics("eval", metrics)
+    trainer.save_metrics("eval", metrics)
+    return metrics
+
+
+def run_prediction(trainer: QuestionAnsweringTrainer, features, examples) -> None:
+    """Predict answers for the test split and save test_results.json (metrics only when it has answers)."""
+    output = trainer.predict(features, examples)
+    metrics = dict(output.metrics, test_samples=len(examples))
+    trainer.log_metrics("test", metrics)
+    trainer.save_metrics("test", metrics)
+
+
+def write_reports(trainer: QuestionAnsweringTrainer, model_args, data_args, training_args) -> None:
+    """Write the figures and the model card, and push to the Hub when asked."""
+    if trainer.is_world_process_zero():
+        examples = trainer.eval_examples
+        references = references_from_dataset(examples) if examples is not None else None
+        write_figures(trainer.state.log_history, training_args.output_dir, references)
+    card = dict(finetuned_from=model_args.model_name_or_path, dataset=data_args.dataset_name or data_args.train_file)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(**card)
+    else:
+        trainer.create_model_card(**card)
+
+
+def main(argv: list[str] | None = None) -> None:
+    model_args, data_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
+    setup_logging(training_args)
+    logger.info("Training arguments:\n%s", json.dumps(training_args.to_dict(), indent=1, default=str))
+    set_seed(training_args.seed)
+
+    raw = load_data(data_args, model_args, training_args)
+    version_2 = resolve_version_2(data_args.version_2_with_negative, raw)
+    tokenizer = build_tokenizer(model_args)
+    features = make_features(raw, tokenizer, data_args, training_args)
+    model = build_model(model_args)
+    trainer = build_trainer(model, tokenizer, raw, features, data_args, training_args, version_2)
+
+    if training_args.do_train:
+        run_training(trainer, training_args)
+    if training_args.do_eval:
+        run_evaluation(trainer)
+    if training_args.do_predict:
+        run_prediction(trainer, features["test"], raw["test"])
+    if training_args.do_train or training_args.do_eval:
+        write_reports(trainer, model_args, data_args, training_args)
+    trainer.end()
+
+
+if __name__ == "__main__":
+    main()

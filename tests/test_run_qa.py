@@ -1,0 +1,226 @@
+"""End-to-end runs of run_qa.py on a tiny model: outputs, arguments, resuming, and data-parallel training."""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+import run_qa
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TRAIN = ROOT / "data" / "sample_train.json"
+DEV = ROOT / "data" / "sample_dev.json"
+METRIC_KEYS = ["exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact", "NoAns_f1",
+               "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"]
+
+
+def tiny_run_args(model_dir, output_dir, *extra) -> list[str]:
+    """Arguments of a few-second run on the bundled sample."""
+    return [
+        "--model_name_or_path", str(model_dir), "--train_file", str(TRAIN), "--validation_file", str(DEV),
+        "--output_dir", str(output_dir), "--max_seq_length", "128", "--doc_stride", "48",
+        "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--max_train_samples", "24",
+        "--max_eval_samples", "20", "--learning_rate", "1e-3", "--seed", "0", "--disable_tqdm", "true",
+        "--use_cpu", "true", *extra,
+    ]
+
+
+def dev_ids(limit: int) -> list[str]:
+    document = json.loads(DEV.read_text(encoding="utf-8"))
+    ids = [qa["id"] for article in document["data"] for paragraph in article["paragraphs"] for qa in paragraph["qas"]]
+    return ids[:limit]
+
+
+def json_value(text: str):
+    """Return a command-line value as an argument file would hold it: "128" -> 128, "true" -> True, paths as text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+@pytest.fixture(scope="module")
+def unlabelled_test_file(tmp_path_factory) -> pathlib.Path:
+    """The dev questions as flat jsonl rows without answers, as a user's test file would be."""
+    document = json.loads(DEV.read_text(encoding="utf-8"))
+    path = tmp_path_factory.mktemp("test-data") / "questions.jsonl"
+    with path.open("w", encoding="utf-8") as file:
+        for article in document["data"]:
+            for paragraph in article["paragraphs"]:
+                for qa in paragraph["qas"]:
+                    row = {"id": qa["id"], "question": qa["question"], "context": paragraph["context"]}
+                    file.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_output(tmp_path_factory, tiny_model_dir, unlabelled_test_file) -> pathlib.Path:
+    output_dir = tmp_path_factory.mktemp("run") / "out"
+    run_qa.main(tiny_run_args(
+        tiny_model_dir, output_dir, "--do_train", "--do_eval", "--do_predict", "--test_file",
+        str(unlabelled_test_file), "--max_predict_samples", "15", "--max_steps", "6", "--logging_steps", "2",
+        "--eval_strategy", "steps", "--eval_steps", "3", "--save_strategy", "no",
+    ))
+    return output_dir
+
+
+def test_run_writes_every_promised_output(trained_output):
+    names = {path.name for path in trained_output.iterdir()}
+    expected = {
+        "model.safetensors", "config.json", "modeling_pointer_distilbert.py", "tokenizer.json", "tokenizer_config.json",
+        "train_results.json", "eval_results.json", "test_results.json", "all_results.json", "trainer_state.json",
+        "eval_predictions.json", "eval_nbest_predictions.json", "eval_null_odds.json", "test_predictions.json",
+        "test_nbest_predictions.json", "test_null_odds.json", "training_curves.png", "no_answer_analysis.png",
+        "README.md", "training_args.json",
+    }
+    assert expected <= names, f"missing: {sorted(expected - names)}"
+    assert not [p for p in trained_output.rglob("*") if p.suffix in {".bin", ".pt", ".pkl", ".pickle"}
+                and "checkpoint" not in str(p)], "weights must be saved as safetensors only"
+    assert list(trained_output.rglob("events.out.tfevents*")), "TensorBoard event files are the default log"
+    config = json.loads((trained_output / "config.json").read_text())
+    assert config["model_type"] == "pointer_distilbert"
+    assert config["auto_map"]["AutoModelForQuestionAnswering"].startswith("modeling_pointer_distilbert.")
+    for png in ("training_curves.png", "no_answer_analysis.png"):
+        assert (trained_output / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = (trained_output / "README.md").read_text()
+    assert "f1" in card.lower() and "trust_remote_code=True" in card
+
+
+def test_eval_metrics_have_official_keys_and_ranges(trained_output):
+    metrics = json.loads((trained_output / "eval_results.json").read_text())
+    for key in METRIC_KEYS:
+        assert f"eval_{key}" in metrics, key
+    for key in ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact", "best_f1"):
+        assert 0.0 <= metrics[f"eval_{key}"] <= 100.0
+    assert metrics["eval_total"] == 20 == metrics["eval_HasAns_total"] + metrics["eval_NoAns_total"]
+    assert metrics["eval_best_f1"] >= metrics["eval_f1"] - 1e-9
+    predictions = json.loads((trained_output / "eval_predictions.json").read_text())
+    assert sorted(predictions) == sorted(dev_ids(20))
+    all_results = json.loads((trained_output / "all_results.json").read_text())
+    assert all_results["eval_f1"] == metrics["eval_f1"] and "train_loss" in all_results
+
+
+def test_training_logged_loss_and_periodic_evaluation(trained_output):
+    state = json.loads((trained_output / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    evaluations = [entry for entry in state["log_history"] if "eval_f1" in entry]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    assert [entry["step"] for entry in evaluations][:2] == [3, 6]
+
+
+def test_predict_answers_unlabelled_questions(trained_output):
+    predictions = json.loads((trained_output / "test_predictions.json").read_text())
+    assert sorted(predictions) == sorted(dev_ids(15))
+    metrics = json.loads((trained_output / "test_results.json").read_text())
+    assert "test_f1" not in metrics and metrics["test_samples"] == 15
+
+
+def test_explicit_version_flag_that_contradicts_data_is_refused(tmp_path, tiny_model_dir):
+    with pytest.raises(ValueError, match="contradicts the data"):
+        run_qa.main(tiny_run_args(tiny_model_dir, tmp_path / "o", "--do_eval", "--version_2_with_negative", "false"))
+
+
+def test_argument_file_gives_same_arguments_as_command_line(tmp_path, tiny_model_dir):
+    argv = tiny_run_args(tiny_model_dir, tmp_path / "o", "--do_eval")
+    as_json = {"do_eval": True}
+    for flag, value in zip(argv[::2], argv[1::2]):
+        as_json[flag.lstrip("-")] = json_value(value)
+    (tmp_path / "args.json").write_text(json.dumps(as_json))
+    from_file = run_qa.parse_arguments([str(tmp_path / "args.json")])
+    from_cli = run_qa.parse_arguments(argv)
+    assert from_file[:2] == from_cli[:2]
+    assert from_file[2].to_dict() == from_cli[2].to_dict()
+
+
+def test_recipe_defaults(tmp_path):
+    _, data_args, training_args = run_qa.parse_arguments(
+        ["--model_name_or_path", "m", "--dataset_name", "squad_v2", "--output_dir", str(tmp_path)]
+    )
+    assert training_args.optim == "adafactor"
+    assert (data_args.max_seq_length, data_args.doc_stride, data_args.max_answer_length, data_args.n_best_size) == (
+        384, 128, 30, 20)
+    assert data_args.pad_to_max_length is False and data_args.version_2_with_negative is None
+    assert training_args.metric_for_best_model == "f1"
+
+
+def test_contradictory_data_arguments_are_refused():
+    with pytest.raises(ValueError, match="doc_stride"):
+        run_qa.DataTrainingArguments(dataset_name="squad_v2", max_seq_length=128, doc_stride=128)
+    with pytest.raises(ValueError, match="--dataset_name"):
+        run_qa.DataTrainingArguments()
+
+
+class CrashAfterFirstCheckpoint(Exception):
+    pass
+
+
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, tiny_model_dir, monkeypatch):
+    from transformers import TrainerCallback
+
+    schedule = ("--do_train", "--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3",
+                "--report_to", "none")
+    run_qa.main(tiny_run_args(tiny_model_dir, tmp_path / "whole", *schedule))
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            raise CrashAfterFirstCheckpoint(state.global_step)
+
+    original_build = run_qa.build_trainer
+
+    def build_crashing_trainer(*args, **kwargs):
+        trainer = original_build(*args, **kwargs)
+        trainer.add_callback(Crash())
+        return trainer
+
+    monkeypatch.setattr(run_qa, "build_trainer", build_crashing_trainer)
+    with pytest.raises(CrashAfterFirstCheckpoint):
+        run_qa.main(tiny_run_args(tiny_model_dir, tmp_path / "broken", *schedule))
+    monkeypatch.setattr(run_qa, "build_trainer", original_build)
+    assert not (tmp_path / "broken" / "model.safetensors").exists()
+    checkpoint = tmp_path / "broken" / "checkpoint-3"
+    run_qa.main(tiny_run_args(tiny_model_dir, tmp_path / "broken", *schedule, "--resume_from_checkpoint",
+                              str(checkpoint)))
+
+    whole = load_file(tmp_path / "whole" / "model.safetensors")
+    resumed = load_file(tmp_path / "broken" / "model.safetensors")
+    assert whole.keys() == resumed.keys()
+    start = load_file(tiny_model_dir / "model.safetensors")
+    assert any(not np.allclose(whole[k], start[k]) for k in whole), "training must have changed the weights"
+    for name in whole:
+        np.testing.assert_allclose(resumed[name], whole[name], atol=1e-5, err_msg=name)
+
+
+def test_data_parallel_run_matches_single_process_evaluation(tmp_path, tiny_model_dir):
+    """Two CPU processes under accelerate's torch.distributed launcher (gloo), as on a two-GPU machine.
+
+    accelerate spawns several CPU processes only through `--multi_gpu` (its `--cpu` launcher starts one process
+    unless an MPI host file is given); `--use_cpu true` then makes the Trainer use gloo on the CPU.
+    """
+    ddp_output = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517", str(ROOT / "run_qa.py"),
+        *tiny_run_args(tiny_model_dir, ddp_output, "--do_train", "--do_eval", "--max_steps", "3",
+                       "--save_strategy", "no", "--report_to", "none", "--log_level", "info"),
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    finished = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    assert "Total train batch size (w. parallel, distributed & accumulation) = 16" in finished.stdout + finished.stderr
+    ddp_metrics = json.loads((ddp_output / "eval_results.json").read_text())
+    predictions = json.loads((ddp_output / "eval_predictions.json").read_text())
+    assert sorted(predictions) == sorted(dev_ids(20)), "every example answered exactly once"
+    assert len(list(ddp_output.glob("*_predictions.json"))) == 2  # eval predictions and n-best, one set
+
+    single_output = tmp_path / "single"
+    run_qa.main(tiny_run_args(ddp_output, single_output, "--do_eval", "--report_to", "none"))
+    single_metrics = json.loads((single_output / "eval_results.json").read_text())
+    for key in METRIC_KEYS:
+        assert ddp_metrics[f"eval_{key}"] == pytest.approx(single_metrics[f"eval_{key}"], abs=1e-6), key
+    shutil.rmtree(ddp_output)

@@ -1,0 +1,168 @@
+"""`QuestionAnsweringTrainer`: a `Trainer` whose evaluation speaks in answer texts and SQuAD scores."""
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import Trainer
+from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import PredictionOutput, speed_metrics
+
+from utils_qa import compute_squad_metrics, references_from_dataset, select_answers, write_predictions
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    """How logits become answers; the same settings serve evaluation, prediction and the pipeline."""
+
+    version_2_with_negative: bool = True
+    n_best_size: int = 20
+    max_answer_length: int = 30
+    null_score_diff_threshold: float = 0.0
+
+
+def stack_logits(batches, num_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return `(start_logits, end_logits)` as two `(num_features, longest)` float32 arrays padded with -100.
+
+    `batches` is what `Trainer.evaluation_loop` gathered: either one `(start, end)` pair already concatenated or,
+    with `eval_do_concat_batches=False`, a list of per-batch pairs of their own lengths. Filling one pre-allocated
+    array keeps evaluation memory at one copy of the logits instead of re-concatenating at every step.
+    """
+    if isinstance(batches, tuple) and isinstance(batches[0], np.ndarray):
+        batches = [batches]
+    longest = max(start.shape[1] for start, _ in batches)
+    start_logits = np.full((num_features, longest), -100.0, dtype=np.float32)
+    end_logits = np.full((num_features, longest), -100.0, dtype=np.float32)
+    row = 0
+    for start, end in batches:
+        rows, width = start.shape
+        start_logits[row : row + rows, :width] = start
+        end_logits[row : row + rows, :width] = end
+        row += rows
+    if row != num_features:
+        raise RuntimeError(f"gathered logits for {row} features, expected {num_features}")
+    return start_logits, end_logits
+
+
+class QuestionAnsweringTrainer(Trainer):
+    """`Trainer` that post-processes span logits into answers, scores them and saves the prediction files.
+
+    `evaluate` and `predict` take the tokenised features (what the model sees) and the raw examples (what the
+    answers are cut from and scored against). Under accelerate/DDP every process gathers all logits and computes
+    the same metrics, and only the main process writes files.
+    """
+
+    def __init__(self, *args, eval_examples=None, answer_settings: AnswerSettings | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.eval_examples = eval_examples
+        self.answer_settings = answer_settings or AnswerSettings()
+
+    def evaluate(self, eval_dataset=None, eval_examples=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """Return the SQuAD metrics of the evaluation set, prefixed with `metric_key_prefix` and logged."""
+        features = self.eval_dataset if eval_dataset is None else eval_dataset
+        examples = self.eval_examples if eval_examples is None else eval_examples
+        dataloader = self.get_eval_dataloader(features)
+        metrics = self._answer_and_score(dataloader, features, examples, "Evaluation", ignore_keys, metric_key_prefix)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def predict(self, test_dataset, test_examples=None, ignore_keys=None, metric_key_prefix: str = "test"):
+        """Return a `PredictionOutput` whose predictions are `{id: answer}`; metrics when the examples have answers."""
+        if test_examples is None:
+            raise ValueError("predict() needs the raw examples that `test_dataset` was built from (test_examples=...)")
+        dataloader = self.get_test_dataloader(test_dataset)
+        answers = {}
+        metrics = self._answer_and_score(
+            dataloader, test_dataset, test_examples, "Prediction", ignore_keys, metric_key_prefix, answers
+        )
+        self.control = self.callback_handler.on_predict(self.args, self.state, self.control, metrics)
+        return PredictionOutput(predictions=answers, label_ids=None, metrics=metrics)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Run the stock prediction step without autograd bookkeeping (no graph, no version counters)."""
+        with torch.inference_mode():
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Save as the stock Trainer does, but keep the training arguments as JSON instead of a pickle.
+
+        A pickled `training_args.bin` is the only non-safetensors file the Trainer writes; Hub users are warned
+        about pickles, and JSON says the same to a person.
+        """
+        super().save_model(output_dir, _internal_call=_internal_call)
+        folder = Path(output_dir or self.args.output_dir)
+        pickled = folder / TRAINING_ARGS_NAME
+        if self.is_world_process_zero() and pickled.exists():
+            (folder / "training_args.json").write_text(self.args.to_json_string(), encoding="utf-8")
+            pickled.unlink()
+
+    def create_model_card(self, finetuned_from: str | None = None, dataset: str | None = None, **_stock_fields):
+        """Write the recipe's model card (scores, settings, usage); `push_to_hub` calls this before uploading."""
+        if not self.is_world_process_zero():
+            return
+        from report_qa import write_model_card
+
+        args = self.args
+        settings = {"optimizer": args.optim, "learning_rate": args.learning_rate, "warmup_steps": args.warmup_steps,
+                    "train_batch_size": args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
+                    "num_train_epochs": args.num_train_epochs, "seed": args.seed,
+                    "null_score_diff_threshold": self.answer_settings.null_score_diff_threshold,
+                    "qa_head": getattr(self.model.config, "qa_head", None)}
+        model_id = args.hub_model_id or Path(args.output_dir).resolve().name
+        write_model_card(args.output_dir, model_id, finetuned_from or "distilbert-base-uncased", dataset, settings)
+
+    def _answer_and_score(self, dataloader, features, examples, description, ignore_keys, prefix, answers_out=None):
+        """Run the model over `features`, turn logits into answers, score them, save files; return prefixed metrics."""
+        start_time = time.time()
+        output = self.evaluation_loop(
+            dataloader, description=description, prediction_loss_only=False, ignore_keys=ignore_keys,
+            metric_key_prefix=prefix,
+        )
+        logits = stack_logits(output.predictions, len(features))
+        settings = self.answer_settings
+        result = select_answers(
+            examples, features, logits,
+            version_2_with_negative=settings.version_2_with_negative,
+            n_best_size=settings.n_best_size,
+            max_answer_length=settings.max_answer_length,
+            null_score_diff_threshold=settings.null_score_diff_threshold,
+        )
+        if answers_out is not None:
+            answers_out.update(result.answers)
+        if self.is_world_process_zero():
+            write_predictions(result, self.args.output_dir, prefix=prefix)
+
+        metrics = dict(output.metrics)
+        if _has_labels(examples):
+            scores = compute_squad_metrics(
+                references_from_dataset(examples), result.answers, result.null_odds, settings.version_2_with_negative
+            )
+            metrics.update({f"{prefix}_{name}": value for name, value in scores.items()})
+            _log_threshold_hint(scores, settings.null_score_diff_threshold)
+        total_batch_size = self.args.eval_batch_size * self.args.world_size
+        metrics.update(
+            speed_metrics(prefix, start_time, num_samples=len(examples), num_steps=math.ceil(len(features) / total_batch_size))
+        )
+        return metrics
+
+
+def _has_labels(examples) -> bool:
+    """True when the examples carry gold answers to score against (an unlabelled test file carries none)."""
+    return "answers" in examples.column_names and any(len(a["text"]) for a in examples["answers"])
+
+
+def _log_threshold_hint(scores: dict, current_threshold: float) -> None:
+    """Tell the user which `--null_score_diff_threshold` the best-F1 search found on this data."""
+    if "best_f1_thresh" in scores:
+        logger.info(
+            "best F1 %.2f at null-odds threshold %.4f (F1 %.2f at the current %.4f): pass "
+            "--null_score_diff_threshold %.4f to use it; tune it on a dev set, not on the test set",
+            scores["best_f1"], scores["best_f1_thresh"], scores["f1"], current_threshold, scores["best_f1_thresh"],
+        )
