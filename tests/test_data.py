@@ -179,6 +179,24 @@ def test_hub_dataset_that_cannot_be_reached_gives_one_actionable_error(monkeypat
     assert "'squad_v2'" in message and "--train_file" in message
 
 
+def test_hub_splits_are_conformed_to_the_schema_and_local_files_replace_them(monkeypatch, tmp_path):
+    hub_rows = [{key: value for key, value in row.items() if key != "title"} | {"extra": 1} for row in ROWS]
+    published = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(hub_rows), "validation": datasets.Dataset.from_list(hub_rows[:1]),
+         "unsupervised": datasets.Dataset.from_list(hub_rows[:1])}
+    )
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config, **kwargs: published)
+    splits = load_qa_datasets(dataset_name="squad", validation_file=write_json(tmp_path / "dev.json", [UNANSWERABLE]))
+    assert sorted(splits) == ["train", "validation"]
+    assert splits["train"].features == SQUAD_FEATURES
+    assert splits["train"].to_list() == [dict(row, title="") for row in ROWS]
+    assert splits["validation"]["id"][:] == ["q4"]
+
+    published["train"] = published["train"].remove_columns("question")
+    with pytest.raises(DataFormatError, match="dataset 'squad', split 'train': missing column\\(s\\) \\['question'\\]"):
+        load_qa_datasets(dataset_name="squad")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Bad input
 # ----------------------------------------------------------------------------------------------------------------
