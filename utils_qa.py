@@ -80,6 +80,8 @@ def load_squad_file(path: str | Path) -> datasets.Dataset:
         rows = _validated_flat_rows(path, _csv_records(path))
     else:
         rows = _rows_from_json_text(path, _read_text(path), json_lines=suffix == ".jsonl")
+    if not rows:
+        raise DataFormatError(f"{path}: holds no questions; check that it is the right file")
     _check_unique_ids(path, rows)
     columns = {name: [row[name] for row, _ in rows] for name in SQUAD_FEATURES}
     dataset = datasets.Dataset.from_dict(columns, features=SQUAD_FEATURES)
@@ -156,7 +158,7 @@ def _conform_hub_split(split_data: datasets.Dataset, name: str, split: str) -> d
 def _read_text(path: Path) -> str:
     """Return the file's text, or a DataFormatError naming the byte that is not UTF-8."""
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # -sig: tolerate the byte-order mark some editors write
     except UnicodeDecodeError as error:
         raise DataFormatError(f"{path}: not UTF-8 text (byte {error.start}); save the file as UTF-8") from None
 
@@ -214,7 +216,7 @@ def _json_line_records(path: Path, text: str):
 
 def _csv_records(path: Path):
     """Yield `(record, where)` for each data row of a CSV file with a header row."""
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         try:
             for row in reader:

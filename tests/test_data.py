@@ -279,6 +279,15 @@ def test_impossible_question_with_answers_is_refused(tmp_path):
     assert "is_impossible is true but answers is not empty" in load_error(write_json(tmp_path / "d.json", document))
 
 
+def test_files_with_a_byte_order_mark_load_and_empty_files_are_refused(tmp_path):
+    path = tmp_path / "bom.csv"
+    write_csv(path, [{"id": "q3", "context": CONTEXT_CAFE, "question": "Where?", "answer_text": "Zürich",
+                      "answer_start": "22"}], ["id", "context", "question", "answer_text", "answer_start"])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_squad_file(path)["id"][:] == ["q3"]
+    assert "holds no questions" in load_error(write_json(tmp_path / "empty.json", {"version": "v2.0", "data": []}))
+
+
 def test_unsupported_suffix_and_missing_file_are_reported(tmp_path):
     assert "unsupported file type '.txt'" in load_error(write_json(tmp_path / "rows.txt", ROWS))
     assert "no such file" in load_error(tmp_path / "absent.json")
