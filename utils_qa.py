@@ -1160,7 +1160,7 @@ def best_null_score_diff_threshold(metrics: dict[str, float]) -> float:
         )
     threshold = float(metrics[key])
     logger.info(
-        "best F1 %.2f at null odds threshold %.4f: pass --null_score_diff_threshold %.4f to predict with it",
+        "best F1 %.2f at null odds threshold %.4f: pass --null_score_diff_threshold %r to predict with it",
         metrics[key.replace("best_f1_thresh", "best_f1")], threshold, threshold,
     )
     return threshold
