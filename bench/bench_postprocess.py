@@ -124,6 +124,11 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_average() -> str:
+    """Return the 1-minute load average (other work on the machine skews timings), where the OS tells it."""
+    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SQuAD file to take questions from")
@@ -169,8 +174,8 @@ def main() -> None:
 
     print(f"Post-processing {total:,} questions / {len(features):,} windows of up to {args.max_seq_length} tokens "
           f"from `{args.data.name}` (SQuAD 2.0, n_best_size={args.n_best_size}, random logits, seed {args.seed}).")
-    print(f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, one thread; numpy {np.__version__}, "
-          f"Python {platform.python_version()}. Best of {args.repeats}; garbage collector "
+    print(f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs (load average {load_average()}), one thread; "
+          f"numpy {np.__version__}, Python {platform.python_version()}. Best of {args.repeats}; garbage collector "
           f"{'off' if args.no_gc else 'on, as in a training run'}.\n")
     print("| implementation | time (ms) | speed-up | identical answers | identical n-best lists |")
     print("|---|---:|---:|---:|---:|")

@@ -54,6 +54,11 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_average() -> str:
+    """Return the 1-minute load average (other work on the machine skews timings), where the OS tells it."""
+    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SQuAD file with answers")
@@ -87,7 +92,8 @@ def main() -> None:
 
     print(f"Preprocessing {len(examples):,} questions from `{args.data.name}` (max_seq_length={args.max_seq_length}, "
           f"doc_stride={args.doc_stride}), best of {args.repeats}, cache off.")
-    print(f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs; one tokenizer thread per process "
+    print(f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs (load average {load_average()}); "
+          "one tokenizer thread per process "
           f"(TOKENIZERS_PARALLELISM={os.environ['TOKENIZERS_PARALLELISM']}); Python {platform.python_version()}.\n")
     print("| step | num_proc | examples | windows | time (s) | examples/s | windows/s | vs num_proc 1 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

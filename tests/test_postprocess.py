@@ -19,8 +19,8 @@ def random_windows(seed, num_examples, max_context_tokens=40, batch_size=8):
     Contexts are made of unique words (one token each); long contexts get several overlapping windows laid out as
     [CLS] question [SEP] context [SEP]. Features are shuffled so an example's windows are not adjacent. Logits are
     padded the way evaluation pads them: the model's float32 minimum up to the batch's longest window, then -100
-    up to the widest batch. A third of the windows get all their logits lowered by 300, so the -100 padding
-    outranks every real token there.
+    up to the widest batch. In a third of the rows (drawn apart for start and end logits) every logit is lowered
+    by 300, so the -100 padding outranks every real token there.
     """
     rng = np.random.default_rng(seed)
     examples, feature_ids, feature_offsets = [], [], []
