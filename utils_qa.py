@@ -721,6 +721,9 @@ class NBestLists(Mapping):
     def __len__(self) -> int:
         return len(self._row_of)
 
+    def __repr__(self) -> str:
+        return f"NBestLists({len(self)} questions)"
+
     def _build(self) -> list[list[dict]]:
         """Return every example's n-best list, in example order."""
         bounds, (first_char, last_char, probability, start_logit, end_logit) = _nbest_columns(*self._inputs)
