@@ -242,6 +242,15 @@ def test_example_without_any_valid_span_answers_nothing():
     assert v1.answers == {"q": ""} and v1.nbest["q"] == []
 
 
+def test_reordered_features_give_the_same_predictions(windows):
+    examples, features, (start_logits, end_logits) = windows
+    order = np.argsort([-len(offsets) for offsets in features["offset_mapping"][:]], kind="stable")  # longest first
+    reordered = select_answers(examples, features.select(order), (start_logits[order], end_logits[order]), True)
+    original = select_answers(examples, features, (start_logits, end_logits), True)
+    assert reordered.answers == original.answers and reordered.null_odds == original.null_odds
+    assert dict(reordered.nbest) == dict(original.nbest)
+
+
 def test_half_precision_logits_give_the_same_answers(windows):
     examples, features, (start_logits, end_logits) = windows
     half = tuple(np.clip(values, -60000, 60000).astype(np.float16) for values in (start_logits, end_logits))
