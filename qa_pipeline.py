@@ -108,16 +108,27 @@ class PointerQuestionAnsweringPipeline(ChunkPipeline):
             version_2_with_negative=handle_impossible_answer, n_best_size=max(n_best_size, top_k),
             max_answer_length=max_answer_len, null_score_diff_threshold=null_score_diff_threshold,
         )
-        answers = [to_pipeline_answer(entry) for entry in result.nbest[example["id"]][:top_k]]
+        answers = distinct_answers(result.nbest[example["id"]], top_k)
         if handle_impossible_answer and result.answers[example["id"]] == "":
-            answers = sorted(answers, key=lambda a: a["answer"] != "")
+            answers = sorted(answers, key=lambda answer: answer["answer"] != "")  # the decision puts "" first
         return answers[0] if top_k == 1 else answers
 
 
-def to_pipeline_answer(entry: dict) -> dict:
-    """Return an n-best entry in the pipeline's `{"answer", "score", "start", "end"}` form."""
-    return {"answer": entry["text"], "score": float(entry["probability"]),
-            "start": int(entry.get("start", 0)), "end": int(entry.get("end", 0))}
+def distinct_answers(nbest: list[dict], top_k: int) -> list[dict]:
+    """Return the first `top_k` n-best entries with distinct character spans, as pipeline answers.
+
+    Overlapping windows can propose the same span twice; a user asking for three answers wants three spans.
+    """
+    answers, seen = [], set()
+    for entry in nbest:
+        span = (entry["start"], entry["end"])
+        if span not in seen:
+            seen.add(span)
+            answers.append({"answer": entry["text"], "score": float(entry["probability"]),
+                            "start": int(entry["start"]), "end": int(entry["end"])})
+        if len(answers) == top_k:
+            break
+    return answers
 
 
 def register() -> None:

@@ -1,49 +1,48 @@
-"""A synthetic SQuAD 2.0-style task: facts about people, questions that are answerable or not.
+"""A synthetic SQuAD 2.0-style task: facts about one person, questions that are answerable or not.
 
-Each context states two to four facts ("anna lives in paris."); a question asks for one relation of one person.
-It is unanswerable when that person is not in the context, or when the context does not state that relation
-for them (the adversarial case of SQuAD 2.0: the entity is there, the fact is not). Answers are single words of
-the bert-base-uncased vocabulary, so the task tests labels, loss, head and post-processing, not tokenisation.
+Each context states two or three different facts about a person ("anna lives in new york. anna works as a bus
+driver."); a question asks for one relation. It is unanswerable when the context does not state that relation,
+while the other facts offer plausible spans, as in SQuAD 2.0's adversarial questions. Values have one or two
+words of the bert-base-uncased vocabulary, so start and end pointers both matter. A tiny model learns this from
+scratch in a minute or two, which makes it a test of labels, loss, head and post-processing working together.
 """
 
 import random
 
-NAMES = ["anna", "boris", "clara", "david", "elena", "frank", "greta", "hugo", "irene", "jonas", "karl", "laura",
-         "martin", "nina", "oscar", "paula", "rosa", "simon", "tina", "victor"]
+NAMES = ["anna", "boris", "clara", "david", "elena", "frank", "greta", "hugo", "irene", "jonas"]
 RELATIONS = {
     # relation: (fact template, question template, values)
     "city": ("{name} lives in {value}.", "where does {name} live?",
-             ["paris", "london", "berlin", "madrid", "rome", "vienna", "prague", "dublin", "oslo", "lisbon"]),
+             ["paris", "london", "new york", "berlin", "san francisco", "rome", "hong kong", "oslo"]),
     "job": ("{name} works as a {value}.", "what does {name} work as?",
-            ["doctor", "teacher", "farmer", "pilot", "lawyer", "baker", "nurse", "painter", "driver", "writer"]),
+            ["doctor", "bus driver", "teacher", "police officer", "farmer", "pilot", "nurse", "baker"]),
     "pet": ("{name} owns a {value}.", "what pet does {name} own?",
-            ["dog", "cat", "horse", "rabbit", "parrot", "goat", "turtle", "snake", "mouse", "duck"]),
+            ["dog", "cat", "horse", "guinea pig", "parrot", "goat", "sea turtle", "rabbit"]),
+    "food": ("{name} loves eating {value}.", "what does {name} love eating?",
+             ["bread", "ice cream", "rice", "apple pie", "cheese", "fish", "hot dogs", "soup"]),
+    "year": ("{name} was born in {value}.", "when was {name} born?",
+             ["1950", "1962", "1975", "1988", "1991", "2003", "1847", "1920"]),
 }
 
 
 def make_example(rng: random.Random, index: int) -> tuple[str, dict]:
     """Return `(context, qa)` for one question in the nested SQuAD 2.0 layout."""
-    people = rng.sample(NAMES, rng.randint(2, 4))
-    facts = [(name, rng.choice(list(RELATIONS)), None) for name in people]
-    facts = [(name, relation, rng.choice(RELATIONS[relation][2])) for name, relation, _ in facts]
-    sentences = [RELATIONS[relation][0].format(name=name, value=value) for name, relation, value in facts]
-    context = " ".join(sentences)
-    kind = rng.random()
-    if kind < 0.5:  # answerable
-        name, relation, value = rng.choice(facts)
-        question = RELATIONS[relation][1].format(name=name)
-        start = sum(len(s) + 1 for s in sentences[: facts.index((name, relation, value))])
-        start = context.index(value, start)
-        qa = {"question": question, "answers": [{"text": value, "answer_start": start}], "is_impossible": False}
-    elif kind < 0.75:  # a person who is not in the context
-        name = rng.choice([n for n in NAMES if n not in people])
-        question = RELATIONS[rng.choice(list(RELATIONS))][1].format(name=name)
-        qa = {"question": question, "answers": [], "is_impossible": True}
-    else:  # a person who is there, with a relation the context does not state for them
-        name, relation, _ = rng.choice(facts)
-        other = rng.choice([r for r in RELATIONS if r != relation])
-        qa = {"question": RELATIONS[other][1].format(name=name), "answers": [], "is_impossible": True}
-    qa["id"] = f"syn-{index:05d}"
+    name = rng.choice(NAMES)
+    stated = rng.sample(list(RELATIONS), rng.randint(2, 3))
+    values = {relation: rng.choice(RELATIONS[relation][2]) for relation in stated}
+    context, starts = "", {}
+    for relation in stated:
+        sentence = RELATIONS[relation][0].format(name=name, value=values[relation])
+        context += (" " if context else "") + sentence
+        starts[relation] = len(context) - len(values[relation]) - 1  # the value ends just before the full stop
+    asked = rng.choice(list(RELATIONS))
+    qa = {"id": f"syn-{index:05d}", "question": RELATIONS[asked][1].format(name=name)}
+    if asked in values:
+        qa.update(answers=[{"text": values[asked], "answer_start": starts[asked]}], is_impossible=False)
+    else:
+        plausible = rng.choice(stated)
+        qa.update(answers=[], is_impossible=True,
+                  plausible_answers=[{"text": values[plausible], "answer_start": starts[plausible]}])
     return context, qa
 
 
