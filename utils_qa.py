@@ -914,7 +914,7 @@ def context_offsets(features: datasets.Dataset, width: int) -> ContextOffsets:
     )
 
 
-def _best_spans_per_feature(start_logits, end_logits, in_context, n_best_size, max_answer_length, block_size=2048):
+def _best_spans_per_feature(start_logits, end_logits, in_context, n_best_size, max_answer_length, block_size=512):
     """Return `(feature, start, end, score)` arrays of each window's `n_best_size` best valid spans, grouped by
     window and best first within it.
 
