@@ -93,7 +93,7 @@ def mask_padding(logits: torch.Tensor, attention_mask: torch.Tensor | None) -> t
 def attention_summary(logits: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
     """Returns sum_i softmax(logits)_i * h_i, the token state a pointer distribution expects.
 
-    The softmax runs in float32 so that half-precision logits near the masked minimum cannot underflow the weights.
+    The softmax runs in float32: half-precision exponentials summed over hundreds of tokens would round the weights.
     """
     weights = torch.softmax(logits.float(), dim=-1).to(hidden_states.dtype)  # (batch, seq_len)
     return torch.bmm(weights.unsqueeze(1), hidden_states).squeeze(1)  # (batch, dim)
@@ -131,8 +131,7 @@ SCORERS = {"additive": AdditiveScorer, "bilinear": BilinearScorer}
 
 
 class AnswerPointerHead(nn.Module):
-    """Answer pointer (Wang & Jiang, 2016): start and end distributions over the tokens, the end conditioned on the
-    start.
+    """Answer pointer (Wang & Jiang, 2016): start and end distributions over the tokens, the end given the start.
 
     Keys are one projection of the token states shared by both pointers. The start query is learned; the end query is
     a GRU cell step whose hidden state is the start query and whose input is the start distribution's attention
