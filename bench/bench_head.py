@@ -177,6 +177,7 @@ def results_table(times: dict[str, list[StepTime]], head_parameters: dict[str, i
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Times both heads and prints the machine, the setup and the results table."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     pointer_name = f"pointer ({args.pointer_attention})"
