@@ -48,7 +48,7 @@ def as_examples(args, kwargs) -> list[dict]:
         raise ValueError("call the pipeline with question=..., context=... or with {'question': ..., 'context': ...}")
     examples = []
     for index, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("question"), str) or not isinstance(item.get("context"), str):
+        if not isinstance(item, dict) or not all(isinstance(item.get(key), str) for key in ("question", "context")):
             raise ValueError(f"input {index}: expected a dict with string 'question' and 'context'")
         if not item["context"].strip():
             raise ValueError(f"input {index}: the context is empty")
@@ -66,11 +66,12 @@ class PointerQuestionAnsweringPipeline(ChunkPipeline):
 
     def _sanitize_parameters(self, top_k=None, handle_impossible_answer=None, max_answer_len=None, doc_stride=None,
                              max_seq_len=None, max_question_len=None, n_best_size=None, null_score_diff_threshold=None):
-        preprocess = {k: v for k, v in dict(doc_stride=doc_stride, max_seq_len=max_seq_len,
-                                             max_question_len=max_question_len).items() if v is not None}
-        postprocess = {k: v for k, v in dict(top_k=top_k, handle_impossible_answer=handle_impossible_answer,
-                                              max_answer_len=max_answer_len, n_best_size=n_best_size,
-                                              null_score_diff_threshold=null_score_diff_threshold).items() if v is not None}
+        preprocess = dict(doc_stride=doc_stride, max_seq_len=max_seq_len, max_question_len=max_question_len)
+        postprocess = dict(top_k=top_k, handle_impossible_answer=handle_impossible_answer,
+                           max_answer_len=max_answer_len, n_best_size=n_best_size,
+                           null_score_diff_threshold=null_score_diff_threshold)
+        preprocess = {name: value for name, value in preprocess.items() if value is not None}
+        postprocess = {name: value for name, value in postprocess.items() if value is not None}
         return preprocess, {}, postprocess
 
     def preprocess(self, example, doc_stride=128, max_seq_len=384, max_question_len=64):

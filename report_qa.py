@@ -96,7 +96,9 @@ def plot_no_answer_analysis(references: dict[str, list[str]], null_odds: dict[st
     return path
 
 
-def write_figures(log_history: list[dict], output_dir: str, references: dict[str, list[str]] | None = None) -> list[Path]:
+def write_figures(
+    log_history: list[dict], output_dir: str, references: dict[str, list[str]] | None = None
+) -> list[Path]:
     """Write the PNG figures of a run into `output_dir`; return the paths written.
 
     The no-answer figure reads `eval_null_odds.json`, the file evaluation wrote, so it shows exactly the scores

@@ -54,9 +54,9 @@ class ModelArguments:
 
     model_name_or_path: str = field(
         metadata={
-            "help": "A DistilBERT checkpoint (hub id such as distilbert-base-uncased, or a folder) to build the pointer "
-            "model on, or a pointer-model checkpoint to continue from. BERT checkpoints: convert them first with "
-            "convert_bert_to_distilbert.py."
+            "help": "A DistilBERT checkpoint (hub id such as distilbert-base-uncased, or a folder) to build the "
+            "pointer model on, or a pointer-model checkpoint to continue from. BERT checkpoints: convert them "
+            "first with convert_bert_to_distilbert.py."
         }
     )
     config_name: str | None = field(default=None, metadata={"help": "Config to use instead of the checkpoint's."})
@@ -132,13 +132,17 @@ class DataTrainingArguments:
 
     def __post_init__(self):
         if self.dataset_name is None and not (self.train_file or self.validation_file or self.test_file):
-            raise ValueError("Give --dataset_name (e.g. squad_v2) or at least one of --train_file/--validation_file/--test_file")
+            raise ValueError(
+                "Give --dataset_name (e.g. squad_v2) or at least one of --train_file/--validation_file/--test_file"
+            )
         for flag in ("train_file", "validation_file", "test_file"):
             path = getattr(self, flag)
             if path is not None and not path.endswith(LOCAL_DATA_EXTENSIONS):
                 raise ValueError(f"--{flag} {path}: use one of {', '.join(LOCAL_DATA_EXTENSIONS)}")
         if not 0 < self.doc_stride < self.max_seq_length:
-            raise ValueError(f"--doc_stride ({self.doc_stride}) must be positive and below --max_seq_length ({self.max_seq_length})")
+            raise ValueError(
+                f"--doc_stride ({self.doc_stride}) must be positive and below --max_seq_length ({self.max_seq_length})"
+            )
         if self.max_query_length + 3 >= self.max_seq_length:
             raise ValueError("--max_query_length must leave room for the context: lower it or raise --max_seq_length")
 
@@ -164,7 +168,8 @@ class QATrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Keep evaluation logits per batch (at their own length) until the end."}
     )
     report_to: None | str | list[str] = field(
-        default_factory=_default_report_to, metadata={"help": "Loggers to report to (default: tensorboard if installed)."}
+        default_factory=_default_report_to,
+        metadata={"help": "Loggers to report to (default: tensorboard if installed)."},
     )
     logging_steps: float = field(default=50, metadata={"help": "Log the training loss every this many steps."})
 

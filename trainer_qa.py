@@ -142,14 +142,14 @@ class QuestionAnsweringTrainer(Trainer):
         metrics = dict(output.metrics)
         if _has_labels(examples):
             scores = compute_squad_metrics(
-                references_from_dataset(examples), result.answers, result.null_odds, settings.version_2_with_negative
+                references_from_dataset(examples), result.answers, result.null_odds, settings.version_2_with_negative,
+                null_odds_threshold=settings.null_score_diff_threshold, non_null_predictions=result.non_null_answers,
             )
             metrics.update({f"{prefix}_{name}": value for name, value in scores.items()})
             _log_threshold_hint(scores, settings.null_score_diff_threshold)
         total_batch_size = self.args.eval_batch_size * self.args.world_size
-        metrics.update(
-            speed_metrics(prefix, start_time, num_samples=len(examples), num_steps=math.ceil(len(features) / total_batch_size))
-        )
+        steps = math.ceil(len(features) / total_batch_size)
+        metrics.update(speed_metrics(prefix, start_time, num_samples=len(examples), num_steps=steps))
         return metrics
 
 

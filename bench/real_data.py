@@ -85,9 +85,9 @@ def main() -> None:
         arguments = {**base, "train_file": str(output / "train.json"), "validation_file": str(output / "heldout.json"),
                      "output_dir": str(run_folder / "model"), "qa_head": head, **overrides}
         metrics, seconds = run_recipe(arguments, run_folder)
-        print(f"| {head} | {metrics['eval_exact']:.1f} | {metrics['eval_f1']:.1f} | {metrics['eval_HasAns_f1']:.1f} | "
-              f"{metrics['eval_NoAns_f1']:.1f} | {metrics['eval_best_f1']:.1f} ({metrics['eval_best_f1_thresh']:.2f}) | "
-              f"{seconds / 60:.1f} min |", flush=True)
+        scores = [metrics[f"eval_{key}"] for key in ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1")]
+        cells = " | ".join(f"{score:.1f}" for score in scores)
+        print(f"| {head} | {cells} ({metrics['eval_best_f1_thresh']:.2f}) | {seconds / 60:.1f} min |", flush=True)
 
 
 if __name__ == "__main__":

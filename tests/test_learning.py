@@ -68,7 +68,8 @@ def test_fresh_process_loads_saved_model_with_remote_code_and_gives_same_logits(
         "import sys, torch\n"
         "from transformers import AutoModelForQuestionAnswering\n"
         "assert not any('modeling_pointer_distilbert' in name for name in sys.modules)\n"
-        f"model = AutoModelForQuestionAnswering.from_pretrained({str(learned_output)!r}, trust_remote_code=True).eval()\n"
+        f"model = AutoModelForQuestionAnswering.from_pretrained({str(learned_output)!r}, trust_remote_code=True)\n"
+        "model.eval()\n"
         "inputs = torch.load('inputs.pt')\n"
         "with torch.no_grad():\n"
         "    out = model(**inputs)\n"
@@ -94,6 +95,10 @@ def test_pipeline_gives_evaluation_answers_spans_and_no_answers(learned_output, 
                  handle_impossible_answer=True, max_seq_len=MAX_SEQ_LENGTH, doc_stride=24, max_question_len=16)
     evaluation = json.loads((learned_output / "eval_predictions.json").read_text())
     assert [a["answer"] for a in answers] == [evaluation[q["id"]] for q in questions]
+    batched = qa(question=[q["question"] for q in questions[:40]], context=[q["context"] for q in questions[:40]],
+                 handle_impossible_answer=True, max_seq_len=MAX_SEQ_LENGTH, doc_stride=24, max_question_len=16,
+                 batch_size=8)
+    assert [a["answer"] for a in batched] == [a["answer"] for a in answers[:40]]
     for question, answer in zip(questions, answers):
         if answer["answer"]:
             assert question["context"][answer["start"]:answer["end"]] == answer["answer"]

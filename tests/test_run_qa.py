@@ -204,8 +204,9 @@ def test_data_parallel_run_matches_single_process_evaluation(tmp_path, tiny_mode
     """
     ddp_output = tmp_path / "ddp"
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517", str(ROOT / "run_qa.py"),
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+        str(ROOT / "run_qa.py"),
         *tiny_run_args(tiny_model_dir, ddp_output, "--do_train", "--do_eval", "--max_steps", "3",
                        "--save_strategy", "no", "--report_to", "none", "--log_level", "info"),
     ]
