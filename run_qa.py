@@ -162,6 +162,11 @@ class QATrainingArguments(TrainingArguments):
     num_train_epochs: float = field(default=2.0, metadata={"help": "Passes over the training features."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per device."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata={"help": "Training order: 'group_by_length' (random batches of similar lengths, which pad less) "
+                  "or 'random'."},
+    )
     metric_for_best_model: str | None = field(default="f1", metadata={"help": "Metric that picks the best checkpoint."})
     greater_is_better: bool | None = field(default=True, metadata={"help": "Whether a higher metric is better."})
     eval_do_concat_batches: bool = field(

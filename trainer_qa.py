@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import SequentialSampler
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PredictionOutput, speed_metrics
@@ -84,6 +85,16 @@ class QuestionAnsweringTrainer(Trainer):
         )
         self.control = self.callback_handler.on_predict(self.args, self.state, self.control, metrics)
         return PredictionOutput(predictions=answers, label_ids=None, metrics=metrics)
+
+    def _get_eval_sampler(self, eval_dataset):
+        """Keep evaluation windows in dataset order, whatever the training order.
+
+        Logits are matched to features by position, so evaluation must never use the length-grouped sampler that
+        the stock Trainer also applies to evaluation under `train_sampling_strategy="group_by_length"`. The
+        features are already sorted by length (run_qa.sort_by_length), which gives the same saving. Under
+        several processes accelerate shards the sequential order and gathers it back.
+        """
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Run the stock prediction step without autograd bookkeeping (no graph, no version counters)."""

@@ -40,7 +40,7 @@ def learned_output(tmp_path_factory, tokenizer, synthetic_files) -> pathlib.Path
         "--model_name_or_path", str(start), "--train_file", str(train), "--validation_file", str(dev),
         "--output_dir", str(folder / "out"), "--do_train", "--do_eval", "--max_seq_length", str(MAX_SEQ_LENGTH),
         "--doc_stride", "24", "--max_query_length", "16", "--per_device_train_batch_size", "32",
-        "--num_train_epochs", "4", "--learning_rate", "1e-3", "--warmup_steps", "0.05", "--seed", "0",
+        "--num_train_epochs", "6", "--learning_rate", "1e-3", "--warmup_steps", "0.05", "--seed", "0",
         "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true",
     ])
     return folder / "out"

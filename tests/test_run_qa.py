@@ -121,6 +121,19 @@ def test_predict_answers_unlabelled_questions(trained_output):
     assert "test_f1" not in metrics and metrics["test_samples"] == 15
 
 
+def test_evaluation_answers_do_not_depend_on_the_training_order(tmp_path, tiny_model_dir):
+    """Length-grouped training must not reorder evaluation windows: logits are matched to features by position."""
+    answers = {}
+    for strategy in ("group_by_length", "random"):
+        output_dir = tmp_path / strategy
+        run_qa.main(tiny_run_args(tiny_model_dir, output_dir, "--do_eval", "--train_sampling_strategy", strategy,
+                                  "--per_device_eval_batch_size", "4", "--report_to", "none"))
+        answers[strategy] = json.loads((output_dir / "eval_null_odds.json").read_text())
+    assert answers["group_by_length"].keys() == answers["random"].keys()
+    for question_id, odds in answers["random"].items():
+        assert answers["group_by_length"][question_id] == pytest.approx(odds, abs=1e-4), question_id
+
+
 def test_explicit_version_flag_that_contradicts_data_is_refused(tmp_path, tiny_model_dir):
     with pytest.raises(ValueError, match="contradicts the data"):
         run_qa.main(tiny_run_args(tiny_model_dir, tmp_path / "o", "--do_eval", "--version_2_with_negative", "false"))
@@ -147,6 +160,7 @@ def test_recipe_defaults(tmp_path):
         384, 128, 30, 20)
     assert data_args.pad_to_max_length is False and data_args.version_2_with_negative is None
     assert training_args.metric_for_best_model == "f1"
+    assert training_args.train_sampling_strategy == "group_by_length"
 
 
 def test_contradictory_data_arguments_are_refused():
