@@ -11,7 +11,6 @@ time when other jobs share the cores), the pointer/linear ratios, the overhead a
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import transformers  # noqa: E402
+from machine import cpu_name  # noqa: E402
 from transformers.optimization import Adafactor  # noqa: E402
 
 from modeling_pointer_distilbert import (  # noqa: E402
@@ -136,17 +136,6 @@ def interleaved_step_times(runs: dict, batch: dict[str, torch.Tensor], repeats: 
 def parameter_count(module: torch.nn.Module) -> int:
     """Returns the number of parameters of `module`."""
     return sum(parameter.numel() for parameter in module.parameters())
-
-
-def cpu_name() -> str:
-    """Returns the CPU model name as the kernel reports it."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
 
 def paired_ratio(step_times: list[float], baseline_times: list[float]) -> float:
     """Returns the median over repeats of a step time divided by the baseline step run right beside it.

@@ -25,6 +25,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import datasets  # noqa: E402
+from machine import cpu_name, load_average  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from utils_qa import load_squad_file, prepare_eval_features, select_answers  # noqa: E402
@@ -111,24 +112,6 @@ def same_entries(ours, theirs):
         and abs(a["probability"] - b["probability"]) < 1e-9
         for a, b in zip(ours, theirs)
     )
-
-
-def cpu_name() -> str:
-    """Return the CPU model name where the OS tells it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> str:
-    """Return the 1-minute load average (other work on the machine skews timings), where the OS tells it."""
-    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SQuAD file to take questions from")

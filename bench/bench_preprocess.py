@@ -22,6 +22,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import datasets  # noqa: E402
+from machine import cpu_name, load_average  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from utils_qa import align_answers, load_squad_file, prepare_eval_features, prepare_train_features  # noqa: E402
@@ -41,24 +42,6 @@ def timed_map(examples, function, num_proc, repeats):
         best = min(best, time.perf_counter() - started)
         windows = len(features)
     return windows, best
-
-
-def cpu_name() -> str:
-    """Return the CPU model name where the OS tells it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> str:
-    """Return the 1-minute load average (other work on the machine skews timings), where the OS tells it."""
-    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SQuAD file with answers")

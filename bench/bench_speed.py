@@ -37,11 +37,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import datasets  # noqa: E402
 import transformers  # noqa: E402
+from machine import cpu_name, load_average  # noqa: E402
 from transformers import AutoTokenizer, Trainer  # noqa: E402
 from transformers.trainer_callback import PrinterCallback, ProgressCallback  # noqa: E402
 
 import run_qa  # noqa: E402
-from bench_postprocess import cpu_name, load_average, loop_select_answers  # noqa: E402
+from bench_postprocess import loop_select_answers  # noqa: E402
 from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering  # noqa: E402
 from trainer_qa import stack_logits  # noqa: E402
 from utils_qa import (  # noqa: E402
