@@ -6,14 +6,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import SequentialSampler
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PredictionOutput, speed_metrics
 
-from utils_qa import compute_squad_metrics, references_from_dataset, select_answers, write_predictions
+from utils_qa import (
+    compute_squad_metrics,
+    references_from_dataset,
+    select_answers,
+    stack_logits,
+    write_predictions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -26,29 +31,6 @@ class AnswerSettings:
     n_best_size: int = 20
     max_answer_length: int = 30
     null_score_diff_threshold: float = 0.0
-
-
-def stack_logits(batches, num_features: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return `(start_logits, end_logits)` as two `(num_features, longest)` float32 arrays padded with -100.
-
-    `batches` is what `Trainer.evaluation_loop` gathered: either one `(start, end)` pair already concatenated or,
-    with `eval_do_concat_batches=False`, a list of per-batch pairs of their own lengths. Filling one pre-allocated
-    array keeps evaluation memory at one copy of the logits instead of re-concatenating at every step.
-    """
-    if isinstance(batches, tuple) and isinstance(batches[0], np.ndarray):
-        batches = [batches]
-    longest = max(start.shape[1] for start, _ in batches)
-    start_logits = np.full((num_features, longest), -100.0, dtype=np.float32)
-    end_logits = np.full((num_features, longest), -100.0, dtype=np.float32)
-    row = 0
-    for start, end in batches:
-        rows, width = start.shape
-        start_logits[row : row + rows, :width] = start
-        end_logits[row : row + rows, :width] = end
-        row += rows
-    if row != num_features:
-        raise RuntimeError(f"gathered logits for {row} features, expected {num_features}")
-    return start_logits, end_logits
 
 
 class QuestionAnsweringTrainer(Trainer):

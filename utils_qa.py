@@ -986,6 +986,29 @@ def _argmin_per_group(groups: np.ndarray, values: np.ndarray, num_groups: int) -
     return order[np.searchsorted(groups[order], np.arange(num_groups))]
 
 
+def stack_logits(batches, num_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return `(start_logits, end_logits)` as two `(num_features, longest)` float32 arrays padded with -100.
+
+    `batches` is what `Trainer.evaluation_loop` gathered: either one `(start, end)` pair already concatenated or,
+    with `eval_do_concat_batches=False`, a list of per-batch pairs of their own lengths. Filling one pre-allocated
+    array keeps evaluation memory at one copy of the logits instead of re-concatenating at every step.
+    """
+    if isinstance(batches, tuple) and isinstance(batches[0], np.ndarray):
+        batches = [batches]
+    longest = max(start.shape[1] for start, _ in batches)
+    start_logits = np.full((num_features, longest), -100.0, dtype=np.float32)
+    end_logits = np.full((num_features, longest), -100.0, dtype=np.float32)
+    row = 0
+    for start, end in batches:
+        rows, width = start.shape
+        start_logits[row : row + rows, :width] = start
+        end_logits[row : row + rows, :width] = end
+        row += rows
+    if row != num_features:
+        raise RuntimeError(f"gathered logits for {row} features, expected {num_features}")
+    return start_logits, end_logits
+
+
 def write_predictions(result: QAPredictions, output_dir: str | Path, prefix: str | None = None) -> dict[str, str]:
     """Write predictions.json, nbest_predictions.json and (SQuAD 2.0) null_odds.json; return their paths by kind.
 

@@ -44,7 +44,6 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback  # n
 import run_qa  # noqa: E402
 from bench_postprocess import loop_select_answers  # noqa: E402
 from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering  # noqa: E402
-from trainer_qa import stack_logits  # noqa: E402
 from utils_qa import (  # noqa: E402
     DataFormatError,
     QAPredictions,
@@ -52,6 +51,7 @@ from utils_qa import (  # noqa: E402
     load_squad_file,
     references_from_dataset,
     select_answers,
+    stack_logits,
     write_predictions,
 )
 
