@@ -294,9 +294,7 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
 
 # exist_ok: the module may be imported twice in one process (as __main__ and by name, or from a saved checkpoint).
 AutoConfig.register(PointerDistilBertConfig.model_type, PointerDistilBertConfig, exist_ok=True)
-AutoModelForQuestionAnswering.register(
-    PointerDistilBertConfig, PointerDistilBertForQuestionAnswering, exist_ok=True
-)
+AutoModelForQuestionAnswering.register(PointerDistilBertConfig, PointerDistilBertForQuestionAnswering, exist_ok=True)
 PointerDistilBertConfig.register_for_auto_class()
 PointerDistilBertForQuestionAnswering.register_for_auto_class("AutoModelForQuestionAnswering")
 

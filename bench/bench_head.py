@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import transformers  # noqa: E402
-from machine import cpu_name  # noqa: E402
+from machine import cpu_name, load_average  # noqa: E402
 from transformers.optimization import Adafactor  # noqa: E402
 
 from modeling_pointer_distilbert import (  # noqa: E402
@@ -89,9 +89,7 @@ def build_model(args: argparse.Namespace, qa_head: str) -> PointerDistilBertForQ
 
 def build_optimizer(model: torch.nn.Module) -> Adafactor:
     """Returns Adafactor with the recipe's settings."""
-    return Adafactor(
-        model.parameters(), lr=1e-4, scale_parameter=False, relative_step=False, warmup_init=False
-    )
+    return Adafactor(model.parameters(), lr=1e-4, scale_parameter=False, relative_step=False, warmup_init=False)
 
 
 def random_batch(batch_size: int, seq_len: int) -> dict[str, torch.Tensor]:
@@ -136,6 +134,7 @@ def interleaved_step_times(runs: dict, batch: dict[str, torch.Tensor], repeats: 
 def parameter_count(module: torch.nn.Module) -> int:
     """Returns the number of parameters of `module`."""
     return sum(parameter.numel() for parameter in module.parameters())
+
 
 def paired_ratio(step_times: list[float], baseline_times: list[float]) -> float:
     """Returns the median over repeats of a step time divided by the baseline step run right beside it.
@@ -183,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{torch.__version__}, transformers {transformers.__version__}.\n"
         f"Encoder: dim {args.dim}, {args.layers} layers, {args.dim // HEAD_DIM} heads, {encoder_parameters:,} "
         f"parameters; batch {args.batch_size} x {args.seq_len} tokens (right-padded); {args.repeats} interleaved "
-        f"repeats after one warm-up step each; load average {os.getloadavg()[0]:.1f} at the end.\n"
+        f"repeats after one warm-up step each; load average {load_average()} at the end.\n"
         "Ratios are medians over repeats of each step against the linear step beside it; overhead is the wall ratio.\n"
     )
     print(results_table(times, head_parameters))

@@ -360,6 +360,13 @@ def test_sdpa_and_eager_attention_give_the_same_logits(tmp_path):
         torch.testing.assert_close(sdpa(**batch).end_logits, eager(**batch).end_logits, atol=1e-5, rtol=1e-5)
 
 
+def forward_calls(module: torch.nn.Module) -> list[int]:
+    """Returns a list that grows by one entry at every forward call of `module`."""
+    calls = []
+    module.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
 # `gradient_checkpointing_enable` is the name every transformers 5.x release knows; 5.24 calls it deprecated.
 @pytest.mark.filterwarnings("ignore:`gradient_checkpointing_enable` is deprecated:FutureWarning")
 def test_gradient_checkpointing_recomputes_the_encoder_and_gives_the_same_gradients():
@@ -369,8 +376,7 @@ def test_gradient_checkpointing_recomputes_the_encoder_and_gives_the_same_gradie
         model = build_model(**no_dropout).train()
         if checkpointing:
             model.gradient_checkpointing_enable()
-        calls = []
-        model.distilbert.transformer.layer[0].ffn.register_forward_hook(lambda *_: calls.append(1))
+        calls = forward_calls(model.distilbert.transformer.layer[0].ffn)
         model(**padded_batch(), **LABELS).loss.backward()
         gradients.append({name: parameter.grad for name, parameter in model.named_parameters()})
         ffn_calls.append(len(calls))
