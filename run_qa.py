@@ -157,7 +157,11 @@ class QATrainingArguments(TrainingArguments):
     """`TrainingArguments` with the recipe's defaults: Adafactor, evaluation by F1, TensorBoard logs."""
 
     optim: str = field(default="adafactor", metadata={"help": "Optimizer; the recipe is tuned for Adafactor."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate (Adafactor, no relative step)."})
+    learning_rate: float = field(
+        default=1e-4,
+        metadata={"help": "Peak learning rate (Adafactor, no relative step). Small data needs more: the CPU "
+                  "argument files use 3e-4."},
+    )
     warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up steps, or a fraction of all steps if < 1."})
     num_train_epochs: float = field(default=2.0, metadata={"help": "Passes over the training features."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per device."})
