@@ -36,10 +36,12 @@ class PointerDistilBertConfig(DistilBertConfig):
         qa_head (`str`, *optional*, defaults to `"pointer"`):
             Which answer head sits on the encoder: `"pointer"` for the answer-pointer head ([`AnswerPointerHead`]), or
             `"linear"` for the stock per-token linear layer ([`LinearSpanHead`]), the ablation baseline.
-        pointer_attention (`str`, *optional*, defaults to `"additive"`):
-            How the pointer scores a token state `h_i` against a query `q`: `"additive"` computes
-            `v^T tanh(W_k h_i + W_q q + b)` (the Pointer Networks / Match-LSTM answer-pointer form), `"bilinear"`
-            computes `(W_k h_i) . (W_q q + b)`. Ignored by the linear head.
+        pointer_attention (`str`, *optional*, defaults to `"bilinear"`):
+            How the pointer scores a token state `h_i` against a query `q`: `"bilinear"` computes
+            `(W_k h_i) . (W_q q + b)`, `"additive"` computes `v^T tanh(W_k h_i + W_q q + b)` (the Pointer Networks /
+            Match-LSTM answer-pointer form). Bilinear is the default because it skips the `tanh` over every token
+            and pointer dimension: +1.5 % of a distilbert-base training step against +5.4 % for additive
+            (bench/bench_head.py, 2 CPU threads). Ignored by the linear head.
         pointer_hidden_size (`int`, *optional*):
             Width of the pointer's keys and queries. `None` uses the encoder width `dim`. Ignored by the linear head.
 
@@ -55,7 +57,7 @@ class PointerDistilBertConfig(DistilBertConfig):
 
     model_type = "pointer_distilbert"
 
-    def __init__(self, qa_head="pointer", pointer_attention="additive", pointer_hidden_size=None, **kwargs):
+    def __init__(self, qa_head="pointer", pointer_attention="bilinear", pointer_hidden_size=None, **kwargs):
         if qa_head not in QA_HEADS:
             raise ValueError(
                 f"qa_head={qa_head!r} is not supported: set qa_head to 'pointer' (answer-pointer head) "

@@ -29,7 +29,12 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
-from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering
+from modeling_pointer_distilbert import (
+    POINTER_ATTENTIONS,
+    QA_HEADS,
+    PointerDistilBertConfig,
+    PointerDistilBertForQuestionAnswering,
+)
 from report_qa import write_figures
 from trainer_qa import AnswerSettings, QuestionAnsweringTrainer
 from utils_qa import (
@@ -43,8 +48,6 @@ from utils_qa import (
 
 logger = logging.getLogger(__name__)
 
-QA_HEADS = ("pointer", "linear")
-POINTER_ATTENTIONS = ("additive", "bilinear")
 LOCAL_DATA_EXTENSIONS = (".json", ".jsonl", ".csv", ".parquet")
 
 
@@ -73,8 +76,8 @@ class ModelArguments:
                   "choices": QA_HEADS},
     )
     pointer_attention: str = field(
-        default="additive",
-        metadata={"help": "Scoring of the pointer head: 'additive' or 'bilinear'.", "choices": POINTER_ATTENTIONS},
+        default="bilinear",
+        metadata={"help": "Scoring of the pointer head: 'bilinear' or 'additive'.", "choices": POINTER_ATTENTIONS},
     )
     pointer_hidden_size: int | None = field(
         default=None, metadata={"help": "Width of the pointer's attention space (default: the encoder's width)."}

@@ -59,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=768, help=f"encoder width; heads = dim / {HEAD_DIM}")
     parser.add_argument("--layers", type=int, default=6, help="encoder layers")
     parser.add_argument(
-        "--pointer-attention", choices=POINTER_ATTENTIONS, default="additive", help="pointer scoring function"
+        "--pointer-attention", choices=POINTER_ATTENTIONS, default="bilinear", help="pointer scoring function"
     )
     parser.add_argument(
         "--pointer-hidden-size", type=int, default=None, help="pointer key/query width (default: the encoder width)"

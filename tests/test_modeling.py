@@ -76,7 +76,7 @@ def test_config_serialises_every_head_setting(tmp_path):
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == "pointer_distilbert"
     head_settings = (saved["qa_head"], saved["pointer_attention"], saved["pointer_hidden_size"])
-    assert head_settings == ("pointer", "additive", None)
+    assert head_settings == ("pointer", "bilinear", None)
     assert saved["qa_dropout"] == DistilBertConfig().qa_dropout
 
 
@@ -102,7 +102,7 @@ def test_plain_distilbert_config_loads_into_the_pointer_config(tmp_path):
     config = PointerDistilBertConfig.from_pretrained(tmp_path)
     assert config.model_type == "pointer_distilbert"
     assert (config.dim, config.n_layers, config.vocab_size) == (32, 2, 99)
-    assert (config.qa_head, config.pointer_attention, config.pointer_hidden_size) == ("pointer", "additive", None)
+    assert (config.qa_head, config.pointer_attention, config.pointer_hidden_size) == ("pointer", "bilinear", None)
 
 
 def test_pointer_width_defaults_to_the_encoder_width():
