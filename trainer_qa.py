@@ -136,7 +136,7 @@ class QuestionAnsweringTrainer(Trainer):
         if _has_labels(examples):
             scores = compute_squad_metrics(
                 references_from_dataset(examples), result.answers, result.null_odds, settings.version_2_with_negative,
-                null_odds_threshold=settings.null_score_diff_threshold, non_null_predictions=result.non_null_answers,
+                null_odds_threshold=settings.null_score_diff_threshold,
             )
             metrics.update({f"{prefix}_{name}": value for name, value in scores.items()})
             _log_threshold_hint(scores, settings.null_score_diff_threshold)

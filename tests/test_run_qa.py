@@ -12,6 +12,7 @@ import pytest
 from safetensors.numpy import load_file
 
 import run_qa
+from utils_qa import compute_squad_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "data" / "sample_train.json"
@@ -104,6 +105,19 @@ def test_eval_metrics_have_official_keys_and_ranges(trained_output):
     assert sorted(predictions) == sorted(dev_ids(20))
     all_results = json.loads((trained_output / "all_results.json").read_text())
     assert all_results["eval_f1"] == metrics["eval_f1"] and "train_loss" in all_results
+
+
+def test_reported_scores_re_score_from_the_written_files(trained_output):
+    """The official scoring of eval_predictions.json and eval_null_odds.json gives exactly eval_results.json."""
+    predictions = json.loads((trained_output / "eval_predictions.json").read_text())
+    null_odds = json.loads((trained_output / "eval_null_odds.json").read_text())
+    document = json.loads(DEV.read_text(encoding="utf-8"))
+    references = {qa["id"]: [answer["text"] for answer in qa["answers"]] for article in document["data"]
+                  for paragraph in article["paragraphs"] for qa in paragraph["qas"] if qa["id"] in predictions}
+    rescored = compute_squad_metrics(references, predictions, null_odds)
+    reported = json.loads((trained_output / "eval_results.json").read_text())
+    for key in METRIC_KEYS:
+        assert rescored[key] == pytest.approx(reported[f"eval_{key}"], abs=1e-9), key
 
 
 def test_training_logged_loss_and_periodic_evaluation(trained_output):
