@@ -10,21 +10,16 @@ time when other jobs share the cores), the pointer/linear ratios, the overhead a
 """
 
 import argparse
-import os
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from machine import cpu_name, load_average, use_repository_offline  # noqa: E402  (before the project imports)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = use_repository_offline()
 
 import transformers  # noqa: E402
-from machine import cpu_name, load_average  # noqa: E402
 from transformers.optimization import Adafactor  # noqa: E402
 
 from modeling_pointer_distilbert import (  # noqa: E402

@@ -12,20 +12,15 @@ import functools
 import gc
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name, load_average, use_repository_offline  # noqa: E402  (before the project imports)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = use_repository_offline()
 
 import datasets  # noqa: E402
-from machine import cpu_name, load_average  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from utils_qa import load_squad_file, prepare_eval_features, select_answers  # noqa: E402

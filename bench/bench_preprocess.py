@@ -10,19 +10,14 @@ import argparse
 import functools
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-# One tokenizer thread per process, so num_proc is the only parallelism being measured.
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from machine import cpu_name, load_average, use_repository_offline  # noqa: E402  (before the project imports)
+
+ROOT = use_repository_offline()
 
 import datasets  # noqa: E402
-from machine import cpu_name, load_average  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from utils_qa import align_answers, load_squad_file, prepare_eval_features, prepare_train_features  # noqa: E402

@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import platform
 import re
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, fields
@@ -28,16 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_name, load_average, use_repository_offline  # noqa: E402  (before the project imports)
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = use_repository_offline()
 
 import datasets  # noqa: E402
 import transformers  # noqa: E402
-from machine import cpu_name, load_average  # noqa: E402
 from transformers import AutoTokenizer, Trainer  # noqa: E402
 from transformers.trainer_callback import PrinterCallback, ProgressCallback  # noqa: E402
 

@@ -1,8 +1,25 @@
-"""What every benchmark prints beside its figures: the CPU and how busy the machine was."""
+"""What every benchmark shares: the repository on the import path, offline settings, and the machine it ran on."""
 
 import os
 import platform
+import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def use_repository_offline() -> Path:
+    """Put the repository root on the import path and keep Hub and tokenizer threads out of the figures; return it.
+
+    Benchmarks run offline on local files, and one tokenizer thread per process keeps `num_proc` and torch threads
+    the only parallelism being measured.
+    """
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return ROOT
 
 
 def cpu_name() -> str:
