@@ -203,7 +203,8 @@ def setup_logging(training_args: TrainingArguments) -> None:
         handlers=[logging.StreamHandler(sys.stdout)],
     )
     level = training_args.get_process_log_level()
-    for library_logger in (logger, logging.getLogger("utils_qa"), logging.getLogger("trainer_qa")):
+    library_loggers = [logger] + [logging.getLogger(name) for name in ("squad", "utils_qa", "trainer_qa")]
+    for library_logger in library_loggers:
         library_logger.setLevel(level if training_args.should_log else logging.WARNING)
     datasets.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)

@@ -315,7 +315,7 @@ def test_align_answers_realigns_shifted_answers_and_drops_unalignable_ones(caplo
         UNANSWERABLE,
     ]
     dataset = datasets.Dataset.from_list(rows, features=SQUAD_FEATURES)
-    with caplog.at_level(logging.WARNING, logger="utils_qa"):
+    with caplog.at_level(logging.WARNING, logger="squad"):
         aligned, report = align_answers(dataset, max_shift=4)
     assert (report.checked, report.realigned, report.unalignable) == (4, 1, 2)
     assert report.unalignable_ids == ["q1", "q3"]

@@ -122,7 +122,7 @@ def test_unanswerable_questions_are_labelled_cls_in_every_window(tokenizer):
 
 def test_over_long_questions_are_truncated_and_reported(tokenizer, caplog):
     row = EXAMPLES[9]
-    with caplog.at_level(logging.WARNING, logger="utils_qa"):
+    with caplog.at_level(logging.WARNING, logger="squad"):
         train, evaluation = windows([row], tokenizer, max_seq_length=128, doc_stride=32, max_query_length=20)
     question_tokens = [window_ids.index(tokenizer.sep_token_id) - 1 for window_ids in train["input_ids"]]
     assert set(question_tokens) == {20}

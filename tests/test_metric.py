@@ -208,7 +208,7 @@ def test_null_odds_threshold_at_or_above_the_one_used_scores_predictions_as_writ
 
 
 def test_best_null_score_diff_threshold_reads_prefixed_metrics_and_says_what_to_pass(caplog):
-    with caplog.at_level(logging.INFO, logger="utils_qa"):
+    with caplog.at_level(logging.INFO, logger="squad"):
         assert best_null_score_diff_threshold({"eval_best_f1": 70.0, "eval_best_f1_thresh": -1.25}) == -1.25
     assert "--null_score_diff_threshold -1.25 " in caplog.text
     with pytest.raises(ValueError, match="no best_f1_thresh"):
