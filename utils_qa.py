@@ -47,7 +47,9 @@ from squad.metric import (
     compute_f1,
     compute_squad_metrics,
     find_best_thresh,
+    forced_answer_scores,
     normalize_answer,
+    null_odds_auc,
     raw_scores,
     references_from_dataset,
 )
@@ -76,7 +78,8 @@ __all__ = [
     "feature_example_indices", "postprocess_qa_predictions", "select_answers", "stack_logits", "write_predictions",
     # squad.metric
     "apply_no_answer_threshold", "best_null_score_diff_threshold", "compute_exact", "compute_f1",
-    "compute_squad_metrics", "find_best_thresh", "normalize_answer", "raw_scores", "references_from_dataset",
+    "compute_squad_metrics", "find_best_thresh", "forced_answer_scores", "normalize_answer", "null_odds_auc",
+    "raw_scores", "references_from_dataset",
     # the score command
     "score_files", "main",
 ]

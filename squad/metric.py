@@ -1,4 +1,5 @@
-"""The official SQuAD 1.1 / 2.0 metric: normalisation, exact match, F1, no-answer threshold and its best value.
+"""The official SQuAD 1.1 / 2.0 metric: normalisation, exact match, F1, no-answer threshold and its best value, and
+two diagnostics of abstention (forced HasAns scores, the null odds' ROC AUC).
 
 Pure functions over `{id: text}` maps, with the official script's rules and names, so scores can be checked
 against it; a change to how answers are scored touches only this file.
@@ -10,6 +11,7 @@ import re
 import string
 
 import datasets
+import numpy as np
 
 from squad._shared import _column, _few
 
@@ -125,11 +127,44 @@ def compute_squad_metrics(
             _require_ids(references, non_null_predictions, "non_null_predictions")
             searched = non_null_predictions
             search_exact, search_f1 = raw_scores(references, non_null_predictions)
+            metrics.update(forced_answer_scores(search_exact, search_f1, has_answer))
         for name, scores in (("exact", search_exact), ("f1", search_f1)):
             metrics[f"best_{name}"], metrics[f"best_{name}_thresh"] = find_best_thresh(
                 searched, scores, null_odds, has_answer
             )
+        metrics["null_odds_auc"] = null_odds_auc(null_odds, has_answer)
     return metrics
+
+
+def forced_answer_scores(exact: dict, f1: dict, has_answer: dict) -> dict[str, float]:
+    """Return forced_HasAns_exact/f1: the scores of the best non-null answers on the answerable questions.
+
+    `exact` and `f1` score the non-null answers. They tell how well the spans are found whatever the abstention
+    does: a model that abstains everywhere can still have learned where answers are.
+    """
+    answerable = [question_id for question_id, answerable in has_answer.items() if answerable]
+    if not answerable:
+        return {}
+    return {f"forced_HasAns_{key}": value for key, value in _summary(exact, f1, answerable).items() if key != "total"}
+
+
+def null_odds_auc(null_odds: dict[str, float], has_answer: dict[str, bool]) -> float:
+    """Return the ROC AUC of the null odds for telling unanswerable (positive) from answerable questions.
+
+    The probability that an unanswerable question has higher null odds than an answerable one, ties counted half
+    (the Mann-Whitney statistic from average ranks): 0.5 is chance, 1.0 a threshold that separates them perfectly.
+    NaN when either kind is missing.
+    """
+    question_ids = list(has_answer)
+    odds = np.array([null_odds[question_id] for question_id in question_ids], dtype=np.float64)
+    unanswerable = ~np.array([has_answer[question_id] for question_id in question_ids], dtype=bool)
+    positives, negatives = int(unanswerable.sum()), int((~unanswerable).sum())
+    if not positives or not negatives:
+        return float("nan")
+    _, tie_group, tie_count = np.unique(odds, return_inverse=True, return_counts=True)
+    first_rank = np.cumsum(tie_count) - tie_count + 1  # 1-based rank of each distinct value's first occurrence
+    average_rank = (first_rank + (tie_count - 1) / 2)[tie_group]  # (N,)
+    return float((average_rank[unanswerable].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def best_null_score_diff_threshold(metrics: dict[str, float]) -> float:

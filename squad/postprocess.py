@@ -354,7 +354,8 @@ def stack_logits(batches, num_features: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_predictions(result: QAPredictions, output_dir: str | Path, prefix: str | None = None) -> dict[str, str]:
-    """Write predictions.json, nbest_predictions.json and (SQuAD 2.0) null_odds.json; return their paths by kind.
+    """Write predictions.json, nbest_predictions.json and, for SQuAD 2.0, null_odds.json and
+    nonnull_predictions.json (the best span whatever the null odds say); return their paths by kind.
 
     With a `prefix` the names become `{prefix}_predictions.json` and so on. The files are what the official
     evaluation script (and `python utils_qa.py score`) reads.
@@ -364,6 +365,7 @@ def write_predictions(result: QAPredictions, output_dir: str | Path, prefix: str
     contents = {"predictions": result.answers, "nbest_predictions": dict(result.nbest)}
     if result.null_odds is not None:
         contents["null_odds"] = result.null_odds
+        contents["nonnull_predictions"] = result.non_null_answers
     paths = {}
     for kind, content in contents.items():
         path = output_dir / (f"{prefix}_{kind}.json" if prefix else f"{kind}.json")

@@ -14,6 +14,7 @@ from utils_qa import (
     compute_squad_metrics,
     find_best_thresh,
     normalize_answer,
+    null_odds_auc,
     raw_scores,
     references_from_dataset,
     select_answers,
@@ -223,3 +224,47 @@ def test_references_from_dataset_gives_empty_lists_for_unanswerable_questions():
     ]
     dataset = datasets.Dataset.from_list(rows, features=SQUAD_FEATURES)
     assert references_from_dataset(dataset) == {"a": ["y", "x y"], "b": []}
+
+
+def test_null_odds_auc_by_hand_counts_ties_half():
+    # Unanswerable (positive) u1, u2 against answerable a1, a2: u1 ties a1 (1/2), beats a2; u2 beats both.
+    null_odds = {"u1": 1.0, "a1": 1.0, "u2": 2.0, "a2": 0.0}
+    has_answer = {"u1": False, "a1": True, "u2": False, "a2": True}
+    assert null_odds_auc(null_odds, has_answer) == pytest.approx(3.5 / 4)
+    assert null_odds_auc({key: -value for key, value in null_odds.items()}, has_answer) == pytest.approx(0.5 / 4)
+    assert null_odds_auc(dict.fromkeys(null_odds, 7.0), has_answer) == 0.5
+
+
+def test_null_odds_auc_equals_the_pairwise_definition_on_random_ties():
+    rng = np.random.default_rng(5)
+    ids = [f"q{i}" for i in range(200)]
+    null_odds = dict(zip(ids, rng.integers(-5, 5, size=len(ids)).astype(float)))  # many ties
+    has_answer = {question_id: bool(rng.random() < 0.4) for question_id in ids}
+    positives = [null_odds[q] for q in ids if not has_answer[q]]
+    negatives = [null_odds[q] for q in ids if has_answer[q]]
+    pairwise = np.mean([float(p > n) + 0.5 * float(p == n) for p in positives for n in negatives])
+    assert null_odds_auc(null_odds, has_answer) == pytest.approx(pairwise)
+
+
+def test_null_odds_auc_is_nan_without_both_kinds_of_question():
+    assert np.isnan(null_odds_auc({"a": 1.0, "b": 2.0}, {"a": True, "b": True}))
+
+
+def test_every_threshold_search_and_forced_scores_read_the_non_null_answers():
+    # Everything was predicted "" (a threshold far below the null odds), yet the best non-null spans are right
+    # on q1 and q2: the search over every threshold admits them, the official search over "" cannot.
+    predictions = dict.fromkeys(REFERENCES, "")
+    non_null = {"q1": "Denver Broncos", "q2": "Santa Clara, California", "q3": "Levi's", "q4": "x", "q5": "b"}
+    metrics = compute_squad_metrics(REFERENCES, predictions, NULL_ODDS, null_odds_threshold=-10.0,
+                                    non_null_predictions=non_null)
+    assert metrics["f1"] == pytest.approx(40.0)  # q3, q4 right by abstaining
+    # Answering q1 (-3.0) and q2 (0.5) but abstaining on q3 (2.0) and q4 (1.5): threshold 0.5, 4 of 5 right.
+    assert (metrics["best_f1"], metrics["best_f1_thresh"]) == (pytest.approx(80.0), 0.5)
+    assert (metrics["best_exact"], metrics["best_exact_thresh"]) == (pytest.approx(80.0), 0.5)
+    # Forced: every answerable question (q1, q2, q5) scored on its best non-null span, abstention ignored.
+    assert metrics["forced_HasAns_exact"] == pytest.approx(200.0 / 3)
+    assert metrics["forced_HasAns_f1"] == pytest.approx(200.0 / 3)
+    assert metrics["null_odds_auc"] == 1.0  # q3 (2.0) and q4 (1.5) above every answerable question
+    without = compute_squad_metrics(REFERENCES, predictions, NULL_ODDS, null_odds_threshold=-10.0)
+    # The official search over the "" predictions only gains q5, whose gold normalises to "".
+    assert (without["best_f1"], "forced_HasAns_f1" in without) == (pytest.approx(60.0), False)

@@ -279,7 +279,7 @@ def test_inconsistent_inputs_are_refused_with_a_reason():
 def test_write_predictions_writes_the_files_the_official_script_reads(tmp_path, windows):
     result = select_answers(*windows, version_2_with_negative=True, n_best_size=3)
     paths = write_predictions(result, tmp_path, prefix="eval")
-    assert sorted(paths) == ["nbest_predictions", "null_odds", "predictions"]
+    assert sorted(paths) == ["nbest_predictions", "nonnull_predictions", "null_odds", "predictions"]
     assert paths["predictions"] == str(tmp_path / "eval_predictions.json")
 
     def strict(path):
@@ -287,6 +287,7 @@ def test_write_predictions_writes_the_files_the_official_script_reads(tmp_path, 
 
     assert strict(paths["predictions"]) == result.answers
     assert strict(paths["null_odds"]) == result.null_odds
+    assert strict(paths["nonnull_predictions"]) == result.non_null_answers
     assert strict(paths["nbest_predictions"]) == dict(result.nbest)
 
     v1 = select_answers(*windows)
@@ -298,5 +299,5 @@ def test_postprocess_qa_predictions_returns_answers_and_writes_files(tmp_path, w
     answers = postprocess_qa_predictions(*windows, version_2_with_negative=True, output_dir=tmp_path, prefix="test")
     assert answers == select_answers(*windows, version_2_with_negative=True).answers
     assert {path.name for path in tmp_path.iterdir()} == {
-        "test_predictions.json", "test_nbest_predictions.json", "test_null_odds.json"
+        "test_predictions.json", "test_nbest_predictions.json", "test_null_odds.json", "test_nonnull_predictions.json"
     }
