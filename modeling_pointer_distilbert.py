@@ -3,7 +3,9 @@
 The encoder is transformers' own `DistilBertModel`; only the answer head is new. The answer-pointer head points twice
 over the encoder's token states: a learned query points at the start, and the end query is produced by a GRU cell that
 reads what the start distribution attends to, so the end is conditioned on the start. Index 0 ([CLS]) doubles as the
-no-answer pointer, which keeps SQuAD 2.0 null answers and the usual post-processing unchanged.
+no-answer pointer, which keeps SQuAD 2.0 null answers and the usual post-processing unchanged. An optional answer
+verifier (a has-answer classifier trained jointly with its own binary loss) adds its no-answer logit to that
+pointer's score, so every consumer of the logits reads one definition of the null odds.
 
 This file imports only torch and transformers: `save_pretrained` copies it next to the weights (see `auto_map` in the
 saved config.json), so a checkpoint loads anywhere with `trust_remote_code=True`.
@@ -44,6 +46,13 @@ class PointerDistilBertConfig(DistilBertConfig):
             (bench/bench_head.py, 2 CPU threads). Ignored by the linear head.
         pointer_hidden_size (`int`, *optional*):
             Width of the pointer's keys and queries. `None` uses the encoder width `dim`. Ignored by the linear head.
+        answer_verifier (`bool`, *optional*, defaults to `False`):
+            Add an [`AnswerVerifier`]: a has-answer classifier over the [CLS] state and the states the start and end
+            pointers expect among the other tokens, trained with a binary cross-entropy on "this window holds no
+            answer". Its no-answer logit is added to the [CLS] (null) start and end logits, half to each, so the
+            null score of a window is the span head's plus the verifier's logit (Read + Verify, Hu et al. 2019).
+        verifier_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the verifier's binary loss next to the span loss. Ignored without `answer_verifier`.
 
     Example:
 
@@ -57,7 +66,15 @@ class PointerDistilBertConfig(DistilBertConfig):
 
     model_type = "pointer_distilbert"
 
-    def __init__(self, qa_head="pointer", pointer_attention="bilinear", pointer_hidden_size=None, **kwargs):
+    def __init__(
+        self,
+        qa_head="pointer",
+        pointer_attention="bilinear",
+        pointer_hidden_size=None,
+        answer_verifier=False,
+        verifier_loss_weight=1.0,
+        **kwargs,
+    ):
         if qa_head not in QA_HEADS:
             raise ValueError(
                 f"qa_head={qa_head!r} is not supported: set qa_head to 'pointer' (answer-pointer head) "
@@ -73,9 +90,16 @@ class PointerDistilBertConfig(DistilBertConfig):
                 f"pointer_hidden_size={pointer_hidden_size!r} is not a positive integer: set it to the width you want "
                 "for the pointer's keys and queries, or to None to use the encoder width `dim`."
             )
+        if not verifier_loss_weight >= 0:
+            raise ValueError(
+                f"verifier_loss_weight={verifier_loss_weight!r} must be a number >= 0 (0 trains the verifier only "
+                "through the span loss)."
+            )
         self.qa_head = qa_head
         self.pointer_attention = pointer_attention
         self.pointer_hidden_size = pointer_hidden_size
+        self.answer_verifier = bool(answer_verifier)
+        self.verifier_loss_weight = float(verifier_loss_weight)
         # A DistilBERT config.json says model_type "distilbert"; the class's own type must stay the one in use.
         kwargs.pop("model_type", None)
         super().__init__(**kwargs)
@@ -190,6 +214,59 @@ class LinearSpanHead(nn.Linear):
 SPAN_HEADS = {"pointer": AnswerPointerHead, "linear": LinearSpanHead}
 
 
+class AnswerVerifier(nn.Module):
+    """Has-answer classifier: one no-answer logit per window, from [CLS] and the states the pointers expect.
+
+    The span head can only abstain by pointing at [CLS], whose logit competes with hundreds of token logits and
+    learns as slowly as any of them. The verifier reads, beside the [CLS] state, the attention summaries of the start
+    and end distributions over the *other* tokens (what the best non-null answer looks like), and gets its own
+    per-window binary loss: the Read + Verify idea (Hu et al., 2019) and Retro-Reader's front verifier (Zhang et
+    al., 2021) in one small MLP.
+    """
+
+    def __init__(self, config: PointerDistilBertConfig):
+        super().__init__()
+        self.dense = nn.Linear(3 * config.dim, config.dim)
+        self.activation = nn.GELU()
+        self.classifier = nn.Linear(config.dim, 1)
+
+    def forward(
+        self, hidden_states: torch.Tensor, start_logits: torch.Tensor, end_logits: torch.Tensor
+    ) -> torch.Tensor:
+        """Returns the no-answer logit of every window, shape (batch,)."""
+        not_null = torch.ones_like(start_logits, dtype=torch.bool)  # (batch, seq_len)
+        not_null[:, 0] = False
+        start_summary = attention_summary(mask_padding(start_logits, not_null), hidden_states)  # (batch, dim)
+        end_summary = attention_summary(mask_padding(end_logits, not_null), hidden_states)  # (batch, dim)
+        features = torch.cat([hidden_states[:, 0], start_summary, end_summary], dim=-1)  # (batch, 3 * dim)
+        return self.classifier(self.activation(self.dense(features))).squeeze(-1)  # (batch,)
+
+
+def add_to_null_logits(
+    start_logits: torch.Tensor, end_logits: torch.Tensor, no_answer_logit: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns the span logits with half of `no_answer_logit` added to each [CLS] (index 0) logit.
+
+    The null score start[0] + end[0] thus grows by exactly the verifier's logit, and evaluation, prediction and the
+    pipeline, which all read the null score from the logits, share one definition of the null odds.
+    """
+    shift = torch.zeros_like(start_logits)  # (batch, seq_len)
+    shift[:, 0] = no_answer_logit.to(shift.dtype) / 2
+    return start_logits + shift, end_logits + shift
+
+
+def verifier_loss(no_answer_logit: torch.Tensor, start_positions: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """Returns the binary cross-entropy of "this window holds no answer" (start label 0), in float32.
+
+    Labels are clamped like the span loss's, and windows whose start label lies past the sequence are ignored.
+    """
+    start_positions = start_positions.reshape(-1).clamp(0, seq_len)  # (batch,)
+    labelled = start_positions < seq_len  # (batch,)
+    no_answer = (start_positions == 0).float()  # (batch,)
+    losses = nn.functional.binary_cross_entropy_with_logits(no_answer_logit.float(), no_answer, reduction="none")
+    return (losses * labelled).sum() / labelled.sum().clamp(min=1)
+
+
 def span_loss(
     start_logits: torch.Tensor,
     end_logits: torch.Tensor,
@@ -223,6 +300,7 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
         self.distilbert = DistilBertModel(config)
         self.dropout = nn.Dropout(config.qa_dropout)
         self.qa_outputs = SPAN_HEADS[config.qa_head](config)
+        self.verifier = AnswerVerifier(config) if config.answer_verifier else None
         self.post_init()
 
     def _init_weights(self, module: nn.Module):
@@ -280,10 +358,17 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
         )
         hidden_states = self.dropout(encoder_outputs.last_hidden_state)  # (batch, seq_len, dim)
         start_logits, end_logits = self.qa_outputs(hidden_states, attention_mask)  # 2 x (batch, seq_len)
+        no_answer_logit = None
+        if self.verifier is not None:
+            no_answer_logit = self.verifier(hidden_states, start_logits, end_logits)  # (batch,)
+            start_logits, end_logits = add_to_null_logits(start_logits, end_logits, no_answer_logit)
 
         loss = None
         if start_positions is not None and end_positions is not None:
             loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+            if no_answer_logit is not None:
+                weight = self.config.verifier_loss_weight
+                loss = loss + weight * verifier_loss(no_answer_logit, start_positions, start_logits.size(1))
 
         return QuestionAnsweringModelOutput(
             loss=loss,
@@ -302,6 +387,7 @@ PointerDistilBertForQuestionAnswering.register_for_auto_class("AutoModelForQuest
 
 __all__ = [
     "AnswerPointerHead",
+    "AnswerVerifier",
     "LinearSpanHead",
     "PointerDistilBertConfig",
     "PointerDistilBertForQuestionAnswering",
