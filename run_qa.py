@@ -82,6 +82,14 @@ class ModelArguments:
     pointer_hidden_size: int | None = field(
         default=None, metadata={"help": "Width of the pointer's attention space (default: the encoder's width)."}
     )
+    answer_verifier: bool = field(
+        default=False,
+        metadata={"help": "Add a has-answer classifier, trained with its own binary loss, whose no-answer logit "
+                  "joins the null score (see PointerDistilBertConfig)."},
+    )
+    verifier_loss_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the answer verifier's binary loss next to the span loss."}
+    )
     attn_implementation: str | None = field(
         default=None,
         metadata={"help": "Encoder attention: 'sdpa' (default where available), 'eager' or 'flash_attention_2'."},
@@ -164,6 +172,11 @@ class QATrainingArguments(TrainingArguments):
         default=1e-4,
         metadata={"help": "Peak learning rate (Adafactor, no relative step). Small data needs more: the CPU "
                   "argument files use 3e-4."},
+    )
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Peak learning rate of the freshly initialised answer head (everything outside the "
+                  "pretrained encoder); default: --learning_rate."},
     )
     warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up steps, or a fraction of all steps if < 1."})
     num_train_epochs: float = field(default=2.0, metadata={"help": "Passes over the training features."})
@@ -274,7 +287,8 @@ def build_model(model_args: ModelArguments) -> PointerDistilBertForQuestionAnswe
         config = base_config
     elif base_config.model_type == "distilbert":
         head = {"qa_head": model_args.qa_head, "pointer_attention": model_args.pointer_attention,
-                "pointer_hidden_size": model_args.pointer_hidden_size}
+                "pointer_hidden_size": model_args.pointer_hidden_size, "answer_verifier": model_args.answer_verifier,
+                "verifier_loss_weight": model_args.verifier_loss_weight}
         config = PointerDistilBertConfig(**{**base_config.to_dict(), **head})
     else:
         raise ValueError(

@@ -68,6 +68,21 @@ class QuestionAnsweringTrainer(Trainer):
         self.control = self.callback_handler.on_predict(self.args, self.state, self.control, metrics)
         return PredictionOutput(predictions=answers, label_ids=None, metrics=metrics)
 
+    def create_optimizer(self, model=None):
+        """Create the stock optimizer, then give the freshly initialised head its own learning rate when asked.
+
+        `--head_learning_rate` moves every parameter outside the pretrained encoder (`model.base_model_prefix`)
+        into groups of their own; the scheduler, created afterwards, scales both rates alike.
+        """
+        optimizer = super().create_optimizer(model)
+        head_learning_rate = getattr(self.args, "head_learning_rate", None)
+        if head_learning_rate is not None and not getattr(optimizer, "head_groups_split", False):
+            model = self.model if model is None else model
+            head = {id(p) for name, p in model.named_parameters() if not name.startswith(model.base_model_prefix)}
+            optimizer.param_groups[:] = split_head_groups(optimizer.param_groups, head, head_learning_rate)
+            optimizer.head_groups_split = True
+        return optimizer
+
     def _get_eval_sampler(self, eval_dataset):
         """Keep evaluation windows in dataset order, whatever the training order.
 
@@ -136,19 +151,41 @@ class QuestionAnsweringTrainer(Trainer):
         if _has_labels(examples):
             scores = compute_squad_metrics(
                 references_from_dataset(examples), result.answers, result.null_odds, settings.version_2_with_negative,
-                null_odds_threshold=settings.null_score_diff_threshold,
+                null_odds_threshold=settings.null_score_diff_threshold, non_null_predictions=result.non_null_answers,
             )
             metrics.update({f"{prefix}_{name}": value for name, value in scores.items()})
             _log_threshold_hint(scores, settings.null_score_diff_threshold)
+            _log_answerability_hint(scores)
         total_batch_size = self.args.eval_batch_size * self.args.world_size
         steps = math.ceil(len(features) / total_batch_size)
         metrics.update(speed_metrics(prefix, start_time, num_samples=len(examples), num_steps=steps))
         return metrics
 
 
+def split_head_groups(param_groups: list[dict], head_ids: set[int], head_learning_rate: float) -> list[dict]:
+    """Return `param_groups` with the parameters whose id is in `head_ids` moved to copies at `head_learning_rate`."""
+    groups = []
+    for group in param_groups:
+        encoder = [p for p in group["params"] if id(p) not in head_ids]
+        head = [p for p in group["params"] if id(p) in head_ids]
+        groups += [{**group, "params": params, **extra} for params, extra in ((encoder, {}), (head, {
+            "lr": head_learning_rate})) if params]
+    return groups
+
+
 def _has_labels(examples) -> bool:
     """True when the examples carry gold answers to score against (an unlabelled test file carries none)."""
     return "answers" in examples.column_names and any(len(a["text"]) for a in examples["answers"])
+
+
+def _log_answerability_hint(scores: dict) -> None:
+    """Say in plain words when the spans are learned but the null odds do not tell answerable questions apart."""
+    if scores.get("null_odds_auc", 1.0) < 0.6:
+        logger.warning(
+            "null-odds AUC %.2f: the model finds answers (best non-null span: HasAns F1 %.1f) but cannot yet tell "
+            "when to abstain; train longer, raise --head_learning_rate, or add --answer_verifier",
+            scores["null_odds_auc"], scores.get("forced_HasAns_f1", float("nan")),
+        )
 
 
 def _log_threshold_hint(scores: dict, current_threshold: float) -> None:

@@ -12,13 +12,18 @@ import pytest
 from safetensors.numpy import load_file
 
 import run_qa
+from modeling_pointer_distilbert import PointerDistilBertForQuestionAnswering
+from trainer_qa import QuestionAnsweringTrainer
 from utils_qa import compute_squad_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "data" / "sample_train.json"
 DEV = ROOT / "data" / "sample_dev.json"
-METRIC_KEYS = ["exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact", "NoAns_f1",
-               "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"]
+OFFICIAL_KEYS = ["exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact", "NoAns_f1",
+                 "NoAns_total"]
+BEST_KEYS = ["best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"]
+DIAGNOSTIC_KEYS = ["forced_HasAns_exact", "forced_HasAns_f1", "null_odds_auc"]
+METRIC_KEYS = OFFICIAL_KEYS + BEST_KEYS + DIAGNOSTIC_KEYS
 
 
 def tiny_run_args(model_dir, output_dir, *extra) -> list[str]:
@@ -76,7 +81,8 @@ def test_run_writes_every_promised_output(trained_output):
     expected = {
         "model.safetensors", "config.json", "modeling_pointer_distilbert.py", "tokenizer.json", "tokenizer_config.json",
         "train_results.json", "eval_results.json", "test_results.json", "all_results.json", "trainer_state.json",
-        "eval_predictions.json", "eval_nbest_predictions.json", "eval_null_odds.json", "test_predictions.json",
+        "eval_predictions.json", "eval_nbest_predictions.json", "eval_null_odds.json", "eval_nonnull_predictions.json",
+        "test_predictions.json",
         "test_nbest_predictions.json", "test_null_odds.json", "training_curves.png", "no_answer_analysis.png",
         "README.md", "training_args.json",
     }
@@ -108,16 +114,22 @@ def test_eval_metrics_have_official_keys_and_ranges(trained_output):
 
 
 def test_reported_scores_re_score_from_the_written_files(trained_output):
-    """The official scoring of eval_predictions.json and eval_null_odds.json gives exactly eval_results.json."""
-    predictions = json.loads((trained_output / "eval_predictions.json").read_text())
-    null_odds = json.loads((trained_output / "eval_null_odds.json").read_text())
+    """The official scoring of the written files gives exactly eval_results.json: predictions and null odds give the
+    official keys, the non-null answers and the same null odds give best_* (the search over every threshold)."""
+    def written(kind):
+        return json.loads((trained_output / f"eval_{kind}.json").read_text())
+
+    predictions, null_odds, non_null = written("predictions"), written("null_odds"), written("nonnull_predictions")
     document = json.loads(DEV.read_text(encoding="utf-8"))
     references = {qa["id"]: [answer["text"] for answer in qa["answers"]] for article in document["data"]
                   for paragraph in article["paragraphs"] for qa in paragraph["qas"] if qa["id"] in predictions}
-    rescored = compute_squad_metrics(references, predictions, null_odds)
+    as_predicted = compute_squad_metrics(references, predictions, null_odds)
+    every_threshold = compute_squad_metrics(references, non_null, null_odds)
     reported = json.loads((trained_output / "eval_results.json").read_text())
-    for key in METRIC_KEYS:
-        assert rescored[key] == pytest.approx(reported[f"eval_{key}"], abs=1e-9), key
+    for key in OFFICIAL_KEYS + ["null_odds_auc"]:
+        assert as_predicted[key] == pytest.approx(reported[f"eval_{key}"], abs=1e-9), key
+    for key in BEST_KEYS:
+        assert every_threshold[key] == pytest.approx(reported[f"eval_{key}"], abs=1e-9), key
 
 
 def test_training_logged_loss_and_periodic_evaluation(trained_output):
@@ -146,6 +158,21 @@ def test_evaluation_answers_do_not_depend_on_the_training_order(tmp_path, tiny_m
     assert answers["group_by_length"].keys() == answers["random"].keys()
     for question_id, odds in answers["random"].items():
         assert answers["group_by_length"][question_id] == pytest.approx(odds, abs=1e-4), question_id
+
+
+def test_head_learning_rate_puts_every_parameter_outside_the_encoder_in_its_own_groups(tmp_path, tiny_model_dir):
+    _, _, training_args = run_qa.parse_arguments(tiny_run_args(
+        tiny_model_dir, tmp_path, "--head_learning_rate", "0.02", "--weight_decay", "0.01", "--report_to", "none"))
+    model = PointerDistilBertForQuestionAnswering.from_pretrained(tiny_model_dir, answer_verifier=True)
+    optimizer = QuestionAnsweringTrainer(model=model, args=training_args).create_optimizer()
+    learning_rate_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    names = [name for name, _ in model.named_parameters()]
+    assert len(learning_rate_of) == len(names)
+    for name, parameter in model.named_parameters():
+        expected = 1e-3 if name.startswith("distilbert.") else 0.02
+        assert learning_rate_of[id(parameter)] == expected, name
+    assert {group["weight_decay"] for group in optimizer.param_groups} == {0.0, 0.01}
+    assert any(name.startswith("verifier.") for name in names)
 
 
 def test_explicit_version_flag_that_contradicts_data_is_refused(tmp_path, tiny_model_dir):
