@@ -1,22 +1,42 @@
-"""Real-data check: fine-tune on some articles of a SQuAD 2.0 file, evaluate on the held-out rest, per answer head.
+"""Real-data learning curves: fine-tune from the packaged MiniLM on some articles of a SQuAD 2.0 file, evaluate on
+the held-out rest every `--eval-steps`, one run per recipe variant.
 
-    python bench/real_data.py --data ../shared/data/squad_v2_sample_train.json --holdout-articles 3
+    make build/minilm-distilbert
+    python bench/real_data.py --variants stock pointer verifier
 
-Each run is `python run_qa.py ARGS.json` with the recipe file given by --config plus the split files and the
-head; `--extra key=value` overrides any argument of every run (e.g. --extra learning_rate=5e-5 --extra optim=adamw_torch
-reproduces the stock recipe). Prints one markdown row per run: scores at the default threshold, best-threshold
-scores, and wall time.
+Each run is `python run_qa.py ARGS.json`: the `--config` argument file, the split files, the variant's arguments
+and every `--extra key=value`. A variant names every setting it compares, so its runs mean the same whatever the
+recipe's defaults are. Prints a markdown table (final evaluation: F1, forced HasAns F1, null-odds AUC, best F1 over
+every threshold, wall time) and writes `curves.png` and `results.md` into `--output-dir`. `--reuse` reads finished
+runs back instead of training them again, so variants can be run one at a time and reported together.
 """
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from machine import ROOT, cpu_name, load_average, use_repository_offline
+
+use_repository_offline()
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ANSWER_HEAD = {"qa_head": "pointer", "answer_verifier": False, "head_learning_rate": None}
+VARIANTS = {
+    "stock": {**ANSWER_HEAD, "qa_head": "linear", "optim": "adamw_torch", "learning_rate": 5e-5},
+    "pointer": dict(ANSWER_HEAD),
+    "verifier": {**ANSWER_HEAD, "answer_verifier": True},
+    "head-lr": {**ANSWER_HEAD, "head_learning_rate": 3e-3},
+    "verifier+head-lr": {**ANSWER_HEAD, "answer_verifier": True, "head_learning_rate": 3e-3},
+}
+CURVES = (("eval_f1", "F1"), ("eval_forced_HasAns_f1", "forced HasAns F1"), ("eval_null_odds_auc", "null-odds AUC"),
+          ("eval_best_f1", "best F1, every threshold"))
 
 
 def split_by_article(document: dict, holdout_articles: int) -> tuple[dict, dict]:
@@ -44,8 +64,8 @@ def parse_override(text: str) -> tuple[str, object]:
         return key, value
 
 
-def run_recipe(arguments: dict, folder: Path) -> tuple[dict, float]:
-    """Run run_qa.py on `arguments`; return its eval metrics and the wall time in seconds."""
+def run_recipe(arguments: dict, folder: Path) -> float:
+    """Run run_qa.py on `arguments`, logging into `folder`; return the wall time in seconds."""
     folder.mkdir(parents=True, exist_ok=True)
     arguments_file = folder / "arguments.json"
     arguments_file.write_text(json.dumps(arguments, indent=1))
@@ -54,17 +74,59 @@ def run_recipe(arguments: dict, folder: Path) -> tuple[dict, float]:
         subprocess.run([sys.executable, str(ROOT / "run_qa.py"), str(arguments_file)], cwd=ROOT, check=True,
                        stdout=log, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - started
-    return json.loads((Path(arguments["output_dir"]) / "eval_results.json").read_text()), seconds
+    (folder / "wall_seconds.txt").write_text(f"{seconds:.0f}\n")
+    return seconds
+
+
+def evaluations(log_history: list[dict]) -> list[dict]:
+    """Return the evaluation entries of a Trainer log history, in step order."""
+    return [entry for entry in log_history if "eval_f1" in entry]
+
+
+def table(rows: list[tuple[str, dict, float]]) -> str:
+    """Return the markdown table of each variant's final evaluation."""
+    lines = ["| variant | EM | F1 | HasAns F1 | NoAns F1 | forced HasAns F1 | null-odds AUC | best F1 (threshold) | "
+             "wall time |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, metrics, seconds in rows:
+        cells = [f"{metrics[f'eval_{key}']:.1f}" for key in ("exact", "f1", "HasAns_f1", "NoAns_f1",
+                                                               "forced_HasAns_f1")]
+        lines.append(f"| {name} | {' | '.join(cells)} | {metrics['eval_null_odds_auc']:.3f} | "
+                     f"{metrics['eval_best_f1']:.1f} ({metrics['eval_best_f1_thresh']:.2f}) | {seconds / 60:.1f} min |")
+    return "\n".join(lines)
+
+
+def plot_curves(histories: dict[str, list[dict]], no_answer_share: float, path: Path) -> None:
+    """Draw every variant's evaluation curves, one panel per metric, the no-answer share marked on F1 panels."""
+    figure, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.8))
+    for axis, (key, title) in zip(axes, CURVES):
+        for name, history in histories.items():
+            points = [(entry["step"], entry[key]) for entry in evaluations(history) if key in entry]
+            if points:
+                axis.plot(*zip(*points), marker="o", markersize=3, label=name)
+        if key == "eval_null_odds_auc":
+            axis.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
+        elif key != "eval_forced_HasAns_f1":
+            axis.axhline(no_answer_share, color="grey", linestyle=":", linewidth=1, label="no answer everywhere")
+        axis.set_title(title)
+        axis.set_xlabel("training step")
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/squad_v2_sample_train.json"))
     parser.add_argument("--holdout-articles", type=int, default=3)
-    parser.add_argument("--config", default=str(ROOT / "configs/cpu_small.json"), help="recipe argument file")
-    parser.add_argument("--heads", nargs="+", default=["pointer", "linear"], choices=["pointer", "linear"])
+    parser.add_argument("--model", default=str(ROOT / "build/minilm-distilbert"), help="starting checkpoint")
+    parser.add_argument("--config", help="recipe argument file to start from (default: the recipe's defaults)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--eval-steps", type=int, default=50)
     parser.add_argument("--extra", action="append", default=[], help="key=value argument override for every run")
     parser.add_argument("--output-dir", default=str(ROOT / "build/real_data"))
+    parser.add_argument("--reuse", action="store_true", help="read finished runs back instead of training again")
     args = parser.parse_args()
 
     output = Path(args.output_dir)
@@ -72,22 +134,38 @@ def main() -> None:
     train, held_out = split_by_article(json.loads(Path(args.data).read_text(encoding="utf-8")), args.holdout_articles)
     (output / "train.json").write_text(json.dumps(train), encoding="utf-8")
     (output / "heldout.json").write_text(json.dumps(held_out), encoding="utf-8")
-    base = json.loads(Path(args.config).read_text())
+    base = json.loads(Path(args.config).read_text()) if args.config else {}
+    base.update(model_name_or_path=args.model, train_file=str(output / "train.json"),
+                validation_file=str(output / "heldout.json"), do_train=True, do_eval=True,
+                per_device_train_batch_size=16, learning_rate=3e-4, warmup_steps=0.1, num_train_epochs=args.epochs,
+                eval_strategy="steps", eval_steps=args.eval_steps, save_strategy="no", logging_steps=10,
+                report_to="none", use_cpu=True, seed=42, disable_tqdm=True)
     overrides = dict(parse_override(text) for text in args.extra)
 
     (train_n, train_null), (dev_n, dev_null) = count_questions(train), count_questions(held_out)
-    print(f"train: {train_n} questions ({train_null} unanswerable); held out: {dev_n} ({dev_null} unanswerable); "
-          f"{platform.processor() or platform.machine()}, config {Path(args.config).name}, overrides {overrides}\n")
-    print("| head | EM | F1 | HasAns F1 | NoAns F1 | best F1 (threshold) | wall time |")
-    print("|---|---|---|---|---|---|---|")
-    for head in args.heads:
-        run_folder = output / head
-        arguments = {**base, "train_file": str(output / "train.json"), "validation_file": str(output / "heldout.json"),
-                     "output_dir": str(run_folder / "model"), "qa_head": head, **overrides}
-        metrics, seconds = run_recipe(arguments, run_folder)
-        scores = [metrics[f"eval_{key}"] for key in ("exact", "f1", "HasAns_f1", "NoAns_f1", "best_f1")]
-        cells = " | ".join(f"{score:.1f}" for score in scores)
-        print(f"| {head} | {cells} ({metrics['eval_best_f1_thresh']:.2f}) | {seconds / 60:.1f} min |", flush=True)
+    no_answer_share = 100.0 * dev_null / dev_n
+    print(f"train: {train_n} questions ({train_null} unanswerable); held out: {dev_n} ({dev_null} unanswerable, "
+          f"no-answer F1 {no_answer_share:.1f}); {cpu_name()}, load {load_average()}; "
+          f"{args.epochs:g} epoch(s), overrides {overrides}\n", flush=True)
+    rows, histories = [], {}
+    for name in args.variants:
+        run_folder = output / name
+        model_folder = run_folder / "model"
+        arguments = {**base, **VARIANTS[name], **overrides, "output_dir": str(model_folder)}
+        if args.reuse and (model_folder / "eval_results.json").exists():
+            seconds = float((run_folder / "wall_seconds.txt").read_text())
+        else:
+            seconds = run_recipe(arguments, run_folder)
+        metrics = json.loads((model_folder / "eval_results.json").read_text())
+        histories[name] = json.loads((model_folder / "trainer_state.json").read_text())["log_history"]
+        rows.append((name, metrics, seconds))
+        print(table(rows[-1:]).splitlines()[-1], flush=True)
+
+    report = table(rows)
+    print("\n" + report)
+    (output / "results.md").write_text(report + "\n", encoding="utf-8")
+    plot_curves(histories, no_answer_share, output / "curves.png")
+    print(f"\nwrote {output / 'results.md'} and {output / 'curves.png'}")
 
 
 if __name__ == "__main__":
