@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Fine-tune a pointer-network DistilBERT for extractive question answering (SQuAD 1.1 / 2.0) with Adafactor.
 
-    accelerate launch run_qa.py --model_name_or_path distilbert-base-uncased --dataset_name squad_v2 \\
-        --do_train --do_eval --output_dir out
+    accelerate launch run_qa.py --model_name_or_path distilbert-base-uncased
 
-or `python run_qa.py configs/squad_v2_gpu.json`: a single .json/.yaml file holds the same arguments.
+trains on SQuAD 2.0 from the Hub, evaluates, and writes everything to out/distilbert-base-uncased-squad_v2.
+`python run_qa.py configs/squad_v2_gpu.json`: a single .json/.yaml file holds the same arguments.
 Every flag of Hugging Face's `examples/pytorch/question-answering/run_qa.py` keeps its name and meaning.
 """
 
@@ -15,9 +15,11 @@ import os
 import sys
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import datasets
 import transformers
+import yaml
 from transformers import (
     AutoConfig,
     AutoTokenizer,
@@ -36,8 +38,10 @@ from modeling_pointer_distilbert import (
     PointerDistilBertForQuestionAnswering,
 )
 from report_qa import write_figures
+from squad.errors import UserError, run_command
 from trainer_qa import AnswerSettings, QuestionAnsweringTrainer
 from utils_qa import (
+    DataFormatError,
     align_answers,
     has_unanswerable,
     load_qa_datasets,
@@ -49,6 +53,9 @@ from utils_qa import (
 logger = logging.getLogger(__name__)
 
 LOCAL_DATA_EXTENSIONS = (".json", ".jsonl", ".csv", ".parquet")
+ARGUMENT_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+DATA_FLAGS = ("dataset_name", "train_file", "validation_file", "test_file")
+DEFAULT_DATASET = "squad_v2"
 
 
 @dataclass
@@ -106,7 +113,9 @@ class ModelArguments:
 class DataTrainingArguments:
     """What data to train, evaluate and predict on, and how questions and contexts become features and answers."""
 
-    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset, e.g. squad_v2 or squad."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset, e.g. squad_v2 or squad (squad_v2 when no data flag is given)."}
+    )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the hub dataset."})
     train_file: str | None = field(
         default=None, metadata={"help": "Training data: official SQuAD JSON, or flat json/jsonl/csv/parquet rows."}
@@ -142,10 +151,6 @@ class DataTrainingArguments:
     max_query_length: int = field(default=64, metadata={"help": "Questions longer than this (tokens) are truncated."})
 
     def __post_init__(self):
-        if self.dataset_name is None and not (self.train_file or self.validation_file or self.test_file):
-            raise ValueError(
-                "Give --dataset_name (e.g. squad_v2) or at least one of --train_file/--validation_file/--test_file"
-            )
         for flag in ("train_file", "validation_file", "test_file"):
             path = getattr(self, flag)
             if path is not None and not path.endswith(LOCAL_DATA_EXTENSIONS):
@@ -200,25 +205,85 @@ class QATrainingArguments(TrainingArguments):
 
 
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataTrainingArguments, QATrainingArguments]:
-    """Return the three argument groups from the command line, or from one .json/.yaml argument file."""
+    """Return the three argument groups from the command line or one .json/.yaml argument file.
+
+    What the headline command leaves out is filled in first (`headline_defaults`); a value that the argument
+    classes refuse is a `UserError` naming the argument file when there is one.
+    """
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, QATrainingArguments))
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        return parser.parse_yaml_file(yaml_file=os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
+    from_file = len(argv) == 1 and argv[0].endswith(ARGUMENT_FILE_SUFFIXES)
+    values = read_argument_file(Path(argv[0])) if from_file else vars(parser.parse_args(argv))
+    try:
+        return parser.parse_dict({**values, **headline_defaults(values)})
+    except (ValueError, TypeError) as error:  # __post_init__ checks, unknown or missing keys in a file
+        raise UserError(f"{argv[0]}: {error}" if from_file else str(error)) from None
+
+
+def read_argument_file(path: Path) -> dict:
+    """Return the arguments held by a .json or .yaml file, or a UserError pointing into the file."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such argument file; check the path")
+    text = path.read_text(encoding="utf-8")
+    try:
+        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path}: malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: malformed YAML: {error}") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: expected a mapping of argument names to values, got {type(values).__name__}")
+    return values
+
+
+def headline_defaults(values: dict) -> dict:
+    """Return what the headline command leaves out: SQuAD 2.0 from the Hub, train and evaluate, a named output folder.
+
+    `run_qa.py --model_name_or_path M` alone fine-tunes M on squad_v2 and evaluates it. Each default applies only
+    when its whole group is absent: any data flag, any --do_* flag or --output_dir keeps Hugging Face's meaning.
+    """
+    defaults = {}
+    if not any(values.get(name) for name in DATA_FLAGS):
+        defaults["dataset_name"] = DEFAULT_DATASET
+    if not any(values.get(name) for name in ("do_train", "do_eval", "do_predict")):
+        defaults.update(do_train=True, do_eval=True)
+    if not values.get("output_dir"):
+        defaults["output_dir"] = default_output_dir(values.get("model_name_or_path") or "model", {**values, **defaults})
+    return defaults
+
+
+def default_output_dir(model_name_or_path: str, values: dict) -> str:
+    """Return `out/<model>-<data>`, e.g. out/distilbert-base-uncased-squad_v2 or out/minilm-distilbert-train."""
+    data = next(values[name] for name in DATA_FLAGS if values.get(name))
+    data_name = Path(data).name if data == values.get("dataset_name") else Path(data).stem
+    return str(Path("out") / f"{Path(model_name_or_path.rstrip('/')).name}-{data_name}")
+
+
+def run_plan(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> str:
+    """Return one sentence saying what this run does, with which model and data, and where its outputs go."""
+    steps = [name for name, asked in (("train", training_args.do_train), ("evaluate", training_args.do_eval),
+                                      ("predict", training_args.do_predict)) if asked]
+    files = [f"{name}={path}" for name, path in (("train", data_args.train_file), ("validation",
+             data_args.validation_file), ("test", data_args.test_file)) if path]
+    data = ", ".join(([f"Hub dataset {data_args.dataset_name}"] if data_args.dataset_name else []) + files)
+    return (f"{' and '.join(steps) or 'nothing to do'}: {model_args.model_name_or_path} on {data}; "
+            f"outputs in {training_args.output_dir}")
 
 
 def setup_logging(training_args: TrainingArguments) -> None:
-    """Log to stdout on the main process at the level `--log_level` asks for, quietly elsewhere."""
+    """Log to stdout on the main process at the level `--log_level` asks for, quietly elsewhere.
+
+    Without --log_level the libraries stay at their own level and the recipe's loggers say at INFO what the run
+    does (its plan, data checks, the best threshold found).
+    """
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
         handlers=[logging.StreamHandler(sys.stdout)],
     )
     level = training_args.get_process_log_level()
-    library_loggers = [logger] + [logging.getLogger(name) for name in ("squad", "utils_qa", "trainer_qa")]
-    for library_logger in library_loggers:
-        library_logger.setLevel(level if training_args.should_log else logging.WARNING)
+    recipe_level = logging.INFO if training_args.log_level == "passive" else level
+    for name in ("squad", "utils_qa", "trainer_qa"):
+        logging.getLogger(name).setLevel(recipe_level if training_args.should_log else logging.WARNING)
+    logger.setLevel(recipe_level if training_args.should_log else logging.WARNING)
     datasets.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)
     transformers.utils.logging.enable_default_handler()
@@ -227,11 +292,15 @@ def setup_logging(training_args: TrainingArguments) -> None:
 
 def load_data(data_args: DataTrainingArguments, model_args: ModelArguments, training_args) -> datasets.DatasetDict:
     """Return the splits this run needs, checked and trimmed to the requested sample counts."""
-    raw = load_qa_datasets(
-        dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
-        train_file=data_args.train_file, validation_file=data_args.validation_file, test_file=data_args.test_file,
-        cache_dir=model_args.cache_dir, token=model_args.token,
-    )
+    files = dict(train_file=data_args.train_file, validation_file=data_args.validation_file,
+                 test_file=data_args.test_file)
+    try:
+        raw = load_qa_datasets(dataset_name=data_args.dataset_name, dataset_config_name=data_args.dataset_config_name,
+                               cache_dir=model_args.cache_dir, token=model_args.token, **files)
+    except DataFormatError as error:
+        if any(files.values()):
+            raise
+        raise UserError(f"{error}; `make demo` runs the recipe offline on the bundled sample") from None
     wanted = [  # (split, asked for, its --do flag, its file flag, sample limit)
         ("train", training_args.do_train, "--do_train", "--train_file", data_args.max_train_samples),
         ("validation", training_args.do_eval, "--do_eval", "--validation_file", data_args.max_eval_samples),
@@ -242,7 +311,7 @@ def load_data(data_args: DataTrainingArguments, model_args: ModelArguments, trai
         if not asked:
             continue
         if split not in raw:
-            raise ValueError(f"{do_flag} needs a {split} split: give {file_flag} or a --dataset_name that has one")
+            raise UserError(f"{do_flag} needs a {split} split: give {file_flag} or a --dataset_name that has one")
         dataset = raw[split]
         splits[split] = dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
     return datasets.DatasetDict(splits)
@@ -259,7 +328,7 @@ def resolve_version_2(requested: bool | None, raw: datasets.DatasetDict) -> bool
         return detected
     if requested != detected:
         found = "has unanswerable questions" if detected else "has no unanswerable question"
-        raise ValueError(
+        raise UserError(
             f"--version_2_with_negative {requested} contradicts the data, which {found}: "
             f"drop the flag to detect it, or pass --version_2_with_negative {detected}"
         )
@@ -268,21 +337,36 @@ def resolve_version_2(requested: bool | None, raw: datasets.DatasetDict) -> bool
 
 def build_tokenizer(model_args: ModelArguments):
     """Return the fast tokenizer (offset mappings need it) of the checkpoint."""
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_args.tokenizer_name or model_args.model_name_or_path, cache_dir=model_args.cache_dir,
-        revision=model_args.model_revision, token=model_args.token, trust_remote_code=model_args.trust_remote_code,
-    )
+    source = model_args.tokenizer_name or model_args.model_name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token,
+            trust_remote_code=model_args.trust_remote_code,
+        )
+    except (OSError, ValueError) as error:
+        raise unreadable_checkpoint(source, "tokenizer", error) from None
     if not tokenizer.is_fast:
-        raise ValueError(f"{model_args.tokenizer_name or model_args.model_name_or_path} has no fast tokenizer; "
-                         "the recipe needs offset mappings, which only fast tokenizers give")
+        raise UserError(f"{source} has no fast tokenizer; the recipe needs offset mappings, which only fast "
+                        "tokenizers give: pass --tokenizer_name with a checkpoint that has tokenizer.json")
     return tokenizer
+
+
+def unreadable_checkpoint(source: str, part: str, error: Exception) -> UserError:
+    """Return the one-line error for a checkpoint part that cannot be read: a wrong path or Hub id, or no internet."""
+    return UserError(
+        f"cannot load the {part} of {source!r} ({error}); give a folder that holds it or a Hub id reachable from "
+        "here (offline, `make demo` shows the recipe on a local checkpoint)"
+    )
 
 
 def build_model(model_args: ModelArguments) -> PointerDistilBertForQuestionAnswering:
     """Return the pointer model: loaded as is from a pointer checkpoint, or built on a plain DistilBERT encoder."""
     source = model_args.config_name or model_args.model_name_or_path
     hub_kwargs = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
-    base_config = AutoConfig.from_pretrained(source, trust_remote_code=model_args.trust_remote_code, **hub_kwargs)
+    try:
+        base_config = AutoConfig.from_pretrained(source, trust_remote_code=model_args.trust_remote_code, **hub_kwargs)
+    except (OSError, ValueError) as error:
+        raise unreadable_checkpoint(source, "config", error) from None
     if base_config.model_type == "pointer_distilbert":
         config = base_config
     elif base_config.model_type == "distilbert":
@@ -291,13 +375,17 @@ def build_model(model_args: ModelArguments) -> PointerDistilBertForQuestionAnswe
                 "verifier_loss_weight": model_args.verifier_loss_weight}
         config = PointerDistilBertConfig(**{**base_config.to_dict(), **head})
     else:
-        raise ValueError(
+        raise UserError(
             f"{source} is a {base_config.model_type!r} checkpoint; the recipe builds on DistilBERT. For a BERT "
             f"checkpoint run `python convert_bert_to_distilbert.py {source} converted/` and pass converted/"
         )
-    return PointerDistilBertForQuestionAnswering.from_pretrained(
-        model_args.model_name_or_path, config=config, attn_implementation=model_args.attn_implementation, **hub_kwargs
-    )
+    try:
+        return PointerDistilBertForQuestionAnswering.from_pretrained(
+            model_args.model_name_or_path, config=config, attn_implementation=model_args.attn_implementation,
+            **hub_kwargs,
+        )
+    except OSError as error:
+        raise unreadable_checkpoint(model_args.model_name_or_path, "weights", error) from None
 
 
 def make_features(raw: datasets.DatasetDict, tokenizer, data_args: DataTrainingArguments, training_args) -> dict:
@@ -399,7 +487,8 @@ def write_reports(trainer: QuestionAnsweringTrainer, model_args, data_args, trai
 def main(argv: list[str] | None = None) -> None:
     model_args, data_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     setup_logging(training_args)
-    logger.info("Training arguments:\n%s", json.dumps(training_args.to_dict(), indent=1, default=str))
+    logger.info("Run: %s", run_plan(model_args, data_args, training_args))
+    logger.debug("Training arguments:\n%s", json.dumps(training_args.to_dict(), indent=1, default=str))
     set_seed(training_args.seed)
 
     raw = load_data(data_args, model_args, training_args)
@@ -421,4 +510,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, user_errors=(UserError, DataFormatError)))

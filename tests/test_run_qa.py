@@ -13,6 +13,7 @@ from safetensors.numpy import load_file
 
 import run_qa
 from modeling_pointer_distilbert import PointerDistilBertForQuestionAnswering
+from squad.errors import UserError
 from trainer_qa import QuestionAnsweringTrainer
 from utils_qa import compute_squad_metrics
 
@@ -207,8 +208,43 @@ def test_recipe_defaults(tmp_path):
 def test_contradictory_data_arguments_are_refused():
     with pytest.raises(ValueError, match="doc_stride"):
         run_qa.DataTrainingArguments(dataset_name="squad_v2", max_seq_length=128, doc_stride=128)
-    with pytest.raises(ValueError, match="--dataset_name"):
-        run_qa.DataTrainingArguments()
+    with pytest.raises(UserError, match="--doc_stride .128. must be positive and below --max_seq_length"):
+        run_qa.parse_arguments(["--model_name_or_path", "m", "--max_seq_length", "128", "--doc_stride", "128"])
+
+
+def test_headline_command_trains_and_evaluates_on_squad_v2_into_a_named_folder():
+    model_args, data_args, training_args = run_qa.parse_arguments(["--model_name_or_path", "distilbert-base-uncased"])
+    assert data_args.dataset_name == "squad_v2" and data_args.train_file is None
+    assert (training_args.do_train, training_args.do_eval, training_args.do_predict) == (True, True, False)
+    assert training_args.output_dir == "out/distilbert-base-uncased-squad_v2"
+    assert run_qa.run_plan(model_args, data_args, training_args) == (
+        "train and evaluate: distilbert-base-uncased on Hub dataset squad_v2; "
+        "outputs in out/distilbert-base-uncased-squad_v2")
+
+
+def test_explicit_flags_keep_hugging_face_meaning(tmp_path):
+    _, data_args, training_args = run_qa.parse_arguments(
+        ["--model_name_or_path", "build/minilm-distilbert/", "--validation_file", str(DEV), "--do_eval"])
+    assert data_args.dataset_name is None and (training_args.do_train, training_args.do_eval) == (False, True)
+    assert training_args.output_dir == "out/minilm-distilbert-sample_dev"
+    _, data_args, training_args = run_qa.parse_arguments(
+        ["--model_name_or_path", "m", "--dataset_name", "rajpurkar/squad", "--do_predict", "--output_dir", "o"])
+    assert (training_args.do_train, training_args.do_eval, training_args.do_predict) == (False, False, True)
+    assert training_args.output_dir == "o" and data_args.dataset_name == "rajpurkar/squad"
+    (tmp_path / "run.yaml").write_text("model_name_or_path: distilbert-base-uncased\n")
+    from_file = run_qa.parse_arguments([str(tmp_path / "run.yaml")])
+    assert from_file[2].output_dir == "out/distilbert-base-uncased-squad_v2" and from_file[2].do_train
+
+
+def test_argument_file_mistakes_name_the_file(tmp_path):
+    (tmp_path / "run.json").write_text('{"model_name_or_path": "m",\n "max_seq_lenght": 128}')
+    with pytest.raises(UserError, match=r"run.json: Some keys are not used .*max_seq_lenght"):
+        run_qa.parse_arguments([str(tmp_path / "run.json")])
+    (tmp_path / "broken.json").write_text('{"model_name_or_path": "m"\n "do_eval": true}')
+    with pytest.raises(UserError, match="broken.json: malformed JSON at line 2, column 2"):
+        run_qa.parse_arguments([str(tmp_path / "broken.json")])
+    with pytest.raises(UserError, match="missing.yaml: no such argument file"):
+        run_qa.parse_arguments([str(tmp_path / "missing.yaml")])
 
 
 class CrashAfterFirstCheckpoint(Exception):
