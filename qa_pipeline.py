@@ -10,6 +10,7 @@ Long contexts are cut into the same windows as evaluation and answered by the sa
 pipeline and `run_qa.py --do_eval` give the same answers for the same inputs.
 """
 
+import sys
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from transformers.pipelines import PIPELINE_REGISTRY, REMOVED_TASKS
 from transformers.pipelines.base import ChunkPipeline
 
 import modeling_pointer_distilbert  # noqa: F401  (registers the model with the Auto classes)
+from squad.errors import UserError, run_command
 from utils_qa import prepare_eval_features, select_answers, stack_logits
 
 TASK = "question-answering"
@@ -145,8 +147,11 @@ def answer_questions(model, questions, contexts, **kwargs) -> list[dict]:
     return answers if isinstance(answers, list) else [answers]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Answer questions about one context from the command line, printing one JSON line per question."""
+def main(argv: list[str] | None = None) -> int:
+    """Answer questions about one context from the command line, printing one JSON line per question.
+
+    Returns the exit status: 2 with a one-line error for a missing context file or a model that cannot be loaded.
+    """
     import argparse
     import json
 
@@ -158,15 +163,41 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--question", action="append", required=True, help="a question (repeat for several)")
     parser.add_argument("--handle-impossible-answer", action="store_true", help='allow "" (no answer)')
     parser.add_argument("--top-k", type=int, default=1, help="answers per question")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of input errors too")
     args = parser.parse_args(argv)
-    context = args.context if args.context is not None else Path(args.context_file).read_text(encoding="utf-8")
-    answers = answer_questions(args.model, args.question, [context] * len(args.question),
-                               handle_impossible_answer=args.handle_impossible_answer, top_k=args.top_k)
-    for question, answer in zip(args.question, answers):
-        print(json.dumps({"question": question, "answer": answer}, ensure_ascii=False))
+
+    def run() -> None:
+        context = args.context if args.context is not None else read_context(Path(args.context_file))
+        if not context.strip():
+            raise UserError("the context is empty; give the passage to answer from (--context or --context-file)")
+        answers = answer_questions(load_pipeline(args.model), args.question, [context] * len(args.question),
+                                   handle_impossible_answer=args.handle_impossible_answer, top_k=args.top_k)
+        for question, answer in zip(args.question, answers):
+            print(json.dumps({"question": question, "answer": answer}, ensure_ascii=False))
+
+    return run_command(run, debug=args.debug)
+
+
+def read_context(path: Path) -> str:
+    """Return the passage in a UTF-8 text file, or a UserError saying what is wrong with the file."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such context file; check the path")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text (byte {error.start}); save the file as UTF-8") from None
+
+
+def load_pipeline(model: str) -> PointerQuestionAnsweringPipeline:
+    """Return the pipeline of an output folder or Hub id, or a UserError saying what could not be read."""
+    try:
+        return pipeline(TASK, model=model)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot load a question-answering model from {model!r} ({error}); give an output folder "
+                        "of run_qa.py or a Hub id reachable from here") from None
 
 
 register()
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

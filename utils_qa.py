@@ -166,22 +166,24 @@ def _argument_parser() -> argparse.ArgumentParser:
         "--squad-version", choices=("auto", "1", "2"), default="auto",
         help="metric keys to report; auto: 2 when the data has unanswerable questions or null odds are given",
     )
+    score.add_argument("--debug", action="store_true", help="show the traceback of input errors too")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit status (1 with a one-line error for bad input)."""
+    """Run the command line; return the exit status (2 with a one-line error for bad input)."""
+    from squad.errors import run_command
+
     args = _argument_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    try:
+
+    def score() -> None:
         metrics = score_files(
             args.data_file, args.prediction_file, args.null_odds_file, args.null_odds_threshold, args.squad_version
         )
-    except DataFormatError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(metrics, indent=2))
-    return 0
+        print(json.dumps(metrics, indent=2))
+
+    return run_command(score, user_errors=(DataFormatError,), debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""A user's mistake on the command line of run_qa.py ends in one line naming the file, record and field; exit 2."""
+"""A user's mistake on a command line ends in one line naming the file, record, field or id, and exit status 2."""
 
 import json
 import os
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import qa_pipeline
 import run_qa
 from squad.errors import UserError
 
@@ -98,3 +99,14 @@ def test_slow_only_tokenizer_is_a_user_error(monkeypatch):
     monkeypatch.setattr(run_qa.AutoTokenizer, "from_pretrained", lambda *args, **kwargs: SlowTokenizer())
     with pytest.raises(UserError, match="m has no fast tokenizer.*--tokenizer_name"):
         run_qa.build_tokenizer(run_qa.ModelArguments(model_name_or_path="m"))
+
+
+def test_pipeline_command_reports_a_missing_context_file_and_an_unloadable_model(tmp_path, tiny_model_dir, capsys):
+    ask = ["--question", "Who founded it?"]
+    assert qa_pipeline.main([str(tiny_model_dir), "--context-file", str(tmp_path / "absent.txt"), *ask]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'absent.txt'}: no such context file; check the path\n"
+    assert qa_pipeline.main([str(tiny_model_dir), "--context", "  ", *ask]) == 2
+    assert capsys.readouterr().err.startswith("error: the context is empty")
+    assert qa_pipeline.main([str(tmp_path / "no-model"), "--context", CONTEXT, *ask]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot load a question-answering model from '{tmp_path}")

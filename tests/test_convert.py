@@ -12,6 +12,7 @@ from convert_bert_to_distilbert import (
     packaged_minilm_dir,
 )
 from modeling_pointer_distilbert import PointerDistilBertForQuestionAnswering
+from squad.errors import UserError
 
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
 
@@ -126,15 +127,20 @@ def test_unsupported_bert_config_is_refused_naming_the_setting(setting, named_in
         distilbert_config_from_bert(BertConfig(**TINY_BERT, **setting))
 
 
-def test_cli_reports_a_non_bert_source_without_a_traceback(converted_minilm_dir, tmp_path):
-    with pytest.raises(SystemExit, match="'distilbert' checkpoint; this converter reads BERT checkpoints"):
-        main([str(converted_minilm_dir), str(tmp_path / "output")])
+def test_cli_reports_a_non_bert_source_in_one_line_with_status_2(converted_minilm_dir, tmp_path, capsys):
+    assert main([str(converted_minilm_dir), str(tmp_path / "output")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: '{converted_minilm_dir}' is a 'distilbert' checkpoint;")
+    assert "this converter reads BERT checkpoints" in lines[0]
     assert not (tmp_path / "output").exists()
 
 
-def test_cli_reports_a_missing_source_without_a_traceback(tmp_path):
-    with pytest.raises(SystemExit, match="Cannot read a model config from"):
-        main([str(tmp_path / "no-such-folder"), str(tmp_path / "output")])
+def test_cli_reports_a_missing_source_in_one_line_and_shows_the_traceback_with_debug(tmp_path, capsys):
+    assert main([str(tmp_path / "no-such-folder"), str(tmp_path / "output")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Cannot read a model config from")
+    with pytest.raises(UserError, match="Cannot read a model config from"):
+        main([str(tmp_path / "no-such-folder"), str(tmp_path / "output"), "--debug"])
     assert not (tmp_path / "output").exists()
 
 

@@ -66,7 +66,7 @@ def test_score_prints_the_official_metrics_as_json(tmp_path):
 def test_predictions_missing_ids_exit_with_one_line_naming_the_file_and_ids(tmp_path):
     predictions = write(tmp_path / "predictions.json", {"q1": "Denver Broncos", "q3": ""})
     finished = run_score(write(tmp_path / "dev.json", DATA), predictions)
-    assert finished.returncode == 1
+    assert finished.returncode == 2
     lines = finished.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert str(predictions) in lines[0]
@@ -78,14 +78,24 @@ def test_malformed_input_files_exit_with_one_line_and_no_traceback(tmp_path):
     broken = tmp_path / "predictions.json"
     broken.write_text('{"q1": "Denver",\n "q2" "Santa"}', encoding="utf-8")
     finished = run_score(write(tmp_path / "dev.json", DATA), broken)
-    assert finished.returncode == 1 and "Traceback" not in finished.stderr
+    assert finished.returncode == 2 and "Traceback" not in finished.stderr
     assert "malformed JSON at line 2, column 7" in finished.stderr
 
     bad_data = json.loads(json.dumps(DATA))
     bad_data["data"][0]["paragraphs"][0]["qas"][1]["question"] = ["Where?"]
     finished = run_score(write(tmp_path / "bad.json", bad_data), write(tmp_path / "p.json", PREDICTIONS))
-    assert finished.returncode == 1 and "Traceback" not in finished.stderr
+    assert finished.returncode == 2 and "Traceback" not in finished.stderr
     assert "data[0].paragraphs[0].qas[1] (id 'q2'): field 'question' must be a string, got list" in finished.stderr
+
+
+def test_debug_shows_the_traceback_of_an_input_error(tmp_path, capsys):
+    from utils_qa import main
+
+    data = write(tmp_path / "dev.json", DATA)
+    assert main(["score", str(data), str(tmp_path / "absent.json")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'absent.json'}: no such file")
+    with pytest.raises(DataFormatError, match="no such file"):
+        main(["score", str(data), str(tmp_path / "absent.json"), "--debug"])
 
 
 def test_extra_prediction_ids_are_counted_in_a_warning(tmp_path, caplog):
