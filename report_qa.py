@@ -1,6 +1,7 @@
 """Human-facing outputs of a run: training-curve and no-answer figures, and the model card's usage section."""
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -8,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: runs on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from huggingface_hub import EvalResult, ModelCardData  # noqa: E402
 
 TRAINING_FIGURE = "training_curves.png"
 NO_ANSWER_FIGURE = "no_answer_analysis.png"
@@ -113,37 +115,53 @@ def write_figures(
     return [path for path in written if path is not None]
 
 
-def model_card(model_id: str, base_model: str, dataset: str | None, metrics: dict, hyperparameters: dict) -> str:
+@dataclass(frozen=True)
+class CardData:
+    """How the card names the data: Hub ids as published, local files by their plain names (no paths)."""
+
+    training: str | None = None
+    evaluation: str | None = None
+    hub_datasets: tuple[str, ...] = ()
+
+
+def card_metadata(model_id: str, base_model: str, data: CardData, scores: dict, version: str) -> ModelCardData:
+    """Return the card's Hub metadata; model-index holds the exact match and F1 measured on the evaluation data."""
+    results = [
+        EvalResult(task_type="question-answering", task_name="Extractive question answering",
+                   dataset_type=data.evaluation, dataset_name=data.evaluation, dataset_split="validation",
+                   metric_type=metric_type, metric_name=f"{label} (SQuAD {version})",
+                   metric_value=round(scores[key], 2))
+        for key, metric_type, label in (("exact", "exact_match", "Exact match"), ("f1", "f1", "F1"))
+        if key in scores and data.evaluation
+    ]
+    return ModelCardData(
+        model_name=model_id, base_model=base_model, library_name="transformers", pipeline_tag="question-answering",
+        tags=["question-answering", "extractive-qa", "pointer-distilbert"], datasets=list(data.hub_datasets) or None,
+        eval_results=results or None,
+    )
+
+
+def model_card(model_id: str, base_model: str, data: CardData, metrics: dict, hyperparameters: dict) -> str:
     """Return a model card (README.md with Hub metadata) stating the scores and how to use the model."""
     scores = {key[len("eval_"):]: value for key, value in metrics.items() if key.startswith("eval_")}
     shown = [key for key in ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact",
                              "best_f1", "best_f1_thresh", "total") if key in scores]
-    index_metrics = "".join(
-        f"      - type: {name}\n        value: {scores[key]:.2f}\n        name: {label}\n"
-        for key, name, label in (("exact", "exact_match", "Exact match"), ("f1", "f1", "F1")) if key in scores
-    )
-    front_matter = (
-        "---\nlibrary_name: transformers\npipeline_tag: question-answering\n"
-        f"base_model: {base_model}\ntags:\n- question-answering\n- extractive-qa\n- pointer-distilbert\n"
-        + (f"datasets:\n- {dataset}\n" if dataset else "")
-        + f"model-index:\n- name: {model_id}\n  results:\n"
-        + ("  - task:\n      type: question-answering\n      name: Extractive question answering\n"
-           + (f"    dataset:\n      name: {dataset}\n      type: {dataset}\n" if dataset else "")
-           + f"    metrics:\n{index_metrics}" if index_metrics else "")
-        + "---\n"
-    )
     table = "\n".join(f"| {key} | {scores[key]:.4g} |" for key in shown)
     settings = "\n".join(f"- {key}: {value}" for key, value in hyperparameters.items())
-    return f"""{front_matter}
+    version = "2.0" if "NoAns_total" in scores or "HasAns_total" in scores else "1.1"
+    return f"""---
+{card_metadata(model_id, base_model, data, scores, version).to_yaml()}
+---
+
 # {model_id}
 
 Extractive question answering: DistilBERT with an answer-pointer head (the end pointer is conditioned on the
 start distribution; [CLS] is the no-answer pointer), fine-tuned from `{base_model}` with Adafactor on
-{dataset or "the training data"}.
+{data.training or "the training data"}.
 
 ## Evaluation
 
-Official SQuAD {"2.0" if "NoAns_total" in scores or "HasAns_total" in scores else "1.1"} metric on the evaluation set
+Official SQuAD {version} metric on {data.evaluation or "the evaluation set"}
 (`eval_predictions.json` and `eval_null_odds.json` in this folder re-score to these numbers):
 
 | metric | value |
@@ -184,12 +202,11 @@ qa(question="...", context="...", handle_impossible_answer=True)
 """
 
 
-def write_model_card(output_dir: str, model_id: str, base_model: str, dataset: str | None,
-                     hyperparameters: dict) -> Path:
+def write_model_card(output_dir: str, model_id: str, base_model: str, data: CardData, hyperparameters: dict) -> Path:
     """Write README.md into `output_dir` from the run's `all_results.json`; return its path."""
     folder = Path(output_dir)
     results_file = folder / "all_results.json"
     metrics = json.loads(results_file.read_text(encoding="utf-8")) if results_file.exists() else {}
     card = folder / "README.md"
-    card.write_text(model_card(model_id, base_model, dataset, metrics, hyperparameters), encoding="utf-8")
+    card.write_text(model_card(model_id, base_model, data, metrics, hyperparameters), encoding="utf-8")
     return card

@@ -37,7 +37,7 @@ from modeling_pointer_distilbert import (
     PointerDistilBertConfig,
     PointerDistilBertForQuestionAnswering,
 )
-from report_qa import write_figures
+from report_qa import CardData, write_figures
 from squad.errors import UserError, run_command
 from trainer_qa import AnswerSettings, QuestionAnsweringTrainer
 from utils_qa import (
@@ -477,11 +477,20 @@ def write_reports(trainer: QuestionAnsweringTrainer, model_args, data_args, trai
         examples = trainer.eval_examples
         references = references_from_dataset(examples) if examples is not None else None
         write_figures(trainer.state.log_history, training_args.output_dir, references)
-    card = dict(finetuned_from=model_args.model_name_or_path, dataset=data_args.dataset_name or data_args.train_file)
+    card = dict(finetuned_from=model_args.model_name_or_path, card_data=card_data(data_args))
     if training_args.push_to_hub:
         trainer.push_to_hub(**card)
     else:
         trainer.create_model_card(**card)
+
+
+def card_data(data_args: DataTrainingArguments) -> CardData:
+    """Return how the model card names the data: the Hub id where a split came from the Hub, else the file's name."""
+    hub = data_args.dataset_name
+    training = Path(data_args.train_file).stem if data_args.train_file else hub
+    evaluation = Path(data_args.validation_file).stem if data_args.validation_file else hub
+    from_hub = hub is not None and not (data_args.train_file and data_args.validation_file)
+    return CardData(training, evaluation, (hub,) if from_hub else ())
 
 
 def main(argv: list[str] | None = None) -> None:

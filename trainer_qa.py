@@ -111,20 +111,25 @@ class QuestionAnsweringTrainer(Trainer):
             (folder / "training_args.json").write_text(self.args.to_json_string(), encoding="utf-8")
             pickled.unlink()
 
-    def create_model_card(self, finetuned_from: str | None = None, dataset: str | None = None, **_stock_fields):
-        """Write the recipe's model card (scores, settings, usage); `push_to_hub` calls this before uploading."""
+    def create_model_card(self, finetuned_from: str | None = None, card_data=None, **_stock_fields):
+        """Write the recipe's model card (scores, settings, usage); `push_to_hub` calls this before uploading.
+
+        `card_data` (a `report_qa.CardData`) names the training and evaluation data as the card should show them.
+        """
         if not self.is_world_process_zero():
             return
-        from report_qa import write_model_card
+        from report_qa import CardData, write_model_card
 
         args = self.args
-        settings = {"optimizer": args.optim, "learning_rate": args.learning_rate, "warmup_steps": args.warmup_steps,
+        optimizer = getattr(args.optim, "value", args.optim)  # "adafactor", not OptimizerNames.ADAFACTOR
+        settings = {"optimizer": optimizer, "learning_rate": args.learning_rate, "warmup_steps": args.warmup_steps,
                     "train_batch_size": args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
                     "num_train_epochs": args.num_train_epochs, "seed": args.seed,
                     "null_score_diff_threshold": self.answer_settings.null_score_diff_threshold,
                     "qa_head": getattr(self.model.config, "qa_head", None)}
         model_id = args.hub_model_id or Path(args.output_dir).resolve().name
-        write_model_card(args.output_dir, model_id, finetuned_from or "distilbert-base-uncased", dataset, settings)
+        base_model = finetuned_from or "distilbert-base-uncased"
+        write_model_card(args.output_dir, model_id, base_model, card_data or CardData(), settings)
 
     def _answer_and_score(self, dataloader, features, examples, description, ignore_keys, prefix, answers_out=None):
         """Run the model over `features`, turn logits into answers, score them, save files; return prefixed metrics."""
