@@ -11,6 +11,7 @@ from torch.utils.data import SequentialSampler
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PredictionOutput, speed_metrics
+from transformers.utils.hub import hf_api
 
 from utils_qa import (
     compute_squad_metrics,
@@ -110,6 +111,19 @@ class QuestionAnsweringTrainer(Trainer):
         if self.is_world_process_zero() and pickled.exists():
             (folder / "training_args.json").write_text(self.args.to_json_string(), encoding="utf-8")
             pickled.unlink()
+
+    def push_to_hub(self, *args, **kwargs):
+        """Push as the stock Trainer does, then delete the pickled `training_args.bin` that its checkpoint pushes add.
+
+        The stock checkpoint push saves the arguments with `torch.save` into output_dir right before uploading it;
+        the folder itself keeps them as training_args.json (see `save_model`), and so does the repository.
+        """
+        commit = super().push_to_hub(*args, **kwargs)
+        if self.is_world_process_zero():
+            repository = dict(repo_id=self.hub_model_id, revision=self.args.hub_revision, token=self.args.hub_token)
+            if hf_api().file_exists(filename=TRAINING_ARGS_NAME, **repository):
+                hf_api().delete_file(TRAINING_ARGS_NAME, commit_message="Training arguments as JSON only", **repository)
+        return commit
 
     def create_model_card(self, finetuned_from: str | None = None, card_data=None, **_stock_fields):
         """Write the recipe's model card (scores, settings, usage); `push_to_hub` calls this before uploading.
