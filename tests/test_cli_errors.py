@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,22 @@ def test_pipeline_command_reports_a_missing_context_file_and_an_unloadable_model
     assert qa_pipeline.main([str(tmp_path / "no-model"), "--context", CONTEXT, *ask]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot load a question-answering model from '{tmp_path}")
+
+
+def test_under_accelerate_only_the_main_process_prints_the_line_and_the_launch_fails(tmp_path, tiny_model_dir):
+    """Both processes find the same bad record; one line is printed, and accelerate's launcher exits non-zero."""
+    duplicate = jsonl(tmp_path / "duplicate.jsonl", [GOOD, GOOD])
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+        "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29518",
+        str(ROOT / "run_qa.py"), "--model_name_or_path", str(tiny_model_dir), "--train_file", str(duplicate),
+        "--do_train", "--output_dir", str(tmp_path / "out"), "--use_cpu", "true",
+    ]
+    environment = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    environment.pop("QA_TRACEBACK", None)
+    finished = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+    assert finished.returncode != 0
+    error_lines = [line for line in finished.stderr.splitlines() if line.startswith("error: ")]
+    assert error_lines == [f"error: {duplicate}: line 2 (id 'q1'): field 'id' duplicates the id of line 1 (id 'q1'); "
+                           "ids must be unique, rename one"]
+    assert re.search(r"exitcode\s*:\s*2\b", finished.stderr), "the launcher reports the processes' status 2"
