@@ -46,11 +46,35 @@ def make_example(rng: random.Random, index: int) -> tuple[str, dict]:
     return context, qa
 
 
-def make_squad(num_questions: int, seed: int) -> dict:
-    """Return a nested SQuAD 2.0 document of `num_questions` synthetic questions, one paragraph each."""
+def make_two_fact_example(rng: random.Random, index: int) -> tuple[str, dict]:
+    """Return `(context, qa)`: exactly two facts about one person and a question about any relation.
+
+    Every context has the same shape and every question the same form, so no length or wording tells the
+    unanswerable questions (3 in 5) apart: only whether the context states the relation asked about decides.
+    """
+    name = rng.choice(NAMES)
+    stated = rng.sample(list(RELATIONS), 2)
+    context, qa = "", {"id": f"two-{index:05d}"}
+    asked = rng.choice(list(RELATIONS))
+    qa["question"] = RELATIONS[asked][1].format(name=name)
+    plausible = []
+    for relation in stated:
+        value = rng.choice(RELATIONS[relation][2])
+        context += (" " if context else "") + RELATIONS[relation][0].format(name=name, value=value)
+        answer = [{"text": value, "answer_start": len(context) - len(value) - 1}]
+        if relation == asked:
+            qa.update(answers=answer, is_impossible=False)
+        plausible = plausible or answer
+    if "answers" not in qa:
+        qa.update(answers=[], is_impossible=True, plausible_answers=plausible)
+    return context, qa
+
+
+def make_squad(num_questions: int, seed: int, make=make_example) -> dict:
+    """Return a nested SQuAD 2.0 document of `num_questions` questions from `make`, one paragraph each."""
     rng = random.Random(seed)
     paragraphs = []
     for index in range(num_questions):
-        context, qa = make_example(rng, index)
+        context, qa = make(rng, index)
         paragraphs.append({"context": context, "qas": [qa]})
     return {"version": "v2.0", "data": [{"title": "synthetic", "paragraphs": paragraphs}]}

@@ -13,28 +13,25 @@ from transformers import pipeline
 import qa_pipeline  # noqa: F401  (registers the pipeline)
 import run_qa
 from conftest import save_tiny_pointer_model
-from synthetic_squad import make_squad
+from synthetic_squad import make_example, make_squad, make_two_fact_example
 from utils_qa import prepare_eval_features
 
 MAX_SEQ_LENGTH = 64
 
 
-@pytest.fixture(scope="module")
-def synthetic_files(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
-    folder = tmp_path_factory.mktemp("synthetic")
+def write_split(folder: pathlib.Path, make=make_example) -> tuple[pathlib.Path, pathlib.Path]:
+    """Write 4,000 training and 300 held-out synthetic questions; return the two files."""
     train, dev = folder / "train.json", folder / "dev.json"
-    train.write_text(json.dumps(make_squad(4000, seed=1)))
-    dev.write_text(json.dumps(make_squad(300, seed=2)))
+    train.write_text(json.dumps(make_squad(4000, seed=1, make=make)))
+    dev.write_text(json.dumps(make_squad(300, seed=2, make=make)))
     return train, dev
 
 
-@pytest.fixture(scope="module")
-def learned_output(tmp_path_factory, tokenizer, synthetic_files) -> pathlib.Path:
-    """Train a 2-layer, 64-wide pointer model from scratch (well under two minutes on two CPU cores)."""
-    folder = tmp_path_factory.mktemp("learned")
+def train_from_scratch(folder: pathlib.Path, tokenizer, train: pathlib.Path, dev: pathlib.Path) -> pathlib.Path:
+    """Train a 2-layer, 64-wide pointer model from scratch (well under two minutes on two CPU cores); return its
+    output folder."""
     start = save_tiny_pointer_model(folder / "init", tokenizer, dim=64, n_heads=4, hidden_dim=128,
                                     max_position_embeddings=MAX_SEQ_LENGTH)
-    train, dev = synthetic_files
     torch.set_num_threads(2)
     run_qa.main([
         "--model_name_or_path", str(start), "--train_file", str(train), "--validation_file", str(dev),
@@ -44,6 +41,16 @@ def learned_output(tmp_path_factory, tokenizer, synthetic_files) -> pathlib.Path
         "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true", "--use_cpu", "true",
     ])
     return folder / "out"
+
+
+@pytest.fixture(scope="module")
+def synthetic_files(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
+    return write_split(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(scope="module")
+def learned_output(tmp_path_factory, tokenizer, synthetic_files) -> pathlib.Path:
+    return train_from_scratch(tmp_path_factory.mktemp("learned"), tokenizer, *synthetic_files)
 
 
 def dev_questions(dev: pathlib.Path) -> list[dict]:
@@ -56,6 +63,14 @@ def test_tiny_pointer_model_reaches_f1_90_on_held_out_synthetic_questions(learne
     metrics = json.loads((learned_output / "eval_results.json").read_text())
     assert metrics["eval_f1"] >= 90.0, metrics
     assert metrics["eval_HasAns_f1"] >= 80.0 and metrics["eval_NoAns_f1"] >= 80.0, metrics
+
+
+def test_abstention_is_learned_where_only_the_content_decides(tmp_path, tokenizer):
+    """Contexts of one shape, questions of one form: the null odds must come from reading the context."""
+    output = train_from_scratch(tmp_path, tokenizer, *write_split(tmp_path, make=make_two_fact_example))
+    metrics = json.loads((output / "eval_results.json").read_text())
+    assert metrics["eval_null_odds_auc"] >= 0.95, metrics
+    assert metrics["eval_HasAns_f1"] >= 85.0 and metrics["eval_NoAns_f1"] >= 85.0, metrics
 
 
 def test_fresh_process_loads_saved_model_with_remote_code_and_gives_same_logits(learned_output, tmp_path, tokenizer):
