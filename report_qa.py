@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from huggingface_hub import EvalResult, ModelCardData  # noqa: E402
 
+from utils_qa import null_odds_auc  # noqa: E402
+
 TRAINING_FIGURE = "training_curves.png"
 NO_ANSWER_FIGURE = "no_answer_analysis.png"
 
@@ -67,8 +69,14 @@ def plot_training_curves(log_history: list[dict], path: Path) -> Path | None:
     return path
 
 
-def plot_no_answer_analysis(references: dict[str, list[str]], null_odds: dict[str, float], path: Path) -> Path | None:
-    """Draw null-odds histograms for answerable vs unanswerable questions and the no-answer precision-recall curve."""
+def plot_no_answer_analysis(
+    references: dict[str, list[str]], null_odds: dict[str, float], path: Path, scores: dict | None = None
+) -> Path | None:
+    """Draw null-odds histograms for answerable vs unanswerable questions and the no-answer precision-recall curve.
+
+    `scores` (unprefixed evaluation metrics) puts the abstention diagnostics in the titles: the null odds' ROC AUC,
+    the forced HasAns F1 of the best non-null spans, and the best F1 over every threshold, drawn where it lies.
+    """
     ids = [qid for qid in references if qid in null_odds]
     if not ids:
         return None
@@ -79,11 +87,16 @@ def plot_no_answer_analysis(references: dict[str, list[str]], null_odds: dict[st
     bins = np.linspace(odds.min(), odds.max(), 40) if odds.max() > odds.min() else 10
     histogram_axis.hist(odds[has_answer], bins=bins, alpha=0.6, label=f"HasAns ({has_answer.sum()})")
     histogram_axis.hist(odds[~has_answer], bins=bins, alpha=0.6, label=f"NoAns ({(~has_answer).sum()})")
+    scores = scores or {}
     histogram_axis.axvline(0.0, color="black", linestyle="--", linewidth=1, label="threshold 0")
+    if "best_f1_thresh" in scores:
+        histogram_axis.axvline(scores["best_f1_thresh"], color="tab:red", linestyle=":", linewidth=1.5,
+                               label=f"best F1 {scores['best_f1']:.1f} at {scores['best_f1_thresh']:.2f}")
     histogram_axis.set_xlabel("null odds (null score - best span score)")
     histogram_axis.set_ylabel("questions")
     histogram_axis.legend()
-    histogram_axis.set_title("Null odds by question type")
+    auc = null_odds_auc({qid: null_odds[qid] for qid in ids}, dict(zip(ids, has_answer.tolist())))
+    histogram_axis.set_title(f"Null odds by question type (ROC AUC {auc:.3f})")
     if (~has_answer).any():
         precision, recall, _ = no_answer_curve(has_answer, odds)
         curve_axis.plot(recall, precision, color="tab:purple")
@@ -91,7 +104,9 @@ def plot_no_answer_analysis(references: dict[str, list[str]], null_odds: dict[st
     curve_axis.set_ylim(0, 1.02)
     curve_axis.set_xlabel("recall of unanswerable questions")
     curve_axis.set_ylabel("precision of 'no answer'")
-    curve_axis.set_title("No-answer detection over the threshold")
+    forced = scores.get("forced_HasAns_f1")
+    forced = "" if forced is None else f"; best non-null spans: HasAns F1 {forced:.1f}"
+    curve_axis.set_title(f"No-answer detection over the threshold{forced}", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -108,11 +123,29 @@ def write_figures(
     """
     folder = Path(output_dir)
     written = [plot_training_curves(log_history, folder / TRAINING_FIGURE)]
-    null_odds_file = folder / "eval_null_odds.json"
+    null_odds_file, results_file = folder / "eval_null_odds.json", folder / "eval_results.json"
     if references and null_odds_file.exists():
         null_odds = json.loads(null_odds_file.read_text(encoding="utf-8"))
-        written.append(plot_no_answer_analysis(references, null_odds, folder / NO_ANSWER_FIGURE))
+        metrics = json.loads(results_file.read_text(encoding="utf-8")) if results_file.exists() else {}
+        scores = {key.removeprefix("eval_"): value for key, value in metrics.items()}
+        written.append(plot_no_answer_analysis(references, null_odds, folder / NO_ANSWER_FIGURE, scores))
     return [path for path in written if path is not None]
+
+
+METRIC_MEANINGS = {
+    "exact": "exact match of the predictions (official)",
+    "f1": "F1 of the predictions (official)",
+    "HasAns_exact": "exact match on answerable questions",
+    "HasAns_f1": "F1 on answerable questions",
+    "NoAns_exact": "share of unanswerable questions answered with no answer",
+    "NoAns_f1": "the same (F1 equals exact match there)",
+    "total": "questions scored",
+    "forced_HasAns_f1": "F1 of the best non-null span on answerable questions: how well spans are found, "
+                        "whatever abstention does",
+    "null_odds_auc": "ROC AUC of the null odds for telling unanswerable from answerable questions (0.5 = chance)",
+    "best_f1": "F1 at the best null-odds threshold, over every threshold",
+    "best_f1_thresh": "that threshold: pass it as --null_score_diff_threshold (tune it on held-out data)",
+}
 
 
 @dataclass(frozen=True)
@@ -144,9 +177,8 @@ def card_metadata(model_id: str, base_model: str, data: CardData, scores: dict, 
 def model_card(model_id: str, base_model: str, data: CardData, metrics: dict, hyperparameters: dict) -> str:
     """Return a model card (README.md with Hub metadata) stating the scores and how to use the model."""
     scores = {key[len("eval_"):]: value for key, value in metrics.items() if key.startswith("eval_")}
-    shown = [key for key in ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact",
-                             "best_f1", "best_f1_thresh", "total") if key in scores]
-    table = "\n".join(f"| {key} | {scores[key]:.4g} |" for key in shown)
+    table = "\n".join(f"| {key} | {scores[key]:.4g} | {meaning} |" for key, meaning in METRIC_MEANINGS.items()
+                      if key in scores)
     settings = "\n".join(f"- {key}: {value}" for key, value in hyperparameters.items())
     version = "2.0" if "NoAns_total" in scores or "HasAns_total" in scores else "1.1"
     return f"""---
@@ -161,11 +193,12 @@ start distribution; [CLS] is the no-answer pointer), fine-tuned from `{base_mode
 
 ## Evaluation
 
-Official SQuAD {version} metric on {data.evaluation or "the evaluation set"}
-(`eval_predictions.json` and `eval_null_odds.json` in this folder re-score to these numbers):
+Official SQuAD {version} metric on {data.evaluation or "the evaluation set"}. `eval_predictions.json` and
+`eval_null_odds.json` in this folder re-score to the official numbers, and `eval_nonnull_predictions.json` with the
+same null odds to the `best_*` ones (`python utils_qa.py score DATA FILE --null-odds eval_null_odds.json`):
 
-| metric | value |
-|---|---|
+| metric | value | what it says |
+|---|---|---|
 {table}
 
 ## Training settings

@@ -1,6 +1,7 @@
 """End-to-end runs of run_qa.py on a tiny model: outputs, arguments, resuming, and data-parallel training."""
 
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -12,6 +13,7 @@ import pytest
 from safetensors.numpy import load_file
 
 import run_qa
+import trainer_qa
 from modeling_pointer_distilbert import PointerDistilBertForQuestionAnswering
 from squad.errors import UserError
 from trainer_qa import QuestionAnsweringTrainer
@@ -98,6 +100,7 @@ def test_run_writes_every_promised_output(trained_output):
         assert (trained_output / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = (trained_output / "README.md").read_text()
     assert "f1" in card.lower() and "trust_remote_code=True" in card
+    assert "| null_odds_auc |" in card and "| forced_HasAns_f1 |" in card and "eval_nonnull_predictions.json" in card
 
 
 def test_eval_metrics_have_official_keys_and_ranges(trained_output):
@@ -131,6 +134,14 @@ def test_reported_scores_re_score_from_the_written_files(trained_output):
         assert as_predicted[key] == pytest.approx(reported[f"eval_{key}"], abs=1e-9), key
     for key in BEST_KEYS:
         assert every_threshold[key] == pytest.approx(reported[f"eval_{key}"], abs=1e-9), key
+
+
+def test_log_says_when_spans_are_learned_but_abstention_is_not(caplog):
+    with caplog.at_level(logging.WARNING, logger="trainer_qa"):
+        trainer_qa._log_answerability_hint({"null_odds_auc": 0.51, "forced_HasAns_f1": 51.7})
+        trainer_qa._log_answerability_hint({"null_odds_auc": 0.81, "forced_HasAns_f1": 70.0})
+    (record,) = caplog.records
+    assert "AUC 0.51" in record.message and "HasAns F1 51.7" in record.message and "abstain" in record.message
 
 
 def test_training_logged_loss_and_periodic_evaluation(trained_output):
