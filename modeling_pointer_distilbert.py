@@ -47,10 +47,11 @@ class PointerDistilBertConfig(DistilBertConfig):
         pointer_hidden_size (`int`, *optional*):
             Width of the pointer's keys and queries. `None` uses the encoder width `dim`. Ignored by the linear head.
         answer_verifier (`bool`, *optional*, defaults to `False`):
-            Add an [`AnswerVerifier`]: a has-answer classifier over the [CLS] state and the states the start and end
-            pointers expect among the other tokens, trained with a binary cross-entropy on "this window holds no
-            answer". Its no-answer logit is added to the [CLS] (null) start and end logits, half to each, so the
-            null score of a window is the span head's plus the verifier's logit (Read + Verify, Hu et al. 2019).
+            Add an [`AnswerVerifier`]: a has-answer classifier over the [CLS] and mean token states, the states the
+            start and end pointers expect among the other tokens and the pointers' confidences, trained with a
+            binary cross-entropy on "this window holds no answer". Its no-answer logit is added to the [CLS] (null)
+            start and end logits, half to each, so the null score of a window is the span head's plus the verifier's
+            logit (Read + Verify, Hu et al. 2019).
         verifier_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of the verifier's binary loss next to the span loss. Ignored without `answer_verifier`.
 
@@ -215,30 +216,48 @@ SPAN_HEADS = {"pointer": AnswerPointerHead, "linear": LinearSpanHead}
 
 
 class AnswerVerifier(nn.Module):
-    """Has-answer classifier: one no-answer logit per window, from [CLS] and the states the pointers expect.
+    """Has-answer classifier: one no-answer logit per window, from what the window says and how sure the pointers are.
 
     The span head can only abstain by pointing at [CLS], whose logit competes with hundreds of token logits and
-    learns as slowly as any of them. The verifier reads, beside the [CLS] state, the attention summaries of the start
-    and end distributions over the *other* tokens (what the best non-null answer looks like), and gets its own
-    per-window binary loss: the Read + Verify idea (Hu et al., 2019) and Retro-Reader's front verifier (Zhang et
-    al., 2021) in one small MLP.
+    learns as slowly as any of them. The verifier gets its own per-window binary loss (the Read + Verify idea, Hu et
+    al., 2019; Retro-Reader's front verifier, Zhang et al., 2021) and reads features that carry a signal before much
+    training: the [CLS] state and the mean token state (a sentence encoder's pooled view), the states the start and
+    end pointers expect among the other tokens (what the best non-null answer looks like), and four confidences, the
+    log-probabilities of the best non-null start and end and of the null start and end. The confidences are read
+    without a gradient, so the binary loss cannot bend the pointers to suit itself.
     """
+
+    num_confidences = 4
 
     def __init__(self, config: PointerDistilBertConfig):
         super().__init__()
-        self.dense = nn.Linear(3 * config.dim, config.dim)
+        self.dense = nn.Linear(4 * config.dim + self.num_confidences, config.dim)
         self.activation = nn.GELU()
         self.classifier = nn.Linear(config.dim, 1)
 
     def forward(
-        self, hidden_states: torch.Tensor, start_logits: torch.Tensor, end_logits: torch.Tensor
+        self,
+        hidden_states: torch.Tensor,
+        start_logits: torch.Tensor,
+        end_logits: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Returns the no-answer logit of every window, shape (batch,)."""
+        """Returns the no-answer logit of every window, shape (batch,); logits arrive with padding masked."""
         not_null = torch.ones_like(start_logits, dtype=torch.bool)  # (batch, seq_len)
         not_null[:, 0] = False
-        start_summary = attention_summary(mask_padding(start_logits, not_null), hidden_states)  # (batch, dim)
-        end_summary = attention_summary(mask_padding(end_logits, not_null), hidden_states)  # (batch, dim)
-        features = torch.cat([hidden_states[:, 0], start_summary, end_summary], dim=-1)  # (batch, 3 * dim)
+        summaries, confidences = [], []
+        for logits in (start_logits, end_logits):
+            span_logits = mask_padding(logits, not_null)  # (batch, seq_len): [CLS] excluded
+            summaries.append(attention_summary(span_logits, hidden_states))  # (batch, dim)
+            log_probabilities = torch.log_softmax(logits.detach().float(), dim=-1)  # (batch, seq_len)
+            best_span = log_probabilities.masked_fill(~not_null, float("-inf")).amax(dim=-1)  # (batch,)
+            confidences += [best_span, log_probabilities[:, 0]]
+        if attention_mask is None:
+            attention_mask = torch.ones_like(start_logits)
+        weights = attention_mask.to(hidden_states.dtype).unsqueeze(-1)  # (batch, seq_len, 1)
+        mean_state = (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)  # (batch, dim)
+        confidence = torch.stack(confidences, dim=-1).to(hidden_states.dtype)  # (batch, 4)
+        features = torch.cat([hidden_states[:, 0], mean_state, *summaries, confidence], dim=-1)  # (batch, 4 * dim + 4)
         return self.classifier(self.activation(self.dense(features))).squeeze(-1)  # (batch,)
 
 
@@ -360,7 +379,7 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
         start_logits, end_logits = self.qa_outputs(hidden_states, attention_mask)  # 2 x (batch, seq_len)
         no_answer_logit = None
         if self.verifier is not None:
-            no_answer_logit = self.verifier(hidden_states, start_logits, end_logits)  # (batch,)
+            no_answer_logit = self.verifier(hidden_states, start_logits, end_logits, attention_mask)  # (batch,)
             start_logits, end_logits = add_to_null_logits(start_logits, end_logits, no_answer_logit)
 
         loss = None
