@@ -1,4 +1,5 @@
-"""Benchmark: training-step time of the answer-pointer head against the linear head on the same DistilBERT encoder.
+"""Benchmark: training-step time of the answer-pointer head, with and without the answer verifier, against the linear
+head on the same DistilBERT encoder.
 
 One step is forward, backward and an Adafactor update with the recipe's settings (lr 1e-4 fixed, no parameter
 scaling, no relative step, no warm-up init). Both models live in one process and run the same padded random batch;
@@ -65,7 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build_model(args: argparse.Namespace, qa_head: str) -> PointerDistilBertForQuestionAnswering:
+def build_model(
+    args: argparse.Namespace, qa_head: str, answer_verifier: bool = False
+) -> PointerDistilBertForQuestionAnswering:
     """Returns a randomly initialised distilbert-base-sized model with the given head, in training mode."""
     torch.manual_seed(0)
     config = PointerDistilBertConfig(
@@ -78,6 +81,7 @@ def build_model(args: argparse.Namespace, qa_head: str) -> PointerDistilBertForQ
         qa_head=qa_head,
         pointer_attention=args.pointer_attention,
         pointer_hidden_size=args.pointer_hidden_size,
+        answer_verifier=answer_verifier,
     )
     return PointerDistilBertForQuestionAnswering(config).train()
 
@@ -131,6 +135,11 @@ def parameter_count(module: torch.nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
 
 
+def head_parameter_count(model: PointerDistilBertForQuestionAnswering) -> int:
+    """Returns the number of parameters outside the encoder (span head and verifier)."""
+    return parameter_count(model) - parameter_count(model.distilbert)
+
+
 def paired_ratio(step_times: list[float], baseline_times: list[float]) -> float:
     """Returns the median over repeats of a step time divided by the baseline step run right beside it.
 
@@ -164,13 +173,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     pointer_name = f"pointer ({args.pointer_attention})"
-    models = {"linear": build_model(args, "linear"), pointer_name: build_model(args, "pointer")}
+    models = {
+        "linear": build_model(args, "linear"),
+        pointer_name: build_model(args, "pointer"),
+        f"{pointer_name} + verifier": build_model(args, "pointer", answer_verifier=True),
+    }
     runs = {name: (model, build_optimizer(model)) for name, model in models.items()}
     batch = random_batch(args.batch_size, args.seq_len)
 
     times = interleaved_step_times(runs, batch, args.repeats)
 
-    head_parameters = {name: parameter_count(model.qa_outputs) for name, model in models.items()}
+    head_parameters = {name: head_parameter_count(model) for name, model in models.items()}
     encoder_parameters = parameter_count(models["linear"].distilbert)
     print(
         f"Training step (forward, backward, Adafactor) on {cpu_name()}, {args.threads} threads; torch "
