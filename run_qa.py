@@ -6,6 +6,9 @@
 trains on SQuAD 2.0 from the Hub, evaluates, and writes everything to out/distilbert-base-uncased-squad_v2.
 `python run_qa.py configs/squad_v2_gpu.json`: a single .json/.yaml file holds the same arguments.
 Every flag of Hugging Face's `examples/pytorch/question-answering/run_qa.py` keeps its name and meaning.
+
+The file is longer than the project's other modules because it holds the argument dataclasses, whose help texts
+are the command line's documentation (about 150 lines); the rest is one named step per function, read in `main()`.
 """
 
 import importlib.util
@@ -90,9 +93,10 @@ class ModelArguments:
         default=None, metadata={"help": "Width of the pointer's attention space (default: the encoder's width)."}
     )
     answer_verifier: bool = field(
-        default=False,
+        default=True,
         metadata={"help": "Add a has-answer classifier, trained with its own binary loss, whose no-answer logit "
-                  "joins the null score (see PointerDistilBertConfig)."},
+                  "joins the null score (see PointerDistilBertConfig). On by default: it learns to abstain faster "
+                  "(bench/real_data.py); --answer_verifier false gives the plain pointer head."},
     )
     verifier_loss_weight: float = field(
         default=1.0, metadata={"help": "Weight of the answer verifier's binary loss next to the span loss."}
@@ -182,6 +186,10 @@ class QATrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Peak learning rate of the freshly initialised answer head (everything outside the "
                   "pretrained encoder); default: --learning_rate."},
+    )
+    verifier_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Peak learning rate of the answer verifier alone; default: the head's."},
     )
     warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up steps, or a fraction of all steps if < 1."})
     num_train_epochs: float = field(default=2.0, metadata={"help": "Passes over the training features."})

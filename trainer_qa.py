@@ -70,18 +70,24 @@ class QuestionAnsweringTrainer(Trainer):
         return PredictionOutput(predictions=answers, label_ids=None, metrics=metrics)
 
     def create_optimizer(self, model=None):
-        """Create the stock optimizer, then give the freshly initialised head its own learning rate when asked.
+        """Create the stock optimizer, then give the freshly initialised parts their own learning rates when asked.
 
-        `--head_learning_rate` moves every parameter outside the pretrained encoder (`model.base_model_prefix`)
-        into groups of their own; the scheduler, created afterwards, scales both rates alike.
+        `--head_learning_rate` applies to every parameter outside the pretrained encoder (`model.base_model_prefix`),
+        `--verifier_learning_rate` to the answer verifier's (`verifier.*`), which it takes over from the head's. The
+        scheduler, created afterwards, scales every rate alike.
         """
         optimizer = super().create_optimizer(model)
-        head_learning_rate = getattr(self.args, "head_learning_rate", None)
-        if head_learning_rate is not None and not getattr(optimizer, "head_groups_split", False):
+        if not getattr(optimizer, "learning_rates_split", False):
             model = self.model if model is None else model
-            head = {id(p) for name, p in model.named_parameters() if not name.startswith(model.base_model_prefix)}
-            optimizer.param_groups[:] = split_head_groups(optimizer.param_groups, head, head_learning_rate)
-            optimizer.head_groups_split = True
+            rates = learning_rate_overrides(
+                [name for name, _ in model.named_parameters()], model.base_model_prefix,
+                getattr(self.args, "head_learning_rate", None), getattr(self.args, "verifier_learning_rate", None),
+            )
+            if rates:
+                parameters = dict(model.named_parameters())
+                by_id = {id(parameters[name]): rate for name, rate in rates.items()}
+                optimizer.param_groups[:] = split_groups_by_learning_rate(optimizer.param_groups, by_id)
+            optimizer.learning_rates_split = True
         return optimizer
 
     def _get_eval_sampler(self, eval_dataset):
@@ -181,14 +187,28 @@ class QuestionAnsweringTrainer(Trainer):
         return metrics
 
 
-def split_head_groups(param_groups: list[dict], head_ids: set[int], head_learning_rate: float) -> list[dict]:
-    """Return `param_groups` with the parameters whose id is in `head_ids` moved to copies at `head_learning_rate`."""
+def learning_rate_overrides(
+    names: list[str], encoder_prefix: str, head_learning_rate: float | None, verifier_learning_rate: float | None
+) -> dict[str, float]:
+    """Return `{parameter name: learning rate}` for the parameters that do not take the optimizer's own rate."""
+    rates = {}
+    for name in names:
+        if verifier_learning_rate is not None and name.startswith("verifier."):
+            rates[name] = verifier_learning_rate
+        elif head_learning_rate is not None and not name.startswith(f"{encoder_prefix}."):
+            rates[name] = head_learning_rate
+    return rates
+
+
+def split_groups_by_learning_rate(param_groups: list[dict], rate_of: dict[int, float]) -> list[dict]:
+    """Return `param_groups` with each group split by the learning rate `rate_of` gives its parameters' ids (the
+    group's own where it gives none); every other setting of a group is kept."""
     groups = []
     for group in param_groups:
-        encoder = [p for p in group["params"] if id(p) not in head_ids]
-        head = [p for p in group["params"] if id(p) in head_ids]
-        groups += [{**group, "params": params, **extra} for params, extra in ((encoder, {}), (head, {
-            "lr": head_learning_rate})) if params]
+        by_rate: dict[float, list] = {}
+        for parameter in group["params"]:
+            by_rate.setdefault(rate_of.get(id(parameter), group["lr"]), []).append(parameter)
+        groups += [{**group, "params": params, "lr": rate} for rate, params in by_rate.items()]
     return groups
 
 

@@ -172,19 +172,20 @@ def test_evaluation_answers_do_not_depend_on_the_training_order(tmp_path, tiny_m
         assert answers["group_by_length"][question_id] == pytest.approx(odds, abs=1e-4), question_id
 
 
-def test_head_learning_rate_puts_every_parameter_outside_the_encoder_in_its_own_groups(tmp_path, tiny_model_dir):
+def test_head_and_verifier_learning_rates_split_the_optimizer_groups(tmp_path, tiny_model_dir):
     _, _, training_args = run_qa.parse_arguments(tiny_run_args(
-        tiny_model_dir, tmp_path, "--head_learning_rate", "0.02", "--weight_decay", "0.01", "--report_to", "none"))
+        tiny_model_dir, tmp_path, "--head_learning_rate", "0.02", "--verifier_learning_rate", "0.05",
+        "--weight_decay", "0.01", "--report_to", "none"))
     model = PointerDistilBertForQuestionAnswering.from_pretrained(tiny_model_dir, answer_verifier=True)
     optimizer = QuestionAnsweringTrainer(model=model, args=training_args).create_optimizer()
     learning_rate_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     names = [name for name, _ in model.named_parameters()]
     assert len(learning_rate_of) == len(names)
     for name, parameter in model.named_parameters():
-        expected = 1e-3 if name.startswith("distilbert.") else 0.02
+        expected = {"distilbert": 1e-3, "qa_outputs": 0.02, "verifier": 0.05}[name.split(".")[0]]
         assert learning_rate_of[id(parameter)] == expected, name
     assert {group["weight_decay"] for group in optimizer.param_groups} == {0.0, 0.01}
-    assert any(name.startswith("verifier.") for name in names)
+    assert {name.split(".")[0] for name in names} == {"distilbert", "qa_outputs", "verifier"}
 
 
 def test_explicit_version_flag_that_contradicts_data_is_refused(tmp_path, tiny_model_dir):
@@ -205,7 +206,7 @@ def test_argument_file_gives_same_arguments_as_command_line(tmp_path, tiny_model
 
 
 def test_recipe_defaults(tmp_path):
-    _, data_args, training_args = run_qa.parse_arguments(
+    model_args, data_args, training_args = run_qa.parse_arguments(
         ["--model_name_or_path", "m", "--dataset_name", "squad_v2", "--output_dir", str(tmp_path)]
     )
     assert training_args.optim == "adafactor"
@@ -214,6 +215,7 @@ def test_recipe_defaults(tmp_path):
     assert data_args.pad_to_max_length is False and data_args.version_2_with_negative is None
     assert training_args.metric_for_best_model == "f1"
     assert training_args.train_sampling_strategy == "group_by_length"
+    assert (model_args.qa_head, model_args.answer_verifier, training_args.head_learning_rate) == ("pointer", True, None)
 
 
 def test_contradictory_data_arguments_are_refused():
