@@ -222,7 +222,7 @@ def _log_answerability_hint(scores: dict) -> None:
     if scores.get("null_odds_auc", 1.0) < 0.6:
         logger.warning(
             "null-odds AUC %.2f: the model finds answers (best non-null span: HasAns F1 %.1f) but cannot yet tell "
-            "when to abstain; train longer, raise --head_learning_rate, or add --answer_verifier",
+            "when to abstain; train for more epochs or on more data, with --answer_verifier on",
             scores["null_odds_auc"], scores.get("forced_HasAns_f1", float("nan")),
         )
 
