@@ -321,7 +321,7 @@ def test_data_parallel_run_matches_single_process_evaluation(tmp_path, tiny_mode
     ddp_metrics = json.loads((ddp_output / "eval_results.json").read_text())
     predictions = json.loads((ddp_output / "eval_predictions.json").read_text())
     assert sorted(predictions) == sorted(dev_ids(20)), "every example answered exactly once"
-    assert len(list(ddp_output.glob("*_predictions.json"))) == 2  # eval predictions and n-best, one set
+    assert len(list(ddp_output.glob("*_predictions.json"))) == 3  # eval predictions, n-best and non-null, one set
 
     single_output = tmp_path / "single"
     run_qa.main(tiny_run_args(ddp_output, single_output, "--do_eval", "--report_to", "none"))

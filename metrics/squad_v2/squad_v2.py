@@ -36,7 +36,10 @@ Args:
     non_null_predictions: optional {id: best span}, so that the best-threshold search covers every threshold.
 Returns:
     exact, f1, total; HasAns_exact, HasAns_f1, HasAns_total and NoAns_* (each side when present); best_exact,
-    best_exact_thresh, best_f1, best_f1_thresh. Scores are percentages.
+    best_exact_thresh, best_f1, best_f1_thresh: the Hub metric's keys. Beyond them: null_odds_auc (ROC AUC of
+    no_answer_probability for telling unanswerable questions apart) and, with non_null_predictions,
+    forced_HasAns_exact and forced_HasAns_f1 (the best spans' scores on answerable questions). Scores are
+    percentages.
 """
 
 
