@@ -17,13 +17,17 @@ from squad._shared import _column, _few
 
 logger = logging.getLogger(__name__)
 
+_ANSWERS = datasets.Sequence({"text": datasets.Value("string"), "answer_start": datasets.Value("int32")})
 SQUAD_FEATURES = datasets.Features(
     {
         "id": datasets.Value("string"),
         "title": datasets.Value("string"),
         "context": datasets.Value("string"),
         "question": datasets.Value("string"),
-        "answers": datasets.Sequence({"text": datasets.Value("string"), "answer_start": datasets.Value("int32")}),
+        "answers": _ANSWERS,
+        # SQuAD 2.0's answers that an unanswerable question seems to have: not answers, but where the span head
+        # would point if the question had one (empty where the data has none, as on the Hub).
+        "plausible_answers": _ANSWERS,
     }
 )
 
@@ -53,6 +57,8 @@ def load_squad_file(path: str | Path) -> datasets.Dataset:
       `.csv` (UTF-8, header row) or `.parquet`. A `.json` file holding JSON Lines is read as JSON Lines.
 
     Questions without answers (unlabelled test files, SQuAD 2.0 unanswerable questions) get empty answers.
+    `plausible_answers` (the official v2.0 field of unanswerable questions; in flat rows a field of the same
+    layouts as `answers`) are read and checked like answers, and are empty where a file has none.
     Integer ids are turned into strings.
     """
     path = Path(path)
@@ -135,6 +141,9 @@ def _conform_hub_split(split_data: datasets.Dataset, name: str, split: str) -> d
         )
     if "title" not in split_data.column_names:
         split_data = split_data.add_column("title", [""] * len(split_data))
+    if "plausible_answers" not in split_data.column_names:
+        no_answers = {"text": [], "answer_start": []}
+        split_data = split_data.add_column("plausible_answers", [no_answers] * len(split_data))
     try:
         return split_data.select_columns(list(SQUAD_FEATURES)).cast(SQUAD_FEATURES)
     except (ValueError, TypeError) as error:
@@ -251,6 +260,7 @@ def _nested_rows(path: Path, articles: list):
                 if not isinstance(qa, dict):
                     raise _field_error(path, where, "qas", f"each question must be an object, got {type(qa).__name__}")
                 record = {"id": qa.get("id"), "title": title, "context": context, "question": qa.get("question")}
+                record["plausible_answers"] = qa.get("plausible_answers")
                 row = _validated_row(path, where, record, qa.get("answers", []), qa.get("is_impossible"), "id" in qa)
                 yield row, _where_with_id(where, row["id"])
 
@@ -280,7 +290,12 @@ def _flat_answers(path: Path, where: str, record: dict):
         if isinstance(start, str):
             start = _parse_int(path, where, "answer_start", start)
         return [{"text": text, "answer_start": start}]
-    answers = record.get("answers")
+    return _answers_field(path, where, record, "answers")
+
+
+def _answers_field(path: Path, where: str, record: dict, name: str):
+    """Return the answers held in `record[name]` (an object, a list or their JSON text), empty when absent."""
+    answers = record.get(name)
     if answers is None or answers == "":
         return []
     if isinstance(answers, str):
@@ -288,7 +303,7 @@ def _flat_answers(path: Path, where: str, record: dict):
             answers = json.loads(answers)
         except json.JSONDecodeError as error:
             problem = f"is not valid JSON ({error.msg}, column {error.colno}); write it as a JSON object"
-            raise _field_error(path, where, "answers", problem) from None
+            raise _field_error(path, where, name, problem) from None
     return answers
 
 
@@ -308,6 +323,8 @@ def _validated_row(path: Path, where: str, record: dict, answers, is_impossible,
     context = _required_text(path, where, record, "context")
     question = _required_text(path, where, record, "question")
     texts, starts = _validated_answers(path, where, answers, context)
+    plausible = _answers_field(path, where, record, "plausible_answers")
+    plausible_texts, plausible_starts = _validated_answers(path, where, plausible, context, "plausible_answers")
     if is_impossible is True and texts:
         raise _field_error(
             path, where, "answers", "is_impossible is true but answers is not empty; move them to plausible_answers"
@@ -318,29 +335,32 @@ def _validated_row(path: Path, where: str, record: dict, answers, is_impossible,
         "context": context,
         "question": question,
         "answers": {"text": texts, "answer_start": starts},
+        "plausible_answers": {"text": plausible_texts, "answer_start": plausible_starts},
     }
 
 
-def _validated_answers(path: Path, where: str, answers, context: str) -> tuple[list[str], list[int]]:
-    """Return `(texts, starts)` from either answer layout, with types and ranges checked."""
+def _validated_answers(
+    path: Path, where: str, answers, context: str, name: str = "answers"
+) -> tuple[list[str], list[int]]:
+    """Return `(texts, starts)` from either answer layout, with types and ranges checked; `name` is the field."""
     if isinstance(answers, dict):
         texts, starts = answers.get("text"), answers.get("answer_start")
         if not isinstance(texts, list) or not isinstance(starts, list):
-            raise _field_error(path, where, "answers", "must hold two lists, text and answer_start")
+            raise _field_error(path, where, name, "must hold two lists, text and answer_start")
         if len(texts) != len(starts):
             raise _field_error(
-                path, where, "answers",
+                path, where, name,
                 f"has {len(texts)} text(s) but {len(starts)} answer_start(s); give one start per answer text",
             )
     elif isinstance(answers, list):
         if not all(isinstance(answer, dict) for answer in answers):
-            raise _field_error(path, where, "answers", 'must be a list of {"text", "answer_start"} objects')
+            raise _field_error(path, where, name, 'must be a list of {"text", "answer_start"} objects')
         texts = [answer.get("text") for answer in answers]
         starts = [answer.get("answer_start") for answer in answers]
     else:
-        raise _field_error(path, where, "answers", f"must be a list or an object, got {type(answers).__name__}")
+        raise _field_error(path, where, name, f"must be a list or an object, got {type(answers).__name__}")
     for index, (text, start) in enumerate(zip(texts, starts)):
-        answer_field = f"answers[{index}]"
+        answer_field = f"{name}[{index}]"
         if not isinstance(text, str) or not text.strip():
             raise _field_error(
                 path, where, f"{answer_field}.text",
@@ -445,31 +465,25 @@ def align_answers(dataset: datasets.Dataset, max_shift: int = 8) -> tuple[datase
     SQuAD answers are sometimes a character or two off; those are moved to the nearest occurrence of the text
     within `max_shift` characters. Answers whose text cannot be found there are dropped from the example so they
     never become labels. An answerable example that loses all of its answers is dropped entirely rather than
-    turned into a no-answer example, which would teach the model that the question has no answer.
+    turned into a no-answer example, which would teach the model that the question has no answer. Plausible
+    answers are aligned the same way; losing them only loses their labels.
     """
     contexts = _column(dataset, "context")
     ids = _column(dataset, "id")
-    all_answers = _column(dataset, "answers")
     report = AlignmentReport()
-    kept_rows, new_answers = [], []
-    for row, (context, question_id, answers) in enumerate(zip(contexts, ids, all_answers)):
-        texts, starts = [], []
-        for text, start in zip(answers["text"], answers["answer_start"]):
-            report.checked += 1
-            aligned = aligned_answer_start(context, text, start, max_shift)
-            if aligned is None:
-                report.unalignable += 1
-                continue
-            report.realigned += aligned != start
-            texts.append(text)
-            starts.append(aligned)
-        if len(texts) < len(answers["text"]):
+    kept_rows, new_columns = [], {"answers": [], "plausible_answers": []}
+    for row, (context, question_id, answers, plausible) in enumerate(
+        zip(contexts, ids, _column(dataset, "answers"), _column(dataset, "plausible_answers"))
+    ):
+        aligned, aligned_plausible = (_aligned(context, given, max_shift, report) for given in (answers, plausible))
+        if len(aligned["text"]) + len(aligned_plausible["text"]) < len(answers["text"]) + len(plausible["text"]):
             report.unalignable_ids.append(question_id)
-        if answers["text"] and not texts:
+        if answers["text"] and not aligned["text"]:
             report.dropped_ids.append(question_id)
             continue
         kept_rows.append(row)
-        new_answers.append({"text": texts, "answer_start": starts})
+        new_columns["answers"].append(aligned)
+        new_columns["plausible_answers"].append(aligned_plausible)
     if report.unalignable:
         logger.warning(
             "%d of %d answers are not found within %d characters of their answer_start and are not used as labels; "
@@ -480,5 +494,22 @@ def align_answers(dataset: datasets.Dataset, max_shift: int = 8) -> tuple[datase
         logger.info("realigned %d of %d answers to where their text starts", report.realigned, report.checked)
     if not report.realigned and not report.unalignable:
         return dataset, report
-    aligned = dataset.select(kept_rows).remove_columns("answers")
-    return aligned.add_column("answers", new_answers, feature=dataset.features["answers"]), report
+    aligned_dataset = dataset.select(kept_rows).remove_columns(list(new_columns))
+    for name, column in new_columns.items():
+        aligned_dataset = aligned_dataset.add_column(name, column, feature=dataset.features[name])
+    return aligned_dataset, report
+
+
+def _aligned(context: str, answers: dict, max_shift: int, report: AlignmentReport) -> dict:
+    """Return `answers` with each start aligned to its text and unfindable answers left out, counted in `report`."""
+    texts, starts = [], []
+    for text, start in zip(answers["text"], answers["answer_start"]):
+        report.checked += 1
+        aligned = aligned_answer_start(context, text, start, max_shift)
+        if aligned is None:
+            report.unalignable += 1
+            continue
+        report.realigned += aligned != start
+        texts.append(text)
+        starts.append(aligned)
+    return {"text": texts, "answer_start": starts}

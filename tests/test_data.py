@@ -21,6 +21,7 @@ from utils_qa import (
 
 CONTEXT_NORSE = "The Normans were descended from Norse raiders. Rollo swore fealty to Charles III."
 CONTEXT_CAFE = "Café Müller opened in Zürich in 1925, serving crème brûlée."
+NO_ANSWERS = {"text": [], "answer_start": []}
 
 ROWS = [
     {
@@ -29,6 +30,7 @@ ROWS = [
         "context": CONTEXT_NORSE,
         "question": "Who did the Normans descend from?",
         "answers": {"text": ["Norse raiders", "Norse"], "answer_start": [32, 32]},
+        "plausible_answers": NO_ANSWERS,
     },
     {
         "id": "q2",
@@ -36,6 +38,7 @@ ROWS = [
         "context": CONTEXT_NORSE,
         "question": "Whom did Rollo swear fealty to?",
         "answers": {"text": ["Charles III"], "answer_start": [69]},
+        "plausible_answers": NO_ANSWERS,
     },
     {
         "id": "q3",
@@ -43,6 +46,7 @@ ROWS = [
         "context": CONTEXT_CAFE,
         "question": "Where did Café Müller open?",
         "answers": {"text": ["Zürich"], "answer_start": [22]},
+        "plausible_answers": NO_ANSWERS,
     },
 ]
 UNANSWERABLE = {
@@ -50,7 +54,8 @@ UNANSWERABLE = {
     "title": "Café",
     "context": CONTEXT_CAFE,
     "question": "When did Café Müller close?",
-    "answers": {"text": [], "answer_start": []},
+    "answers": NO_ANSWERS,
+    "plausible_answers": {"text": ["1925"], "answer_start": [32]},
 }
 
 
@@ -70,8 +75,12 @@ def nested_document(rows, version="1.1"):
         }
         if version == "2.0":
             qa["is_impossible"] = not qa["answers"]
-            if not qa["answers"]:
-                qa["plausible_answers"] = [{"text": "1925", "answer_start": 32}]
+            plausible = row.get("plausible_answers", NO_ANSWERS)
+            if plausible["text"]:
+                qa["plausible_answers"] = [
+                    {"text": text, "answer_start": start}
+                    for text, start in zip(plausible["text"], plausible["answer_start"])
+                ]
         qas.append(qa)
     return {
         "version": version,
@@ -105,8 +114,9 @@ def flat_files(tmp_path, rows):
     jsonl_as_json.write_text(jsonl.read_text(encoding="utf-8"), encoding="utf-8")
     csv_json_answers = write_csv(
         tmp_path / "answers_json.csv",
-        [{**row, "answers": json.dumps(row["answers"], ensure_ascii=False)} for row in rows],
-        ["id", "title", "context", "question", "answers"],
+        [{**row, "answers": json.dumps(row["answers"], ensure_ascii=False),
+          "plausible_answers": json.dumps(row["plausible_answers"], ensure_ascii=False)} for row in rows],
+        ["id", "title", "context", "question", "answers", "plausible_answers"],
     )
     parquet = tmp_path / "rows.parquet"
     pq.write_table(pa.Table.from_pylist(rows), parquet)
@@ -144,7 +154,7 @@ def test_csv_with_one_answer_per_row_in_answer_text_and_answer_start_columns(tmp
         for row in rows
     ]
     path = write_csv(tmp_path / "columns.csv", records, list(records[0]))
-    assert load_squad_file(path).to_list() == rows
+    assert load_squad_file(path).to_list() == [dict(row, plausible_answers=NO_ANSWERS) for row in rows]
 
 
 def test_unlabelled_rows_without_answers_get_empty_answers_and_integer_ids_become_strings(tmp_path):
@@ -152,7 +162,7 @@ def test_unlabelled_rows_without_answers_get_empty_answers_and_integer_ids_becom
     loaded = load_squad_file(write_json(tmp_path / "test.json", rows))
     assert loaded.to_list() == [
         {"id": "7", "title": "", "context": CONTEXT_CAFE, "question": "Where?",
-         "answers": {"text": [], "answer_start": []}}
+         "answers": NO_ANSWERS, "plausible_answers": NO_ANSWERS}
     ]
 
 
@@ -251,6 +261,13 @@ def test_answer_start_out_of_range_names_the_answer(tmp_path):
     assert "field 'answers[0].answer_start' 500 is outside the context" in message
 
 
+def test_plausible_answer_out_of_range_names_the_plausible_answer(tmp_path):
+    unanswerable = dict(UNANSWERABLE, plausible_answers={"text": ["1925"], "answer_start": [500]})
+    message = load_error(write_json(tmp_path / "data.json", nested_document([unanswerable], version="2.0")))
+    assert "(id 'q4')" in message
+    assert "field 'plausible_answers[0].answer_start' 500 is outside the context" in message
+
+
 def test_answer_start_that_is_not_an_integer_is_refused(tmp_path):
     rows = [dict(ROWS[2], answers={"text": ["Zürich"], "answer_start": ["22"]})]
     assert "answer_start' must be an integer, got '22'" in load_error(write_json(tmp_path / "rows.json", rows))
@@ -312,19 +329,20 @@ def test_align_answers_realigns_shifted_answers_and_drops_unalignable_ones(caplo
         dict(ROWS[0], answers={"text": ["Norse raiders", "Vikings"], "answer_start": [34, 32]}),  # shifted, absent
         dict(ROWS[1], answers={"text": ["Charles III"], "answer_start": [69]}),  # correct
         dict(ROWS[2], answers={"text": ["Paris"], "answer_start": [22]}),  # only answer unalignable
-        UNANSWERABLE,
+        dict(UNANSWERABLE, plausible_answers={"text": ["1925", "1930"], "answer_start": [33, 32]}),  # shifted, absent
     ]
     dataset = datasets.Dataset.from_list(rows, features=SQUAD_FEATURES)
     with caplog.at_level(logging.WARNING, logger="squad"):
         aligned, report = align_answers(dataset, max_shift=4)
-    assert (report.checked, report.realigned, report.unalignable) == (4, 1, 2)
-    assert report.unalignable_ids == ["q1", "q3"]
-    assert report.dropped_ids == ["q3"]
+    assert (report.checked, report.realigned, report.unalignable) == (6, 2, 3)
+    assert report.unalignable_ids == ["q1", "q3", "q4"]
+    assert report.dropped_ids == ["q3"]  # losing plausible answers never drops a question
     assert aligned["id"][:] == ["q1", "q2", "q4"]
     assert aligned[0]["answers"] == {"text": ["Norse raiders"], "answer_start": [32]}
-    assert aligned[2]["answers"] == {"text": [], "answer_start": []}  # unanswerable stays, with no answers
+    assert aligned[2]["answers"] == NO_ANSWERS  # unanswerable stays, with no answers
+    assert aligned[2]["plausible_answers"] == {"text": ["1925"], "answer_start": [32]}
     assert aligned.features == SQUAD_FEATURES
-    assert "2 of 4 answers" in caplog.text and "'q1', 'q3'" in caplog.text
+    assert "3 of 6 answers" in caplog.text and "'q1', 'q3', 'q4'" in caplog.text
 
 
 def test_align_answers_returns_the_dataset_itself_when_everything_is_aligned():
