@@ -33,6 +33,7 @@ from squad.data import (
     load_squad_file,
 )
 from squad.features import (
+    NO_SPAN_LABEL,
     answer_token_span,
     context_token_range,
     prepare_eval_features,
@@ -71,7 +72,7 @@ __all__ = [
     "SQUAD_FEATURES", "AlignmentReport", "DataFormatError", "align_answers", "aligned_answer_start",
     "has_unanswerable", "load_qa_datasets", "load_squad_file",
     # squad.features
-    "answer_token_span", "context_token_range", "prepare_eval_features", "prepare_train_features",
+    "NO_SPAN_LABEL", "answer_token_span", "context_token_range", "prepare_eval_features", "prepare_train_features",
     "question_token_budget", "truncate_questions",
     # squad.postprocess
     "NULL_ODDS_WITHOUT_SPAN", "ContextOffsets", "NBestLists", "QAPredictions", "context_offsets",

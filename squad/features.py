@@ -8,6 +8,9 @@ import logging
 
 logger = logging.getLogger(__name__)
 
+# Label of a window that holds neither an answer nor a plausible one: the cross-entropy's default ignore index.
+NO_SPAN_LABEL = -100
+
 
 def prepare_train_features(
     examples: dict,
@@ -17,31 +20,39 @@ def prepare_train_features(
     max_query_length: int = 64,
     pad_to_max_length: bool = False,
 ) -> dict:
-    """Return training windows (the tokenizer's model inputs) with `start_positions`/`end_positions` labels.
+    """Return training windows (the tokenizer's model inputs) with two pairs of labels.
 
     A batched `Dataset.map` function (bind the settings with `functools.partial`). A context longer than a window is
-    split into overlapping windows `doc_stride` tokens apart. The label is the token span of the first answer when
-    the window holds all of it, else the [CLS] token, as for unanswerable questions.
+    split into overlapping windows `doc_stride` tokens apart.
+
+    - `start_positions`/`end_positions`: the token span of the first answer when the window holds all of it, else
+      the [CLS] token, as for unanswerable questions.
+    - `nonnull_start_positions`/`nonnull_end_positions`: where the answer is, or would be: the first answer's span,
+      or for a question without answers its first plausible answer's (SQuAD 2.0's `plausible_answers`), and
+      `NO_SPAN_LABEL` when the window holds neither. They teach the span head where answers are on every question.
     """
     encoded = _tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length)
     context_index = _context_sequence_index(tokenizer)
     first_answers = [_first_answer_char_span(answers) for answers in examples["answers"]]
-    start_positions, end_positions = [], []
+    plausible = examples.get("plausible_answers") or [None] * len(first_answers)
+    first_plausible = [_first_answer_char_span(answers) if answers else None for answers in plausible]
+    labels = {name: [] for name in ("start_positions", "end_positions", "nonnull_start_positions",
+                                    "nonnull_end_positions")}
     for window, example_index in enumerate(encoded["overflow_to_sample_mapping"]):
         cls_index = _cls_index(encoded["input_ids"][window], tokenizer)
         char_span = first_answers[example_index]
-        token_span = None
-        if char_span is not None:
-            token_span = answer_token_span(
-                encoded["offset_mapping"][window], encoded.sequence_ids(window), context_index, char_span
+        nonnull_char_span = char_span or first_plausible[example_index]
+        token_span = nonnull_span = None
+        if nonnull_char_span is not None:
+            nonnull_span = answer_token_span(
+                encoded["offset_mapping"][window], encoded.sequence_ids(window), context_index, nonnull_char_span
             )
+            token_span = nonnull_span if char_span is not None else None
         start, end = token_span or (cls_index, cls_index)
-        start_positions.append(start)
-        end_positions.append(end)
-    features = _model_inputs(encoded, tokenizer)
-    features["start_positions"] = start_positions
-    features["end_positions"] = end_positions
-    return features
+        nonnull_start, nonnull_end = nonnull_span or (NO_SPAN_LABEL, NO_SPAN_LABEL)
+        for name, value in zip(labels, (start, end, nonnull_start, nonnull_end)):
+            labels[name].append(value)
+    return {**_model_inputs(encoded, tokenizer), **labels}
 
 
 def prepare_eval_features(
