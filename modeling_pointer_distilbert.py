@@ -54,6 +54,12 @@ class PointerDistilBertConfig(DistilBertConfig):
             logit (Read + Verify, Hu et al. 2019).
         verifier_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of the verifier's binary loss next to the span loss. Ignored without `answer_verifier`.
+        nonnull_loss_weight (`float`, *optional*, defaults to 0.0):
+            Weight of a second span loss that leaves the null pointer out: a cross-entropy over the other tokens
+            toward where the answer is, or, for an unanswerable question, where its plausible answer is (the
+            `nonnull_*_positions` labels). The span head then learns where answers are from every question, not
+            only from the answerable ones, while the first span loss still teaches when to point at the null
+            (plausible answers as in Read + Verify, Hu et al. 2019). 0 trains without it.
 
     Example:
 
@@ -74,6 +80,7 @@ class PointerDistilBertConfig(DistilBertConfig):
         pointer_hidden_size=None,
         answer_verifier=False,
         verifier_loss_weight=1.0,
+        nonnull_loss_weight=0.0,
         **kwargs,
     ):
         if qa_head not in QA_HEADS:
@@ -96,11 +103,17 @@ class PointerDistilBertConfig(DistilBertConfig):
                 f"verifier_loss_weight={verifier_loss_weight!r} must be a number >= 0 (0 trains the verifier only "
                 "through the span loss)."
             )
+        if not nonnull_loss_weight >= 0:
+            raise ValueError(
+                f"nonnull_loss_weight={nonnull_loss_weight!r} must be a number >= 0 (0 trains without the non-null "
+                "span loss)."
+            )
         self.qa_head = qa_head
         self.pointer_attention = pointer_attention
         self.pointer_hidden_size = pointer_hidden_size
         self.answer_verifier = bool(answer_verifier)
         self.verifier_loss_weight = float(verifier_loss_weight)
+        self.nonnull_loss_weight = float(nonnull_loss_weight)
         # A DistilBERT config.json says model_type "distilbert"; the class's own type must stay the one in use.
         kwargs.pop("model_type", None)
         super().__init__(**kwargs)
@@ -305,6 +318,30 @@ def span_loss(
     return (start_loss + end_loss) / 2
 
 
+def nonnull_span_loss(
+    start_logits: torch.Tensor,
+    end_logits: torch.Tensor,
+    nonnull_start_positions: torch.Tensor,
+    nonnull_end_positions: torch.Tensor,
+) -> torch.Tensor:
+    """Returns the mean start and end cross-entropy over every token but the null one (index 0), in float32.
+
+    Windows labelled -100 (neither an answer nor a plausible one inside) are left out; a batch without any labelled
+    window gives 0 rather than NaN.
+    """
+    null_position = torch.zeros_like(start_logits, dtype=torch.bool)  # (batch, seq_len)
+    null_position[:, 0] = True
+    labelled = (nonnull_start_positions.reshape(-1) != -100).sum().clamp(min=1)
+    losses = [
+        nn.functional.cross_entropy(
+            logits.masked_fill(null_position, torch.finfo(logits.dtype).min).float(), positions.reshape(-1),
+            ignore_index=-100, reduction="sum",
+        )
+        for logits, positions in ((start_logits, nonnull_start_positions), (end_logits, nonnull_end_positions))
+    ]
+    return (losses[0] + losses[1]) / (2 * labelled)
+
+
 class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
     """DistilBERT with an answer-pointer (or, for ablation, linear) span head for extractive question answering.
 
@@ -352,6 +389,8 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
         start_positions: torch.Tensor | None = None,
         end_positions: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        nonnull_start_positions: torch.Tensor | None = None,
+        nonnull_end_positions: torch.Tensor | None = None,
         **kwargs,
     ) -> QuestionAnsweringModelOutput | tuple[torch.Tensor, ...]:
         r"""Returns span logits (and the loss when both label tensors are given).
@@ -364,6 +403,9 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
             start_positions, end_positions (`torch.LongTensor` of shape `(batch,)`): answer token indices, 0 for no
                 answer; indices outside the sequence are ignored by the loss.
             position_ids (`torch.LongTensor` of shape `(batch, seq_len)`): positions, default 0..seq_len-1.
+            nonnull_start_positions, nonnull_end_positions (`torch.LongTensor` of shape `(batch,)`): where the answer
+                or a plausible answer is, -100 where the window holds neither; used by the loss when
+                `config.nonnull_loss_weight` > 0 and the span labels are given too.
             kwargs: passed to the encoder (`output_hidden_states`, `output_attentions`); `return_dict=False` gives
                 a tuple in the stock order.
         """
@@ -388,6 +430,11 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
             if no_answer_logit is not None:
                 weight = self.config.verifier_loss_weight
                 loss = loss + weight * verifier_loss(no_answer_logit, start_positions, start_logits.size(1))
+            nonnull_weight = self.config.nonnull_loss_weight
+            if nonnull_weight > 0 and nonnull_start_positions is not None and nonnull_end_positions is not None:
+                loss = loss + nonnull_weight * nonnull_span_loss(
+                    start_logits, end_logits, nonnull_start_positions, nonnull_end_positions
+                )
 
         return QuestionAnsweringModelOutput(
             loss=loss,

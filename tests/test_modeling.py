@@ -30,10 +30,14 @@ HEAD_SETTINGS = {
     "pointer-bilinear": dict(qa_head="pointer", pointer_attention="bilinear", pointer_hidden_size=16),
     "linear": dict(qa_head="linear"),
     "pointer-verifier": dict(qa_head="pointer", answer_verifier=True, verifier_loss_weight=0.5),
+    "pointer-verifier-nonnull": dict(qa_head="pointer", answer_verifier=True, nonnull_loss_weight=0.7),
 }
 SERIALISATION_ONLY_FIELDS = {"transformers_version", "_name_or_path"}
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 LABELS = {"start_positions": torch.tensor([3, 0, 2]), "end_positions": torch.tensor([5, 0, 3])}
+# Row 2 has no answer but a plausible one at tokens 6-7; row 3's answer lies outside of what the non-null loss sees.
+NONNULL_LABELS = {"nonnull_start_positions": torch.tensor([3, 6, -100]),
+                  "nonnull_end_positions": torch.tensor([5, 7, -100])}
 
 
 def build_model(**settings) -> PointerDistilBertForQuestionAnswering:
@@ -77,8 +81,8 @@ def test_config_serialises_every_head_setting(tmp_path):
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == "pointer_distilbert"
     head_settings = (saved["qa_head"], saved["pointer_attention"], saved["pointer_hidden_size"],
-                     saved["answer_verifier"], saved["verifier_loss_weight"])
-    assert head_settings == ("pointer", "bilinear", None, False, 1.0)
+                     saved["answer_verifier"], saved["verifier_loss_weight"], saved["nonnull_loss_weight"])
+    assert head_settings == ("pointer", "bilinear", None, False, 1.0, 0.0)
     assert saved["qa_dropout"] == DistilBertConfig().qa_dropout
 
 
@@ -91,6 +95,7 @@ def test_config_serialises_every_head_setting(tmp_path):
         {"pointer_hidden_size": 1.5},
         {"pointer_hidden_size": True},
         {"verifier_loss_weight": -1.0},
+        {"nonnull_loss_weight": float("nan")},
     ],
     ids=str,
 )
@@ -336,6 +341,32 @@ def test_verifier_loss_adds_the_weighted_binary_loss_of_windows_without_answer()
     torch.testing.assert_close(total - span_only, expected)
 
 
+def test_nonnull_loss_adds_the_weighted_cross_entropy_over_every_token_but_the_null():
+    model = build_model(qa_head="pointer", nonnull_loss_weight=0.7)
+    batch = padded_batch()
+    with torch.no_grad():
+        total = model(**batch, **LABELS, **NONNULL_LABELS)
+        model.config.nonnull_loss_weight = 0.0
+        span_only = model(**batch, **LABELS, **NONNULL_LABELS).loss
+    expected = []
+    for row in (0, 1):  # row 3 is labelled -100 and left out
+        for logits, positions in ((total.start_logits, NONNULL_LABELS["nonnull_start_positions"]),
+                                  (total.end_logits, NONNULL_LABELS["nonnull_end_positions"])):
+            log_probabilities = torch.log_softmax(logits[row, 1:], dim=-1)  # the null (index 0) left out
+            expected.append(-log_probabilities[positions[row] - 1])
+    torch.testing.assert_close(total.loss - span_only, 0.7 * torch.stack(expected).mean())
+
+
+def test_nonnull_loss_without_any_labelled_window_adds_nothing():
+    model = build_model(nonnull_loss_weight=1.0)
+    batch = padded_batch()
+    unlabelled = {name: torch.full((3,), -100) for name in NONNULL_LABELS}
+    with torch.no_grad():
+        with_unlabelled = model(**batch, **LABELS, **unlabelled).loss
+        without = model(**batch, **LABELS).loss
+    torch.testing.assert_close(with_unlabelled, without)
+
+
 @pytest.mark.parametrize("settings", HEAD_SETTINGS.values(), ids=HEAD_SETTINGS.keys())
 @pytest.mark.parametrize("autocast_dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16-autocast"])
 def test_padded_batch_gives_finite_logits_and_loss_with_padding_at_the_dtype_minimum(settings, autocast_dtype):
@@ -343,7 +374,7 @@ def test_padded_batch_gives_finite_logits_and_loss_with_padding_at_the_dtype_min
     batch = padded_batch()
     padding = batch["attention_mask"] == 0
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_dtype == torch.bfloat16):
-        output = model(**batch, **LABELS)
+        output = model(**batch, **LABELS, **NONNULL_LABELS)
     assert torch.isfinite(output.loss)
     for logits in (output.start_logits, output.end_logits):
         assert logits.dtype == autocast_dtype
