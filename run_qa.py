@@ -101,6 +101,12 @@ class ModelArguments:
     verifier_loss_weight: float = field(
         default=1.0, metadata={"help": "Weight of the answer verifier's binary loss next to the span loss."}
     )
+    nonnull_loss_weight: float = field(
+        default=1.0,
+        metadata={"help": "Weight of the non-null span loss: the span head also learns where the answer is, or where "
+                  "an unanswerable question's plausible answer is, with the null left out (see "
+                  "PointerDistilBertConfig). 0 turns it off."},
+    )
     attn_implementation: str | None = field(
         default=None,
         metadata={"help": "Encoder attention: 'sdpa' (default where available), 'eager' or 'flash_attention_2'."},
@@ -380,7 +386,8 @@ def build_model(model_args: ModelArguments) -> PointerDistilBertForQuestionAnswe
     elif base_config.model_type == "distilbert":
         head = {"qa_head": model_args.qa_head, "pointer_attention": model_args.pointer_attention,
                 "pointer_hidden_size": model_args.pointer_hidden_size, "answer_verifier": model_args.answer_verifier,
-                "verifier_loss_weight": model_args.verifier_loss_weight}
+                "verifier_loss_weight": model_args.verifier_loss_weight,
+                "nonnull_loss_weight": model_args.nonnull_loss_weight}
         config = PointerDistilBertConfig(**{**base_config.to_dict(), **head})
     else:
         raise UserError(
