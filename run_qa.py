@@ -374,7 +374,8 @@ def unreadable_checkpoint(source: str, part: str, error: Exception) -> UserError
 
 
 def build_model(model_args: ModelArguments) -> PointerDistilBertForQuestionAnswering:
-    """Return the pointer model: loaded as is from a pointer checkpoint, or built on a plain DistilBERT encoder."""
+    """Return the pointer model: loaded from a pointer checkpoint with this run's loss weights, or built on a plain
+    DistilBERT encoder with the head the arguments ask for."""
     source = model_args.config_name or model_args.model_name_or_path
     hub_kwargs = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
     try:
@@ -382,7 +383,10 @@ def build_model(model_args: ModelArguments) -> PointerDistilBertForQuestionAnswe
     except (OSError, ValueError) as error:
         raise unreadable_checkpoint(source, "config", error) from None
     if base_config.model_type == "pointer_distilbert":
+        # The head's shape is the checkpoint's; how this run weighs its losses is this run's.
         config = base_config
+        config.verifier_loss_weight = model_args.verifier_loss_weight
+        config.nonnull_loss_weight = model_args.nonnull_loss_weight
     elif base_config.model_type == "distilbert":
         head = {"qa_head": model_args.qa_head, "pointer_attention": model_args.pointer_attention,
                 "pointer_hidden_size": model_args.pointer_hidden_size, "answer_verifier": model_args.answer_verifier,

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from safetensors.numpy import load_file
 
 import run_qa
@@ -216,6 +217,24 @@ def test_recipe_defaults(tmp_path):
     assert training_args.metric_for_best_model == "f1"
     assert training_args.train_sampling_strategy == "group_by_length"
     assert (model_args.qa_head, model_args.answer_verifier, training_args.head_learning_rate) == ("pointer", True, None)
+    assert model_args.nonnull_loss_weight == 1.0
+
+
+def test_training_batches_carry_the_plausible_answers_as_non_null_span_labels(tmp_path, tiny_model_dir):
+    model_args, data_args, training_args = run_qa.parse_arguments(tiny_run_args(
+        tiny_model_dir, tmp_path, "--do_train", "--max_train_samples", "200", "--report_to", "none"))
+    raw = run_qa.load_data(data_args, model_args, training_args)
+    tokenizer = run_qa.build_tokenizer(model_args)
+    model = run_qa.build_model(model_args)
+    assert model.config.nonnull_loss_weight == 1.0  # the run's loss weights, over the checkpoint's 0.0
+    features = run_qa.make_features(raw, tokenizer, data_args, training_args)
+    trainer = run_qa.build_trainer(model, tokenizer, raw, features, data_args, training_args, version_2=True)
+    batches = list(trainer.get_train_dataloader())
+    starts, nonnull_starts = (torch.cat([batch[name] for batch in batches])
+                              for name in ("start_positions", "nonnull_start_positions"))
+    answerable = starts > 0
+    assert torch.equal(nonnull_starts[answerable], starts[answerable])
+    assert (nonnull_starts[~answerable] > 0).sum() >= 20  # windows of unanswerable questions: plausible answers
 
 
 def test_contradictory_data_arguments_are_refused():
