@@ -390,7 +390,7 @@ def build_model(model_args: ModelArguments) -> PointerDistilBertForQuestionAnswe
     elif base_config.model_type == "distilbert":
         head = {"qa_head": model_args.qa_head, "pointer_attention": model_args.pointer_attention,
                 "pointer_hidden_size": model_args.pointer_hidden_size, "answer_verifier": model_args.answer_verifier,
-                "verifier_loss_weight": model_args.verifier_loss_weight,
+                "verifier_loss_weight": model_args.verifier_loss_weight, "verifier_standardization": True,
                 "nonnull_loss_weight": model_args.nonnull_loss_weight}
         config = PointerDistilBertConfig(**{**base_config.to_dict(), **head})
     else:
