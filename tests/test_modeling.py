@@ -31,6 +31,7 @@ HEAD_SETTINGS = {
     "linear": dict(qa_head="linear"),
     "pointer-verifier": dict(qa_head="pointer", answer_verifier=True, verifier_loss_weight=0.5),
     "pointer-verifier-nonnull": dict(qa_head="pointer", answer_verifier=True, nonnull_loss_weight=0.7),
+    "pointer-verifier-standardized": dict(qa_head="pointer", answer_verifier=True, verifier_standardization=True),
 }
 SERIALISATION_ONLY_FIELDS = {"transformers_version", "_name_or_path"}
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
@@ -355,6 +356,37 @@ def test_nonnull_loss_adds_the_weighted_cross_entropy_over_every_token_but_the_n
             log_probabilities = torch.log_softmax(logits[row, 1:], dim=-1)  # the null (index 0) left out
             expected.append(-log_probabilities[positions[row] - 1])
     torch.testing.assert_close(total.loss - span_only, 0.7 * torch.stack(expected).mean())
+
+
+def test_standardized_verifier_learns_running_statistics_and_uses_them_at_inference():
+    model = build_model(answer_verifier=True, verifier_standardization=True)
+    standardize = model.verifier.standardize
+    features = []
+    standardize.register_forward_hook(lambda module, inputs, output: features.append(inputs[0]))
+    batch = padded_batch()
+    with torch.no_grad():
+        model.train()(**batch)
+        expected_mean = 0.9 * torch.zeros_like(standardize.running_mean) + 0.1 * features[0].mean(dim=0)
+        torch.testing.assert_close(standardize.running_mean, expected_mean)
+        single = {key: value[:1] for key, value in batch.items()}
+        model(**single)  # a one-window training batch falls back to the running statistics
+        model.eval()
+        first = model(**batch).start_logits
+        second = model(**batch).start_logits
+    assert torch.equal(first, second)  # no statistics update at inference
+    assert standardize.num_batches_tracked == 1  # the one-window batch read the statistics, did not update them
+
+
+def test_verifier_saved_without_the_standardization_field_loads_without_it(tmp_path):
+    model = build_model(answer_verifier=True)
+    model.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    saved.pop("verifier_standardization")
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    loaded = PointerDistilBertForQuestionAnswering.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded.verifier.standardize, torch.nn.Identity)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**padded_batch()).start_logits, model(**padded_batch()).start_logits)
 
 
 def test_nonnull_loss_without_any_labelled_window_adds_nothing():
