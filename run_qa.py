@@ -102,10 +102,11 @@ class ModelArguments:
         default=1.0, metadata={"help": "Weight of the answer verifier's binary loss next to the span loss."}
     )
     nonnull_loss_weight: float = field(
-        default=1.0,
+        default=0.0,
         metadata={"help": "Weight of the non-null span loss: the span head also learns where the answer is, or where "
                   "an unanswerable question's plausible answer is, with the null left out (see "
-                  "PointerDistilBertConfig). 0 turns it off."},
+                  "PointerDistilBertConfig). Off by default: 1 finds answers better but abstains worse "
+                  "(bench/real_data.py)."},
     )
     attn_implementation: str | None = field(
         default=None,

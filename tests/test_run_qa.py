@@ -217,12 +217,13 @@ def test_recipe_defaults(tmp_path):
     assert training_args.metric_for_best_model == "f1"
     assert training_args.train_sampling_strategy == "group_by_length"
     assert (model_args.qa_head, model_args.answer_verifier, training_args.head_learning_rate) == ("pointer", True, None)
-    assert model_args.nonnull_loss_weight == 1.0
+    assert model_args.nonnull_loss_weight == 0.0
 
 
 def test_training_batches_carry_the_plausible_answers_as_non_null_span_labels(tmp_path, tiny_model_dir):
     model_args, data_args, training_args = run_qa.parse_arguments(tiny_run_args(
-        tiny_model_dir, tmp_path, "--do_train", "--max_train_samples", "200", "--report_to", "none"))
+        tiny_model_dir, tmp_path, "--do_train", "--max_train_samples", "200", "--nonnull_loss_weight", "1",
+        "--report_to", "none"))
     raw = run_qa.load_data(data_args, model_args, training_args)
     tokenizer = run_qa.build_tokenizer(model_args)
     model = run_qa.build_model(model_args)
