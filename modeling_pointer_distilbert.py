@@ -258,7 +258,8 @@ class AnswerVerifier(nn.Module):
     training: the [CLS] state and the mean token state (a sentence encoder's pooled view), the states the start and
     end pointers expect among the other tokens (what the best non-null answer looks like), and four confidences, the
     log-probabilities of the best non-null start and end and of the null start and end. The confidences are read
-    without a gradient, so the binary loss cannot bend the pointers to suit itself.
+    without a gradient, so the binary loss cannot bend the pointers to suit itself. With `verifier_standardization`
+    the features are batch-normalised first, which is what lets the MLP learn from them within a small budget.
     """
 
     num_confidences = 4

@@ -101,6 +101,11 @@ class ModelArguments:
     verifier_loss_weight: float = field(
         default=1.0, metadata={"help": "Weight of the answer verifier's binary loss next to the span loss."}
     )
+    verifier_standardization: bool = field(
+        default=True,
+        metadata={"help": "Standardise the verifier's features over each batch (running statistics at inference): "
+                  "without it the verifier barely learns within a small budget (bench/real_data.py)."},
+    )
     nonnull_loss_weight: float = field(
         default=0.0,
         metadata={"help": "Weight of the non-null span loss: the span head also learns where the answer is, or where "
@@ -389,10 +394,9 @@ def build_model(model_args: ModelArguments) -> PointerDistilBertForQuestionAnswe
         config.verifier_loss_weight = model_args.verifier_loss_weight
         config.nonnull_loss_weight = model_args.nonnull_loss_weight
     elif base_config.model_type == "distilbert":
-        head = {"qa_head": model_args.qa_head, "pointer_attention": model_args.pointer_attention,
-                "pointer_hidden_size": model_args.pointer_hidden_size, "answer_verifier": model_args.answer_verifier,
-                "verifier_loss_weight": model_args.verifier_loss_weight, "verifier_standardization": True,
-                "nonnull_loss_weight": model_args.nonnull_loss_weight}
+        head_fields = ("qa_head", "pointer_attention", "pointer_hidden_size", "answer_verifier", "verifier_loss_weight",
+                       "verifier_standardization", "nonnull_loss_weight")
+        head = {name: getattr(model_args, name) for name in head_fields}
         config = PointerDistilBertConfig(**{**base_config.to_dict(), **head})
     else:
         raise UserError(

@@ -82,6 +82,7 @@ def build_model(
         pointer_attention=args.pointer_attention,
         pointer_hidden_size=args.pointer_hidden_size,
         answer_verifier=answer_verifier,
+        verifier_standardization=answer_verifier,  # the verifier as run_qa.py builds it
     )
     return PointerDistilBertForQuestionAnswering(config).train()
 

@@ -31,8 +31,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 # The small budget, used when no --config is given: one epoch, Adafactor at 3e-4 with 10 % warm-up, batch 16.
 SMALL_BUDGET = {"per_device_train_batch_size": 16, "learning_rate": 3e-4, "warmup_steps": 0.1, "num_train_epochs": 1}
-ANSWER_HEAD = {"qa_head": "pointer", "answer_verifier": False, "nonnull_loss_weight": 0.0,
-               "head_learning_rate": None, "verifier_learning_rate": None}
+ANSWER_HEAD = {"qa_head": "pointer", "answer_verifier": False, "verifier_standardization": False,
+               "nonnull_loss_weight": 0.0, "head_learning_rate": None, "verifier_learning_rate": None}
+STANDARDIZED = {**ANSWER_HEAD, "answer_verifier": True, "verifier_standardization": True}
 VARIANTS = {
     "as-configured": {},
     "stock": {**ANSWER_HEAD, "qa_head": "linear", "optim": "adamw_torch", "learning_rate": 5e-5},
@@ -42,6 +43,8 @@ VARIANTS = {
     "verifier+head-lr": {**ANSWER_HEAD, "answer_verifier": True, "head_learning_rate": 3e-3},
     "verifier-lr": {**ANSWER_HEAD, "answer_verifier": True, "verifier_learning_rate": 3e-3},
     "verifier+nonnull": {**ANSWER_HEAD, "answer_verifier": True, "nonnull_loss_weight": 1.0},
+    "standardized": STANDARDIZED,
+    "standardized+nonnull": {**STANDARDIZED, "nonnull_loss_weight": 1.0},
 }
 CURVES = (("eval_f1", "F1"), ("eval_forced_HasAns_f1", "forced HasAns F1"), ("eval_null_odds_auc", "null-odds AUC"),
           ("eval_best_f1", "best F1, every threshold"))
@@ -130,8 +133,8 @@ def main() -> None:
     parser.add_argument("--holdout-articles", type=int, default=3)
     parser.add_argument("--model", default=str(ROOT / "build/minilm-distilbert"), help="starting checkpoint")
     parser.add_argument("--config", help="recipe argument file to start from (default: the recipe's defaults)")
-    parser.add_argument("--variants", nargs="+", default=["stock", "pointer", "verifier", "head-lr",
-                                                          "verifier+head-lr", "verifier-lr"], choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["stock", "pointer", "verifier", "standardized"],
+                        choices=list(VARIANTS))
     parser.add_argument("--epochs", type=float, help="epochs of every run (default: the budget's)")
     parser.add_argument("--eval-steps", type=int, default=50)
     parser.add_argument("--extra", action="append", default=[], help="key=value argument override for every run")
