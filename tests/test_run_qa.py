@@ -220,6 +220,19 @@ def test_recipe_defaults(tmp_path):
     assert model_args.nonnull_loss_weight == 0.0
 
 
+@pytest.mark.parametrize("standardization", [True, False])
+def test_new_models_get_the_verifier_with_standardised_features_unless_told_otherwise(tmp_path, standardization):
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    encoder = DistilBertConfig(vocab_size=99, dim=32, n_layers=1, n_heads=2, hidden_dim=37)
+    DistilBertForMaskedLM(encoder).save_pretrained(tmp_path)
+    flags = [] if standardization else ["--verifier_standardization", "false"]
+    model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(tmp_path), *flags])
+    model = run_qa.build_model(model_args)
+    assert model.config.answer_verifier and model.config.verifier_standardization == standardization
+    assert isinstance(model.verifier.standardize, torch.nn.BatchNorm1d) == standardization
+
+
 def test_training_batches_carry_the_plausible_answers_as_non_null_span_labels(tmp_path, tiny_model_dir):
     model_args, data_args, training_args = run_qa.parse_arguments(tiny_run_args(
         tiny_model_dir, tmp_path, "--do_train", "--max_train_samples", "200", "--nonnull_loss_weight", "1",
