@@ -472,8 +472,10 @@ def align_answers(dataset: datasets.Dataset, max_shift: int = 8) -> tuple[datase
     ids = _column(dataset, "id")
     report = AlignmentReport()
     kept_rows, new_columns = [], {"answers": [], "plausible_answers": []}
+    all_plausible = (_column(dataset, "plausible_answers") if "plausible_answers" in dataset.column_names
+                     else [{"text": [], "answer_start": []}] * len(ids))  # datasets built without the column
     for row, (context, question_id, answers, plausible) in enumerate(
-        zip(contexts, ids, _column(dataset, "answers"), _column(dataset, "plausible_answers"))
+        zip(contexts, ids, _column(dataset, "answers"), all_plausible)
     ):
         aligned, aligned_plausible = (_aligned(context, given, max_shift, report) for given in (answers, plausible))
         if len(aligned["text"]) + len(aligned_plausible["text"]) < len(answers["text"]) + len(plausible["text"]):
@@ -494,9 +496,10 @@ def align_answers(dataset: datasets.Dataset, max_shift: int = 8) -> tuple[datase
         logger.info("realigned %d of %d answers to where their text starts", report.realigned, report.checked)
     if not report.realigned and not report.unalignable:
         return dataset, report
-    aligned_dataset = dataset.select(kept_rows).remove_columns(list(new_columns))
-    for name, column in new_columns.items():
-        aligned_dataset = aligned_dataset.add_column(name, column, feature=dataset.features[name])
+    present = [name for name in new_columns if name in dataset.column_names]
+    aligned_dataset = dataset.select(kept_rows).remove_columns(present)
+    for name in present:
+        aligned_dataset = aligned_dataset.add_column(name, new_columns[name], feature=dataset.features[name])
     return aligned_dataset, report
 
 

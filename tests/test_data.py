@@ -345,6 +345,14 @@ def test_align_answers_realigns_shifted_answers_and_drops_unalignable_ones(caplo
     assert "3 of 6 answers" in caplog.text and "'q1', 'q3', 'q4'" in caplog.text
 
 
+def test_align_answers_takes_datasets_built_without_plausible_answers():
+    rows = [dict({key: value for key, value in ROWS[0].items() if key != "plausible_answers"},
+                 answers={"text": ["Norse raiders"], "answer_start": [34]})]
+    aligned, report = align_answers(datasets.Dataset.from_list(rows), max_shift=4)
+    assert report.realigned == 1 and "plausible_answers" not in aligned.column_names
+    assert aligned[0]["answers"] == {"text": ["Norse raiders"], "answer_start": [32]}
+
+
 def test_align_answers_returns_the_dataset_itself_when_everything_is_aligned():
     dataset = datasets.Dataset.from_list(ROWS, features=SQUAD_FEATURES)
     aligned, report = align_answers(dataset)
