@@ -138,6 +138,14 @@ def mask_padding(logits: torch.Tensor, attention_mask: torch.Tensor | None) -> t
     return logits.masked_fill(attention_mask == 0, torch.finfo(logits.dtype).min)  # (batch, seq_len)
 
 
+def without_null(logits: torch.Tensor) -> torch.Tensor:
+    """Returns `logits` with the null position (index 0, [CLS]) at the dtype's minimum: it never wins and gets no
+    probability, so what remains is a distribution over the non-null tokens."""
+    masked = logits.clone()
+    masked[:, 0] = torch.finfo(logits.dtype).min
+    return masked
+
+
 def attention_summary(logits: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
     """Returns sum_i softmax(logits)_i * h_i, the token state a pointer distribution expects.
 
@@ -241,12 +249,16 @@ class FeatureStandardizer(nn.BatchNorm1d):
     statistics do not exist."""
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Returns the standardised, affinely rescaled features, shape (batch, num_features)."""
+        """Returns the standardised, affinely rescaled features, shape (batch, num_features), in their own dtype; the
+        statistics are computed in float32."""
+        values = features.float()
         if self.training and features.size(0) == 1:
-            return nn.functional.batch_norm(
-                features, self.running_mean, self.running_var, self.weight, self.bias, training=False, eps=self.eps
+            standardized = nn.functional.batch_norm(
+                values, self.running_mean, self.running_var, self.weight, self.bias, training=False, eps=self.eps
             )
-        return super().forward(features)
+        else:
+            standardized = super().forward(values)
+        return standardized.to(features.dtype)
 
 
 class AnswerVerifier(nn.Module):
@@ -280,14 +292,11 @@ class AnswerVerifier(nn.Module):
         attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Returns the no-answer logit of every window, shape (batch,); logits arrive with padding masked."""
-        not_null = torch.ones_like(start_logits, dtype=torch.bool)  # (batch, seq_len)
-        not_null[:, 0] = False
         summaries, confidences = [], []
         for logits in (start_logits, end_logits):
-            span_logits = mask_padding(logits, not_null)  # (batch, seq_len): [CLS] excluded
-            summaries.append(attention_summary(span_logits, hidden_states))  # (batch, dim)
+            summaries.append(attention_summary(without_null(logits), hidden_states))  # (batch, dim)
             log_probabilities = torch.log_softmax(logits.detach().float(), dim=-1)  # (batch, seq_len)
-            best_span = log_probabilities.masked_fill(~not_null, float("-inf")).amax(dim=-1)  # (batch,)
+            best_span = without_null(log_probabilities).amax(dim=-1)  # (batch,)
             confidences += [best_span, log_probabilities[:, 0]]
         if attention_mask is None:
             attention_mask = torch.ones_like(start_logits)
@@ -295,7 +304,7 @@ class AnswerVerifier(nn.Module):
         mean_state = (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)  # (batch, dim)
         confidence = torch.stack(confidences, dim=-1).to(hidden_states.dtype)  # (batch, 4)
         features = torch.cat([hidden_states[:, 0], mean_state, *summaries, confidence], dim=-1)  # (batch, 4 * dim + 4)
-        features = self.standardize(features.float()).to(hidden_states.dtype)  # statistics in float32
+        features = self.standardize(features)
         return self.classifier(self.activation(self.dense(features))).squeeze(-1)  # (batch,)
 
 
@@ -354,13 +363,10 @@ def nonnull_span_loss(
     Windows labelled -100 (neither an answer nor a plausible one inside) are left out; a batch without any labelled
     window gives 0 rather than NaN.
     """
-    null_position = torch.zeros_like(start_logits, dtype=torch.bool)  # (batch, seq_len)
-    null_position[:, 0] = True
     labelled = (nonnull_start_positions.reshape(-1) != -100).sum().clamp(min=1)
     losses = [
         nn.functional.cross_entropy(
-            logits.masked_fill(null_position, torch.finfo(logits.dtype).min).float(), positions.reshape(-1),
-            ignore_index=-100, reduction="sum",
+            without_null(logits).float(), positions.reshape(-1), ignore_index=-100, reduction="sum"
         )
         for logits, positions in ((start_logits, nonnull_start_positions), (end_logits, nonnull_end_positions))
     ]

@@ -79,12 +79,12 @@ class QuestionAnsweringTrainer(Trainer):
         optimizer = super().create_optimizer(model)
         if not getattr(optimizer, "learning_rates_split", False):
             model = self.model if model is None else model
+            parameters = dict(model.named_parameters())
             rates = learning_rate_overrides(
-                [name for name, _ in model.named_parameters()], model.base_model_prefix,
+                list(parameters), model.base_model_prefix,
                 getattr(self.args, "head_learning_rate", None), getattr(self.args, "verifier_learning_rate", None),
             )
             if rates:
-                parameters = dict(model.named_parameters())
                 by_id = {id(parameters[name]): rate for name, rate in rates.items()}
                 optimizer.param_groups[:] = split_groups_by_learning_rate(optimizer.param_groups, by_id)
             optimizer.learning_rates_split = True

@@ -32,6 +32,7 @@ SQUAD_FEATURES = datasets.Features(
 )
 
 _FLAT_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+_NO_ANSWERS = {"text": [], "answer_start": []}  # read only: rows without (plausible) answers share it
 
 
 class DataFormatError(ValueError):
@@ -142,8 +143,7 @@ def _conform_hub_split(split_data: datasets.Dataset, name: str, split: str) -> d
     if "title" not in split_data.column_names:
         split_data = split_data.add_column("title", [""] * len(split_data))
     if "plausible_answers" not in split_data.column_names:
-        no_answers = {"text": [], "answer_start": []}
-        split_data = split_data.add_column("plausible_answers", [no_answers] * len(split_data))
+        split_data = split_data.add_column("plausible_answers", [_NO_ANSWERS] * len(split_data))
     try:
         return split_data.select_columns(list(SQUAD_FEATURES)).cast(SQUAD_FEATURES)
     except (ValueError, TypeError) as error:
@@ -259,8 +259,8 @@ def _nested_rows(path: Path, articles: list):
                 where = f"{where_paragraph}.qas[{question_index}]"
                 if not isinstance(qa, dict):
                     raise _field_error(path, where, "qas", f"each question must be an object, got {type(qa).__name__}")
-                record = {"id": qa.get("id"), "title": title, "context": context, "question": qa.get("question")}
-                record["plausible_answers"] = qa.get("plausible_answers")
+                record = {"id": qa.get("id"), "title": title, "context": context, "question": qa.get("question"),
+                          "plausible_answers": qa.get("plausible_answers")}
                 row = _validated_row(path, where, record, qa.get("answers", []), qa.get("is_impossible"), "id" in qa)
                 yield row, _where_with_id(where, row["id"])
 
@@ -473,7 +473,7 @@ def align_answers(dataset: datasets.Dataset, max_shift: int = 8) -> tuple[datase
     report = AlignmentReport()
     kept_rows, new_columns = [], {"answers": [], "plausible_answers": []}
     all_plausible = (_column(dataset, "plausible_answers") if "plausible_answers" in dataset.column_names
-                     else [{"text": [], "answer_start": []}] * len(ids))  # datasets built without the column
+                     else [_NO_ANSWERS] * len(ids))  # datasets built without the column
     for row, (context, question_id, answers, plausible) in enumerate(
         zip(contexts, ids, _column(dataset, "answers"), all_plausible)
     ):
