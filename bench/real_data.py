@@ -9,8 +9,9 @@ epoch at learning rate 3e-4, 10 % warm-up, batch 16), the split files, the varia
 `--extra key=value`; `as-configured` adds no arguments of its own. A variant names every setting it compares, so its
 runs mean the same whatever the recipe's defaults are. Prints a markdown table (final evaluation: F1, forced HasAns
 F1, null-odds AUC, best F1 over every threshold, training and wall time) and writes `curves.png` and `results.md`
-into `--output-dir`. `--reuse` reads finished runs back instead of training them again, so variants can be run one
-at a time and reported together.
+into `--output-dir`. `--seeds 42 43 44` repeats every variant once per seed and adds the mean of the seeds, which
+is what a difference smaller than run-to-run noise needs. `--reuse` reads finished runs back instead of training
+them again, so variants and seeds can be run one at a time and reported together.
 """
 
 import argparse
@@ -94,6 +95,16 @@ def evaluations(log_history: list[dict]) -> list[dict]:
     return [entry for entry in log_history if "eval_f1" in entry]
 
 
+TABLE_METRICS = ("eval_exact", "eval_f1", "eval_HasAns_f1", "eval_NoAns_f1", "eval_forced_HasAns_f1",
+                 "eval_null_odds_auc", "eval_best_f1", "eval_best_f1_thresh", "train_runtime")
+
+
+def mean_row(rows: list[tuple[str, dict, float]], name: str) -> tuple[str, dict, float]:
+    """Return a table row holding the mean of `rows`' metrics and wall times."""
+    metrics = {key: sum(row[1][key] for row in rows) / len(rows) for key in TABLE_METRICS}
+    return name, metrics, sum(row[2] for row in rows) / len(rows)
+
+
 def table(rows: list[tuple[str, dict, float]]) -> str:
     """Return the markdown table of each variant's final evaluation."""
     lines = ["| variant | EM | F1 | HasAns F1 | NoAns F1 | forced HasAns F1 | null-odds AUC | best F1 (threshold) | "
@@ -138,6 +149,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, help="epochs of every run (default: the budget's)")
     parser.add_argument("--eval-steps", type=int, default=50)
     parser.add_argument("--extra", action="append", default=[], help="key=value argument override for every run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="one run per seed, and their mean")
     parser.add_argument("--output-dir", default=str(ROOT / "build/real_data"))
     parser.add_argument("--reuse", action="store_true", help="read finished runs back instead of training again")
     args = parser.parse_args()
@@ -151,7 +163,7 @@ def main() -> None:
     base.update(model_name_or_path=args.model, train_file=str(output / "train.json"),
                 validation_file=str(output / "heldout.json"), do_train=True, do_eval=True,
                 eval_strategy="steps", eval_steps=args.eval_steps, save_strategy="no", logging_steps=10,
-                report_to="none", use_cpu=True, seed=42, disable_tqdm=True)
+                report_to="none", use_cpu=True, disable_tqdm=True)
     if args.epochs is not None:
         base["num_train_epochs"] = args.epochs
     overrides = dict(parse_override(text) for text in args.extra)
@@ -160,21 +172,28 @@ def main() -> None:
     no_answer_share = 100.0 * dev_null / dev_n
     print(f"train: {train_n} questions ({train_null} unanswerable); held out: {dev_n} ({dev_null} unanswerable, "
           f"no-answer F1 {no_answer_share:.1f}); {cpu_name()}, load {load_average()}; "
-          f"{base['num_train_epochs']:g} epoch(s), config {args.config or 'defaults'}, overrides {overrides}\n",
+          f"{base['num_train_epochs']:g} epoch(s), config {args.config or 'defaults'}, seeds {args.seeds}, "
+          f"overrides {overrides}\n",
           flush=True)
     rows, histories = [], {}
     for name in args.variants:
-        run_folder = output / name
-        model_folder = run_folder / "model"
-        arguments = {**base, **VARIANTS[name], **overrides, "output_dir": str(model_folder)}
-        if args.reuse and (model_folder / "eval_results.json").exists():
-            seconds = float((run_folder / "wall_seconds.txt").read_text())
-        else:
-            seconds = run_recipe(arguments, run_folder)
-        metrics = json.loads((model_folder / "all_results.json").read_text())
-        histories[name] = json.loads((model_folder / "trainer_state.json").read_text())["log_history"]
-        rows.append((name, metrics, seconds))
-        print(table(rows[-1:]).splitlines()[-1], flush=True)
+        seed_rows = []
+        for seed in args.seeds:
+            label = name if len(args.seeds) == 1 else f"{name}, seed {seed}"
+            run_folder = output / name / f"seed-{seed}"
+            model_folder = run_folder / "model"
+            arguments = {**base, "seed": seed, **VARIANTS[name], **overrides, "output_dir": str(model_folder)}
+            if args.reuse and (model_folder / "eval_results.json").exists():
+                seconds = float((run_folder / "wall_seconds.txt").read_text())
+            else:
+                seconds = run_recipe(arguments, run_folder)
+            metrics = json.loads((model_folder / "all_results.json").read_text())
+            histories[label] = json.loads((model_folder / "trainer_state.json").read_text())["log_history"]
+            seed_rows.append((label, metrics, seconds))
+            print(table(seed_rows[-1:]).splitlines()[-1], flush=True)
+        rows += seed_rows
+        if len(seed_rows) > 1:
+            rows.append(mean_row(seed_rows, f"**{name}, mean of {len(seed_rows)} seeds**"))
 
     report = table(rows)
     print("\n" + report)
