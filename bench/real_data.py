@@ -95,13 +95,10 @@ def evaluations(log_history: list[dict]) -> list[dict]:
     return [entry for entry in log_history if "eval_f1" in entry]
 
 
-TABLE_METRICS = ("eval_exact", "eval_f1", "eval_HasAns_f1", "eval_NoAns_f1", "eval_forced_HasAns_f1",
-                 "eval_null_odds_auc", "eval_best_f1", "eval_best_f1_thresh", "train_runtime")
-
-
 def mean_row(rows: list[tuple[str, dict, float]], name: str) -> tuple[str, dict, float]:
-    """Return a table row holding the mean of `rows`' metrics and wall times."""
-    metrics = {key: sum(row[1][key] for row in rows) / len(rows) for key in TABLE_METRICS}
+    """Return a table row holding the mean of `rows`' numeric metrics and wall times."""
+    numeric = [key for key, value in rows[0][1].items() if isinstance(value, (int, float))]
+    metrics = {key: sum(row[1][key] for row in rows) / len(rows) for key in numeric}
     return name, metrics, sum(row[2] for row in rows) / len(rows)
 
 
@@ -116,6 +113,18 @@ def table(rows: list[tuple[str, dict, float]]) -> str:
                      f"{metrics['eval_best_f1']:.1f} ({metrics['eval_best_f1_thresh']:.2f}) | "
                      f"{metrics['train_runtime'] / 60:.1f} min | {seconds / 60:.1f} min |")
     return "\n".join(lines)
+
+
+def run_or_reuse(arguments: dict, run_folder: Path, reuse: bool) -> tuple[dict, list[dict], float]:
+    """Return (final metrics, log history, wall seconds) of one run, training it unless `reuse` finds it done."""
+    model_folder = Path(arguments["output_dir"])
+    if reuse and (model_folder / "eval_results.json").exists():
+        seconds = float((run_folder / "wall_seconds.txt").read_text())
+    else:
+        seconds = run_recipe(arguments, run_folder)
+    metrics = json.loads((model_folder / "all_results.json").read_text())
+    history = json.loads((model_folder / "trainer_state.json").read_text())["log_history"]
+    return metrics, history, seconds
 
 
 def plot_curves(histories: dict[str, list[dict]], no_answer_share: float, path: Path) -> None:
@@ -181,14 +190,8 @@ def main() -> None:
         for seed in args.seeds:
             label = name if len(args.seeds) == 1 else f"{name}, seed {seed}"
             run_folder = output / name / f"seed-{seed}"
-            model_folder = run_folder / "model"
-            arguments = {**base, "seed": seed, **VARIANTS[name], **overrides, "output_dir": str(model_folder)}
-            if args.reuse and (model_folder / "eval_results.json").exists():
-                seconds = float((run_folder / "wall_seconds.txt").read_text())
-            else:
-                seconds = run_recipe(arguments, run_folder)
-            metrics = json.loads((model_folder / "all_results.json").read_text())
-            histories[label] = json.loads((model_folder / "trainer_state.json").read_text())["log_history"]
+            arguments = {**base, "seed": seed, **VARIANTS[name], **overrides, "output_dir": str(run_folder / "model")}
+            metrics, histories[label], seconds = run_or_reuse(arguments, run_folder, args.reuse)
             seed_rows.append((label, metrics, seconds))
             print(table(seed_rows[-1:]).splitlines()[-1], flush=True)
         rows += seed_rows
