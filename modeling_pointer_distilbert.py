@@ -269,9 +269,11 @@ class AnswerVerifier(nn.Module):
     al., 2019; Retro-Reader's front verifier, Zhang et al., 2021) and reads features that carry a signal before much
     training: the [CLS] state and the mean token state (a sentence encoder's pooled view), the states the start and
     end pointers expect among the other tokens (what the best non-null answer looks like), and four confidences, the
-    log-probabilities of the best non-null start and end and of the null start and end. The confidences are read
-    without a gradient, so the binary loss cannot bend the pointers to suit itself. With `verifier_standardization`
-    the features are batch-normalised first, which is what lets the MLP learn from them within a small budget.
+    log-probabilities of the best non-null start and end and of the null start and end. The pointer distributions
+    are read without a gradient, so the binary loss cannot bend the pointers to suit itself: it reaches the encoder
+    through the token states only, and the span head learns faster for it (bench/real_data.py). With
+    `verifier_standardization` the features are batch-normalised first, which is what lets the MLP learn from them
+    within a small budget.
     """
 
     num_confidences = 4
@@ -294,8 +296,9 @@ class AnswerVerifier(nn.Module):
         """Returns the no-answer logit of every window, shape (batch,); logits arrive with padding masked."""
         summaries, confidences = [], []
         for logits in (start_logits, end_logits):
-            summaries.append(attention_summary(without_null(logits), hidden_states))  # (batch, dim)
-            log_probabilities = torch.log_softmax(logits.detach().float(), dim=-1)  # (batch, seq_len)
+            pointer = logits.detach()
+            summaries.append(attention_summary(without_null(pointer), hidden_states))  # (batch, dim)
+            log_probabilities = torch.log_softmax(pointer.float(), dim=-1)  # (batch, seq_len)
             best_span = without_null(log_probabilities).amax(dim=-1)  # (batch,)
             confidences += [best_span, log_probabilities[:, 0]]
         if attention_mask is None:

@@ -342,6 +342,20 @@ def test_verifier_loss_adds_the_weighted_binary_loss_of_windows_without_answer()
     torch.testing.assert_close(total - span_only, expected)
 
 
+def test_verifier_loss_trains_the_encoder_but_not_the_pointers():
+    gradients = {}
+    for weight in (0.0, 1.0):
+        model = build_model(answer_verifier=True, verifier_loss_weight=weight)
+        model(**padded_batch(), **LABELS).loss.backward()
+        gradients[weight] = {name: parameter.grad for name, parameter in model.named_parameters()}
+    pointer_names = [name for name in gradients[0.0] if name.startswith("qa_outputs.")]
+    assert pointer_names
+    for name in pointer_names:
+        torch.testing.assert_close(gradients[1.0][name], gradients[0.0][name], msg=name)
+    encoder_top = "distilbert.transformer.layer.1.output_layer_norm.weight"
+    assert not torch.allclose(gradients[1.0][encoder_top], gradients[0.0][encoder_top])
+
+
 def test_nonnull_loss_adds_the_weighted_cross_entropy_over_every_token_but_the_null():
     model = build_model(qa_head="pointer", nonnull_loss_weight=0.7)
     batch = padded_batch()
