@@ -233,6 +233,20 @@ def test_new_models_get_the_verifier_with_standardised_features_unless_told_othe
     assert isinstance(model.verifier.standardize, torch.nn.BatchNorm1d) == standardization
 
 
+@pytest.mark.parametrize("flags, expected", [([], 0.1), (["--dropout", "0"], 0.0)], ids=["checkpoint's", "flag"])
+def test_dropout_flag_sets_every_dropout_of_encoder_and_head(tmp_path, flags, expected):
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    encoder = DistilBertConfig(vocab_size=99, dim=32, n_layers=1, n_heads=2, hidden_dim=37, dropout=0.1,
+                               attention_dropout=0.1, qa_dropout=0.1)
+    DistilBertForMaskedLM(encoder).save_pretrained(tmp_path)
+    model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(tmp_path), *flags])
+    model = run_qa.build_model(model_args)
+    assert (model.config.dropout, model.config.attention_dropout, model.config.qa_dropout) == (expected,) * 3
+    rates = {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
+    assert rates == {expected}
+
+
 def test_training_batches_carry_the_plausible_answers_as_non_null_span_labels(tmp_path, tiny_model_dir):
     model_args, data_args, training_args = run_qa.parse_arguments(tiny_run_args(
         tiny_model_dir, tmp_path, "--do_train", "--max_train_samples", "200", "--nonnull_loss_weight", "1",
