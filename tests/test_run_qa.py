@@ -220,12 +220,17 @@ def test_recipe_defaults(tmp_path):
     assert model_args.nonnull_loss_weight == 0.0
 
 
-@pytest.mark.parametrize("standardization", [True, False])
-def test_new_models_get_the_verifier_with_standardised_features_unless_told_otherwise(tmp_path, standardization):
+def save_tiny_distilbert(folder, **settings) -> None:
+    """Saves a tiny random plain DistilBERT checkpoint (no QA head) into `folder`."""
     from transformers import DistilBertConfig, DistilBertForMaskedLM
 
-    encoder = DistilBertConfig(vocab_size=99, dim=32, n_layers=1, n_heads=2, hidden_dim=37)
-    DistilBertForMaskedLM(encoder).save_pretrained(tmp_path)
+    encoder = DistilBertConfig(vocab_size=99, dim=32, n_layers=1, n_heads=2, hidden_dim=37, **settings)
+    DistilBertForMaskedLM(encoder).save_pretrained(folder)
+
+
+@pytest.mark.parametrize("standardization", [True, False])
+def test_new_models_get_the_verifier_with_standardised_features_unless_told_otherwise(tmp_path, standardization):
+    save_tiny_distilbert(tmp_path)
     flags = [] if standardization else ["--verifier_standardization", "false"]
     model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(tmp_path), *flags])
     model = run_qa.build_model(model_args)
@@ -235,11 +240,7 @@ def test_new_models_get_the_verifier_with_standardised_features_unless_told_othe
 
 @pytest.mark.parametrize("flags, expected", [([], 0.1), (["--dropout", "0"], 0.0)], ids=["checkpoint's", "flag"])
 def test_dropout_flag_sets_every_dropout_of_encoder_and_head(tmp_path, flags, expected):
-    from transformers import DistilBertConfig, DistilBertForMaskedLM
-
-    encoder = DistilBertConfig(vocab_size=99, dim=32, n_layers=1, n_heads=2, hidden_dim=37, dropout=0.1,
-                               attention_dropout=0.1, qa_dropout=0.1)
-    DistilBertForMaskedLM(encoder).save_pretrained(tmp_path)
+    save_tiny_distilbert(tmp_path, dropout=0.1, attention_dropout=0.1, qa_dropout=0.1)
     model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(tmp_path), *flags])
     model = run_qa.build_model(model_args)
     assert (model.config.dropout, model.config.attention_dropout, model.config.qa_dropout) == (expected,) * 3
