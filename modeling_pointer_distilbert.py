@@ -66,6 +66,11 @@ class PointerDistilBertConfig(DistilBertConfig):
             `nonnull_*_positions` labels). The span head then learns where answers are from every question, not
             only from the answerable ones, while the first span loss still teaches when to point at the null
             (plausible answers as in Read + Verify, Hu et al. 2019). 0 trains without it.
+        null_span_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the span loss on windows that hold no answer, whose target is the null pointer, against 1 for
+            the windows that hold one. The null is one position that every unanswerable window trains, while an
+            answer's start and end are spread over the tokens, so a young model's null score outgrows its best span
+            and it abstains too often; below 1 the null is learned more slowly (bench/real_data.py).
 
     Example:
 
@@ -88,6 +93,7 @@ class PointerDistilBertConfig(DistilBertConfig):
         verifier_loss_weight=1.0,
         verifier_standardization=False,
         nonnull_loss_weight=0.0,
+        null_span_loss_weight=1.0,
         **kwargs,
     ):
         if qa_head not in QA_HEADS:
@@ -115,6 +121,11 @@ class PointerDistilBertConfig(DistilBertConfig):
                 f"nonnull_loss_weight={nonnull_loss_weight!r} must be a number >= 0 (0 trains without the non-null "
                 "span loss)."
             )
+        if not null_span_loss_weight >= 0:
+            raise ValueError(
+                f"null_span_loss_weight={null_span_loss_weight!r} must be a number >= 0 (1 weighs windows without an "
+                "answer like the others)."
+            )
         self.qa_head = qa_head
         self.pointer_attention = pointer_attention
         self.pointer_hidden_size = pointer_hidden_size
@@ -122,6 +133,7 @@ class PointerDistilBertConfig(DistilBertConfig):
         self.verifier_loss_weight = float(verifier_loss_weight)
         self.verifier_standardization = bool(verifier_standardization)
         self.nonnull_loss_weight = float(nonnull_loss_weight)
+        self.null_span_loss_weight = float(null_span_loss_weight)
         # A DistilBERT config.json says model_type "distilbert"; the class's own type must stay the one in use.
         kwargs.pop("model_type", None)
         super().__init__(**kwargs)
@@ -341,18 +353,28 @@ def span_loss(
     end_logits: torch.Tensor,
     start_positions: torch.Tensor,
     end_positions: torch.Tensor,
+    null_weight: float = 1.0,
 ) -> torch.Tensor:
     """Returns the mean of the start and end cross-entropies; labels outside the sequence are ignored.
 
-    As in the stock model, labels are clamped to seq_len, which is then the ignored index. The cross-entropy runs in
+    As in the stock model, labels are clamped to seq_len, which is then the ignored index. A window whose start
+    label is the null (0) counts `null_weight` times in the mean, any other window once. The cross-entropy runs in
     float32 so that half-precision logits cannot lose the loss's precision.
     """
     ignored_index = start_logits.size(1)
     start_positions = start_positions.reshape(-1).clamp(0, ignored_index)  # (batch,)
     end_positions = end_positions.reshape(-1).clamp(0, ignored_index)  # (batch,)
-    start_loss = nn.functional.cross_entropy(start_logits.float(), start_positions, ignore_index=ignored_index)
-    end_loss = nn.functional.cross_entropy(end_logits.float(), end_positions, ignore_index=ignored_index)
-    return (start_loss + end_loss) / 2
+    if null_weight == 1.0:
+        start_loss = nn.functional.cross_entropy(start_logits.float(), start_positions, ignore_index=ignored_index)
+        end_loss = nn.functional.cross_entropy(end_logits.float(), end_positions, ignore_index=ignored_index)
+        return (start_loss + end_loss) / 2
+    losses = [
+        nn.functional.cross_entropy(logits.float(), positions, ignore_index=ignored_index, reduction="none")
+        for logits, positions in ((start_logits, start_positions), (end_logits, end_positions))
+    ]  # 2 x (batch,), 0 where ignored
+    weights = (start_positions < ignored_index).float()  # (batch,)
+    weights = torch.where(start_positions == 0, weights * null_weight, weights)
+    return ((losses[0] + losses[1]) * weights).sum() / (2 * weights.sum().clamp(min=torch.finfo(torch.float32).tiny))
 
 
 def nonnull_span_loss(
@@ -460,7 +482,9 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
 
         loss = None
         if start_positions is not None and end_positions is not None:
-            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+            loss = span_loss(
+                start_logits, end_logits, start_positions, end_positions, self.config.null_span_loss_weight
+            )
             if no_answer_logit is not None:
                 weight = self.config.verifier_loss_weight
                 loss = loss + weight * verifier_loss(no_answer_logit, start_positions, start_logits.size(1))

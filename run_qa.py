@@ -113,6 +113,12 @@ class ModelArguments:
                   "PointerDistilBertConfig). Off by default: 1 finds answers better but abstains worse "
                   "(bench/real_data.py)."},
     )
+    null_span_loss_weight: float = field(
+        default=1.0,
+        metadata={"help": "Weight of the span loss on windows without an answer, against 1 for the others. Below 1 "
+                  "the null pointer is learned more slowly, so a short run abstains less often (see "
+                  "PointerDistilBertConfig and bench/real_data.py)."},
+    )
     dropout: float | None = field(
         default=None,
         metadata={"help": "Dropout of the encoder (hidden states and attention weights) and of the answer head; "
@@ -401,9 +407,10 @@ def build_model(model_args: ModelArguments) -> PointerDistilBertForQuestionAnswe
         config = base_config
         config.verifier_loss_weight = model_args.verifier_loss_weight
         config.nonnull_loss_weight = model_args.nonnull_loss_weight
+        config.null_span_loss_weight = model_args.null_span_loss_weight
     elif base_config.model_type == "distilbert":
         head_fields = ("qa_head", "pointer_attention", "pointer_hidden_size", "answer_verifier", "verifier_loss_weight",
-                       "verifier_standardization", "nonnull_loss_weight")
+                       "verifier_standardization", "nonnull_loss_weight", "null_span_loss_weight")
         head = {name: getattr(model_args, name) for name in head_fields}
         config = PointerDistilBertConfig(**{**base_config.to_dict(), **head})
     else:

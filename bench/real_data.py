@@ -33,7 +33,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 # The small budget, used when no --config is given: one epoch, Adafactor at 3e-4 with 10 % warm-up, batch 16.
 SMALL_BUDGET = {"per_device_train_batch_size": 16, "learning_rate": 3e-4, "warmup_steps": 0.1, "num_train_epochs": 1}
 ANSWER_HEAD = {"qa_head": "pointer", "answer_verifier": False, "verifier_standardization": False,
-               "nonnull_loss_weight": 0.0, "head_learning_rate": None, "verifier_learning_rate": None, "dropout": None}
+               "nonnull_loss_weight": 0.0, "null_span_loss_weight": 1.0, "head_learning_rate": None,
+               "verifier_learning_rate": None, "dropout": None}
 STANDARDIZED = {**ANSWER_HEAD, "answer_verifier": True, "verifier_standardization": True}
 VARIANTS = {
     "as-configured": {},
@@ -47,6 +48,8 @@ VARIANTS = {
     "standardized": STANDARDIZED,
     "standardized+nonnull": {**STANDARDIZED, "nonnull_loss_weight": 1.0},
     "standardized+no-dropout": {**STANDARDIZED, "dropout": 0.0},
+    "standardized+no-dropout+null-weight": {**STANDARDIZED, "dropout": 0.0, "null_span_loss_weight": 0.5},
+    "standardized+null-weight": {**STANDARDIZED, "null_span_loss_weight": 0.5},
 }
 CURVES = (("eval_f1", "F1"), ("eval_forced_HasAns_f1", "forced HasAns F1"), ("eval_null_odds_auc", "null-odds AUC"),
           ("eval_best_f1", "best F1, every threshold"))

@@ -29,7 +29,8 @@ HEAD_SETTINGS = {
     "pointer-additive": dict(qa_head="pointer", pointer_attention="additive"),
     "pointer-bilinear": dict(qa_head="pointer", pointer_attention="bilinear", pointer_hidden_size=16),
     "linear": dict(qa_head="linear"),
-    "pointer-verifier": dict(qa_head="pointer", answer_verifier=True, verifier_loss_weight=0.5),
+    "pointer-verifier": dict(qa_head="pointer", answer_verifier=True, verifier_loss_weight=0.5,
+                             null_span_loss_weight=0.3),
     "pointer-verifier-nonnull": dict(qa_head="pointer", answer_verifier=True, nonnull_loss_weight=0.7),
     "pointer-verifier-standardized": dict(qa_head="pointer", answer_verifier=True, verifier_standardization=True),
 }
@@ -82,8 +83,9 @@ def test_config_serialises_every_head_setting(tmp_path):
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == "pointer_distilbert"
     head_settings = (saved["qa_head"], saved["pointer_attention"], saved["pointer_hidden_size"],
-                     saved["answer_verifier"], saved["verifier_loss_weight"], saved["nonnull_loss_weight"])
-    assert head_settings == ("pointer", "bilinear", None, False, 1.0, 0.0)
+                     saved["answer_verifier"], saved["verifier_loss_weight"], saved["nonnull_loss_weight"],
+                     saved["null_span_loss_weight"])
+    assert head_settings == ("pointer", "bilinear", None, False, 1.0, 0.0, 1.0)
     assert saved["qa_dropout"] == DistilBertConfig().qa_dropout
 
 
@@ -97,6 +99,7 @@ def test_config_serialises_every_head_setting(tmp_path):
         {"pointer_hidden_size": True},
         {"verifier_loss_weight": -1.0},
         {"nonnull_loss_weight": float("nan")},
+        {"null_span_loss_weight": -0.5},
     ],
     ids=str,
 )
@@ -401,6 +404,23 @@ def test_verifier_saved_without_the_standardization_field_loads_without_it(tmp_p
     assert isinstance(loaded.verifier.standardize, torch.nn.Identity)
     with torch.no_grad():
         torch.testing.assert_close(loaded(**padded_batch()).start_logits, model(**padded_batch()).start_logits)
+
+
+def test_null_span_loss_weight_scales_the_windows_without_an_answer():
+    torch.manual_seed(0)
+    start_logits, end_logits = torch.randn(4, 9, requires_grad=True), torch.randn(4, 9, requires_grad=True)
+    starts, ends = torch.tensor([3, 0, 2, 0]), torch.tensor([5, 0, 4, 0])  # rows 1 and 3 hold no answer
+    per_window = (torch.nn.functional.cross_entropy(start_logits, starts, reduction="none")
+                  + torch.nn.functional.cross_entropy(end_logits, ends, reduction="none")) / 2
+    weights = torch.tensor([1.0, 0.25, 1.0, 0.25])
+    weighted = modeling_pointer_distilbert.span_loss(start_logits, end_logits, starts, ends, null_weight=0.25)
+    torch.testing.assert_close(weighted, (per_window * weights).sum() / weights.sum())
+    plain = modeling_pointer_distilbert.span_loss(start_logits, end_logits, starts, ends)
+    torch.testing.assert_close(plain, per_window.mean())
+    # Weight 0 leaves the null windows out: they get no gradient, the answered ones do.
+    modeling_pointer_distilbert.span_loss(start_logits, end_logits, starts, ends, null_weight=0.0).backward()
+    assert start_logits.grad[[1, 3]].abs().sum() == 0 and end_logits.grad[[1, 3]].abs().sum() == 0
+    assert start_logits.grad[[0, 2]].abs().sum() > 0
 
 
 def test_nonnull_loss_without_any_labelled_window_adds_nothing():

@@ -217,7 +217,7 @@ def test_recipe_defaults(tmp_path):
     assert training_args.metric_for_best_model == "f1"
     assert training_args.train_sampling_strategy == "group_by_length"
     assert (model_args.qa_head, model_args.answer_verifier, training_args.head_learning_rate) == ("pointer", True, None)
-    assert model_args.nonnull_loss_weight == 0.0
+    assert (model_args.nonnull_loss_weight, model_args.null_span_loss_weight) == (0.0, 1.0)
 
 
 def save_tiny_distilbert(folder, **settings) -> None:
@@ -246,6 +246,17 @@ def test_dropout_flag_sets_every_dropout_of_encoder_and_head(tmp_path, flags, ex
     assert (model.config.dropout, model.config.attention_dropout, model.config.qa_dropout) == (expected,) * 3
     rates = {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
     assert rates == {expected}
+
+
+def test_null_span_loss_weight_is_the_runs_for_new_and_continued_models(tmp_path):
+    save_tiny_distilbert(tmp_path / "plain")
+    model_args, _, _ = run_qa.parse_arguments(
+        ["--model_name_or_path", str(tmp_path / "plain"), "--null_span_loss_weight", "0.5"])
+    model = run_qa.build_model(model_args)
+    assert model.config.null_span_loss_weight == 0.5
+    model.save_pretrained(tmp_path / "pointer")
+    model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(tmp_path / "pointer")])
+    assert run_qa.build_model(model_args).config.null_span_loss_weight == 1.0  # the flag's default, not the saved 0.5
 
 
 def test_training_batches_carry_the_plausible_answers_as_non_null_span_labels(tmp_path, tiny_model_dir):
