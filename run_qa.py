@@ -393,6 +393,10 @@ def unreadable_checkpoint(source: str, part: str, error: Exception) -> UserError
     )
 
 
+# The run's loss weights: set from its flags on every model, also when training continues from a pointer checkpoint.
+LOSS_WEIGHTS = ("verifier_loss_weight", "nonnull_loss_weight", "null_span_loss_weight")
+
+
 def build_model(model_args: ModelArguments) -> PointerDistilBertForQuestionAnswering:
     """Return the pointer model: loaded from a pointer checkpoint with this run's loss weights, or built on a plain
     DistilBERT encoder with the head the arguments ask for."""
@@ -405,12 +409,11 @@ def build_model(model_args: ModelArguments) -> PointerDistilBertForQuestionAnswe
     if base_config.model_type == "pointer_distilbert":
         # The head's shape is the checkpoint's; how this run weighs its losses is this run's.
         config = base_config
-        config.verifier_loss_weight = model_args.verifier_loss_weight
-        config.nonnull_loss_weight = model_args.nonnull_loss_weight
-        config.null_span_loss_weight = model_args.null_span_loss_weight
+        for name in LOSS_WEIGHTS:
+            setattr(config, name, getattr(model_args, name))
     elif base_config.model_type == "distilbert":
-        head_fields = ("qa_head", "pointer_attention", "pointer_hidden_size", "answer_verifier", "verifier_loss_weight",
-                       "verifier_standardization", "nonnull_loss_weight", "null_span_loss_weight")
+        head_fields = ("qa_head", "pointer_attention", "pointer_hidden_size", "answer_verifier",
+                       "verifier_standardization", *LOSS_WEIGHTS)
         head = {name: getattr(model_args, name) for name in head_fields}
         config = PointerDistilBertConfig(**{**base_config.to_dict(), **head})
     else:
