@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 SMALL_BUDGET = {"per_device_train_batch_size": 16, "learning_rate": 3e-4, "warmup_steps": 0.1, "num_train_epochs": 1}
 ANSWER_HEAD = {"qa_head": "pointer", "answer_verifier": False, "verifier_standardization": False,
                "nonnull_loss_weight": 0.0, "null_span_loss_weight": 1.0, "head_learning_rate": None,
-               "verifier_learning_rate": None, "dropout": None}
+               "verifier_learning_rate": None, "dropout": 0.1}
 STANDARDIZED = {**ANSWER_HEAD, "answer_verifier": True, "verifier_standardization": True}
 VARIANTS = {
     "as-configured": {},

@@ -217,7 +217,7 @@ def test_recipe_defaults(tmp_path):
     assert training_args.metric_for_best_model == "f1"
     assert training_args.train_sampling_strategy == "group_by_length"
     assert (model_args.qa_head, model_args.answer_verifier, training_args.head_learning_rate) == ("pointer", True, None)
-    assert (model_args.nonnull_loss_weight, model_args.null_span_loss_weight) == (0.0, 1.0)
+    assert (model_args.nonnull_loss_weight, model_args.null_span_loss_weight, model_args.dropout) == (0.0, 0.5, 0.0)
 
 
 def save_tiny_distilbert(folder, **settings) -> None:
@@ -238,9 +238,9 @@ def test_new_models_get_the_verifier_with_standardised_features_unless_told_othe
     assert isinstance(model.verifier.standardize, torch.nn.BatchNorm1d) == standardization
 
 
-@pytest.mark.parametrize("flags, expected", [([], 0.1), (["--dropout", "0"], 0.0)], ids=["checkpoint's", "flag"])
-def test_dropout_flag_sets_every_dropout_of_encoder_and_head(tmp_path, flags, expected):
-    save_tiny_distilbert(tmp_path, dropout=0.1, attention_dropout=0.1, qa_dropout=0.1)
+@pytest.mark.parametrize("flags, expected", [([], 0.0), (["--dropout", "0.1"], 0.1)], ids=["default", "flag"])
+def test_dropout_flag_replaces_every_dropout_of_encoder_and_head(tmp_path, flags, expected):
+    save_tiny_distilbert(tmp_path, dropout=0.3, attention_dropout=0.3, qa_dropout=0.3)
     model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(tmp_path), *flags])
     model = run_qa.build_model(model_args)
     assert (model.config.dropout, model.config.attention_dropout, model.config.qa_dropout) == (expected,) * 3
@@ -251,12 +251,12 @@ def test_dropout_flag_sets_every_dropout_of_encoder_and_head(tmp_path, flags, ex
 def test_null_span_loss_weight_is_the_runs_for_new_and_continued_models(tmp_path):
     save_tiny_distilbert(tmp_path / "plain")
     model_args, _, _ = run_qa.parse_arguments(
-        ["--model_name_or_path", str(tmp_path / "plain"), "--null_span_loss_weight", "0.5"])
+        ["--model_name_or_path", str(tmp_path / "plain"), "--null_span_loss_weight", "1"])
     model = run_qa.build_model(model_args)
-    assert model.config.null_span_loss_weight == 0.5
+    assert model.config.null_span_loss_weight == 1.0
     model.save_pretrained(tmp_path / "pointer")
     model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(tmp_path / "pointer")])
-    assert run_qa.build_model(model_args).config.null_span_loss_weight == 1.0  # the flag's default, not the saved 0.5
+    assert run_qa.build_model(model_args).config.null_span_loss_weight == 0.5  # the flag's default, not the saved 1
 
 
 def test_training_batches_carry_the_plausible_answers_as_non_null_span_labels(tmp_path, tiny_model_dir):
