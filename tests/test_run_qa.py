@@ -206,6 +206,16 @@ def test_argument_file_gives_same_arguments_as_command_line(tmp_path, tiny_model
     assert from_file[2].to_dict() == from_cli[2].to_dict()
 
 
+@pytest.mark.parametrize("name", ["cpu_small.json", "offline_demo.json", "squad_v2_gpu.json"])
+def test_recipe_argument_files_set_exactly_what_they_say(tmp_path, name):
+    values = json.loads((ROOT / "configs" / name).read_text())
+    runnable_here = {**values, "use_cpu": True}  # the GPU file's bf16 is refused on a machine without a GPU
+    (tmp_path / name).write_text(json.dumps(runnable_here))
+    groups = run_qa.parse_arguments([str(tmp_path / name)])
+    parsed = {key: getattr(group, key) for group in groups for key in runnable_here if hasattr(group, key)}
+    assert parsed == runnable_here
+
+
 def test_recipe_defaults(tmp_path):
     model_args, data_args, training_args = run_qa.parse_arguments(
         ["--model_name_or_path", "m", "--dataset_name", "squad_v2", "--output_dir", str(tmp_path)]
