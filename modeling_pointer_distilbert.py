@@ -357,24 +357,23 @@ def span_loss(
 ) -> torch.Tensor:
     """Returns the mean of the start and end cross-entropies; labels outside the sequence are ignored.
 
-    As in the stock model, labels are clamped to seq_len, which is then the ignored index. A window whose start
-    label is the null (0) counts `null_weight` times in the mean, any other window once. The cross-entropy runs in
-    float32 so that half-precision logits cannot lose the loss's precision.
+    As in the stock model, labels are clamped to seq_len, which is then the ignored index, and each pointer's loss
+    is a mean over its own labelled windows. A window whose start label is the null (0) counts `null_weight` times
+    in those means, any other window once, so weight 1 is the stock loss. The cross-entropy runs in float32 so that
+    half-precision logits cannot lose the loss's precision; a batch without any labelled window gives 0, not NaN.
     """
     ignored_index = start_logits.size(1)
     start_positions = start_positions.reshape(-1).clamp(0, ignored_index)  # (batch,)
     end_positions = end_positions.reshape(-1).clamp(0, ignored_index)  # (batch,)
-    if null_weight == 1.0:
-        start_loss = nn.functional.cross_entropy(start_logits.float(), start_positions, ignore_index=ignored_index)
-        end_loss = nn.functional.cross_entropy(end_logits.float(), end_positions, ignore_index=ignored_index)
-        return (start_loss + end_loss) / 2
-    losses = [
-        nn.functional.cross_entropy(logits.float(), positions, ignore_index=ignored_index, reduction="none")
-        for logits, positions in ((start_logits, start_positions), (end_logits, end_positions))
-    ]  # 2 x (batch,), 0 where ignored
-    weights = (start_positions < ignored_index).float()  # (batch,)
-    weights = torch.where(start_positions == 0, weights * null_weight, weights)
-    return ((losses[0] + losses[1]) * weights).sum() / (2 * weights.sum().clamp(min=torch.finfo(torch.float32).tiny))
+    window_weight = torch.where(start_positions == 0, null_weight, 1.0)  # (batch,)
+    total = 0.0
+    for logits, positions in ((start_logits, start_positions), (end_logits, end_positions)):
+        losses = nn.functional.cross_entropy(
+            logits.float(), positions, ignore_index=ignored_index, reduction="none"
+        )  # (batch,), 0 where ignored
+        weights = window_weight * (positions < ignored_index)
+        total = total + (losses * weights).sum() / weights.sum().clamp(min=torch.finfo(torch.float32).tiny)
+    return total / 2
 
 
 def nonnull_span_loss(
