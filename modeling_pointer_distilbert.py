@@ -70,7 +70,15 @@ class PointerDistilBertConfig(DistilBertConfig):
             Weight of the span loss on windows that hold no answer, whose target is the null pointer, against 1 for
             the windows that hold one. The null is one position that every unanswerable window trains, while an
             answer's start and end are spread over the tokens, so a young model's null score outgrows its best span
-            and it abstains too often; below 1 the null is learned more slowly (bench/real_data.py).
+            and it abstains too often; below 1 the null is learned more slowly.
+        qa_settings (`dict`, *optional*):
+            How the model was evaluated, so that every consumer answers the same way without repeating arguments:
+            the window settings (`max_seq_length`, `doc_stride`, `max_query_length`), the answer settings
+            (`max_answer_length`, `n_best_size`, `version_2_with_negative`), the null-odds threshold
+            `null_score_diff_threshold` (answer "" when null score minus best span score exceeds it) and
+            `null_score_diff_threshold_source` (where that threshold came from, e.g. a calibration split of
+            held-out training articles). `run_qa.py` writes it after training; `None` (checkpoints saved before it
+            existed) leaves each consumer's own defaults.
 
     Example:
 
@@ -94,6 +102,7 @@ class PointerDistilBertConfig(DistilBertConfig):
         verifier_standardization=False,
         nonnull_loss_weight=0.0,
         null_span_loss_weight=1.0,
+        qa_settings=None,
         **kwargs,
     ):
         if qa_head not in QA_HEADS:
@@ -134,6 +143,9 @@ class PointerDistilBertConfig(DistilBertConfig):
         self.verifier_standardization = bool(verifier_standardization)
         self.nonnull_loss_weight = float(nonnull_loss_weight)
         self.null_span_loss_weight = float(null_span_loss_weight)
+        if qa_settings is not None and not isinstance(qa_settings, dict):
+            raise ValueError(f"qa_settings={qa_settings!r} must be a dict of evaluation settings or None.")
+        self.qa_settings = qa_settings
         # A DistilBERT config.json says model_type "distilbert"; the class's own type must stay the one in use.
         kwargs.pop("model_type", None)
         super().__init__(**kwargs)

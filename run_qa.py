@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -42,15 +42,17 @@ from modeling_pointer_distilbert import (
 )
 from report_qa import CardData, write_figures
 from squad.errors import UserError, run_command
-from trainer_qa import AnswerSettings, QuestionAnsweringTrainer
+from trainer_qa import QASettings, QuestionAnsweringTrainer
 from utils_qa import (
     DataFormatError,
     align_answers,
+    article_keys,
     has_unanswerable,
     load_qa_datasets,
     prepare_eval_features,
     prepare_train_features,
     references_from_dataset,
+    split_calibration_articles,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,23 @@ LOCAL_DATA_EXTENSIONS = (".json", ".jsonl", ".csv", ".parquet")
 ARGUMENT_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 DATA_FLAGS = ("dataset_name", "train_file", "validation_file", "test_file")
 DEFAULT_DATASET = "squad_v2"
+# Window and answer settings when neither a flag nor the model's saved `qa_settings` gives one.
+QA_DEFAULTS = {name: getattr(QASettings, name) for name in ("max_seq_length", "doc_stride", "max_query_length",
+                                                            "max_answer_length", "n_best_size")}
+FROM_MODEL = "Default: the value the model was saved with (config.json, qa_settings), else"
+
+
+def check_window_settings(values: dict) -> None:
+    """Raise a ValueError naming the flags when windows of these settings cannot hold a context.
+
+    A setting that is None (not given) is not checked; `resolve_qa_settings` checks the settings a run ends up with.
+    """
+    max_seq_length, doc_stride, max_query_length = (values.get(name) for name in
+                                                    ("max_seq_length", "doc_stride", "max_query_length"))
+    if max_seq_length is not None and doc_stride is not None and not 0 < doc_stride < max_seq_length:
+        raise ValueError(f"--doc_stride ({doc_stride}) must be positive and below --max_seq_length ({max_seq_length})")
+    if max_seq_length is not None and max_query_length is not None and max_query_length + 3 >= max_seq_length:
+        raise ValueError("--max_query_length must leave room for the context: lower it or raise --max_seq_length")
 
 
 @dataclass
@@ -114,16 +133,15 @@ class ModelArguments:
                   "(bench/real_data.py)."},
     )
     null_span_loss_weight: float = field(
-        default=0.5,
-        metadata={"help": "Weight of the span loss on windows without an answer, against 1 for the others. Below 1 "
-                  "the null pointer is learned more slowly, so a short run does not abstain on everything (see "
-                  "PointerDistilBertConfig and bench/real_data.py); 1 is the stock loss."},
+        default=1.0,
+        metadata={"help": "Weight of the span loss on windows without an answer, against 1 for the others (1: the "
+                  "stock loss). Below 1 the null pointer is learned more slowly, which also shifts the null odds "
+                  "towards answering (see PointerDistilBertConfig)."},
     )
-    dropout: float = field(
-        default=0.0,
-        metadata={"help": "Dropout of the encoder (hidden states and attention weights) and of the answer head, "
-                  "replacing the checkpoint's (0.1 for DistilBERT). 0 by default: the spans and the null odds "
-                  "learn faster without it (bench/real_data.py)."},
+    dropout: float | None = field(
+        default=None,
+        metadata={"help": "Dropout of the encoder (hidden states and attention weights) and of the answer head. "
+                  "Default: the checkpoint's own (0.1 for DistilBERT)."},
     )
     attn_implementation: str | None = field(
         default=None,
@@ -135,7 +153,7 @@ class ModelArguments:
             raise ValueError(f"--qa_head must be one of {QA_HEADS}, got {self.qa_head!r}")
         if self.pointer_attention not in POINTER_ATTENTIONS:
             raise ValueError(f"--pointer_attention must be one of {POINTER_ATTENTIONS}, got {self.pointer_attention!r}")
-        if not 0 <= self.dropout < 1:
+        if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"--dropout must be at least 0 and below 1, got {self.dropout}")
 
 
@@ -154,8 +172,10 @@ class DataTrainingArguments:
     test_file: str | None = field(default=None, metadata={"help": "Data to predict on (answers optional)."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Recompute cached features."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
-    max_seq_length: int = field(
-        default=384, metadata={"help": "Longest feature in tokens (question + context window + special tokens)."}
+    max_seq_length: int | None = field(
+        default=None,
+        metadata={"help": "Longest feature in tokens (question + context window + special tokens). "
+                  f"{FROM_MODEL} {QA_DEFAULTS['max_seq_length']}."},
     )
     pad_to_max_length: bool = field(
         default=False,
@@ -170,27 +190,45 @@ class DataTrainingArguments:
         metadata={"help": "SQuAD 2.0 style data with unanswerable questions. Detected from the data when not given; "
                   "an explicit value that contradicts the data is an error."},
     )
-    null_score_diff_threshold: float = field(
-        default=0.0,
-        metadata={"help": "Predict no answer when null score - best span score exceeds this. The evaluation logs "
-                  "the best value found on its data (best_f1_thresh)."},
+    null_score_diff_threshold: float | None = field(
+        default=None,
+        metadata={"help": "Predict no answer when null score - best span score exceeds this. Default: when "
+                  "training, the value that maximises F1 on the calibration split (see --calibration_fraction), "
+                  "else the threshold the model was saved with, else 0."},
     )
-    doc_stride: int = field(default=128, metadata={"help": "Tokens shared by consecutive windows of a long context."})
-    n_best_size: int = field(default=20, metadata={"help": "Start and end candidates kept per window."})
-    max_answer_length: int = field(default=30, metadata={"help": "Longest answer in tokens."})
-    max_query_length: int = field(default=64, metadata={"help": "Questions longer than this (tokens) are truncated."})
+    calibration_fraction: float = field(
+        default=0.05,
+        metadata={"help": "Share of the training articles (at least one) held out from training to choose the "
+                  "null-odds threshold that the model is saved with. 0 trains on every article and keeps the "
+                  "threshold at 0 unless --null_score_diff_threshold is given (which also turns calibration off)."},
+    )
+    doc_stride: int | None = field(
+        default=None,
+        metadata={"help": f"Tokens shared by consecutive windows of a long context. {FROM_MODEL} "
+                  f"{QA_DEFAULTS['doc_stride']}."},
+    )
+    n_best_size: int | None = field(
+        default=None,
+        metadata={"help": f"Start and end candidates kept per window. {FROM_MODEL} {QA_DEFAULTS['n_best_size']}."},
+    )
+    max_answer_length: int | None = field(
+        default=None,
+        metadata={"help": f"Longest answer in tokens. {FROM_MODEL} {QA_DEFAULTS['max_answer_length']}."},
+    )
+    max_query_length: int | None = field(
+        default=None,
+        metadata={"help": "Questions longer than this (tokens) are truncated. "
+                  f"{FROM_MODEL} {QA_DEFAULTS['max_query_length']}."},
+    )
 
     def __post_init__(self):
         for flag in ("train_file", "validation_file", "test_file"):
             path = getattr(self, flag)
             if path is not None and not path.endswith(LOCAL_DATA_EXTENSIONS):
                 raise ValueError(f"--{flag} {path}: use one of {', '.join(LOCAL_DATA_EXTENSIONS)}")
-        if not 0 < self.doc_stride < self.max_seq_length:
-            raise ValueError(
-                f"--doc_stride ({self.doc_stride}) must be positive and below --max_seq_length ({self.max_seq_length})"
-            )
-        if self.max_query_length + 3 >= self.max_seq_length:
-            raise ValueError("--max_query_length must leave room for the context: lower it or raise --max_seq_length")
+        check_window_settings({name: getattr(self, name) for name in QA_DEFAULTS})
+        if not 0 <= self.calibration_fraction < 1:
+            raise ValueError(f"--calibration_fraction must be at least 0 and below 1, got {self.calibration_fraction}")
 
 
 def _default_report_to() -> list[str] | str:
@@ -351,10 +389,15 @@ def load_data(data_args: DataTrainingArguments, model_args: ModelArguments, trai
     return datasets.DatasetDict(splits)
 
 
-def resolve_version_2(requested: bool | None, raw: datasets.DatasetDict) -> bool:
-    """Return whether the data is SQuAD 2.0 style, refusing a flag that contradicts the labelled data."""
+def resolve_version_2(requested: bool | None, raw: datasets.DatasetDict, saved_settings: dict | None) -> bool:
+    """Return whether the data is SQuAD 2.0 style, refusing a flag that contradicts the labelled data.
+
+    Without labelled data (prediction only) the flag decides, else the model's saved settings.
+    """
     labelled = [raw[split] for split in ("train", "validation") if split in raw]
     if not labelled:
+        if requested is None and saved_settings:
+            return bool(saved_settings.get("version_2_with_negative", False))
         return bool(requested)
     detected = any(has_unanswerable(dataset) for dataset in labelled)
     if requested is None:
@@ -367,6 +410,52 @@ def resolve_version_2(requested: bool | None, raw: datasets.DatasetDict) -> bool
             f"drop the flag to detect it, or pass --version_2_with_negative {detected}"
         )
     return requested
+
+
+def hold_out_calibration(raw: datasets.DatasetDict, data_args: DataTrainingArguments, training_args,
+                         version_2: bool) -> datasets.DatasetDict:
+    """Return the splits with a `calibration` split of whole training articles held out from training, when the
+    shipped threshold is to be chosen on it (training SQuAD 2.0 data, no --null_score_diff_threshold given)."""
+    wanted = (training_args.do_train and version_2 and data_args.calibration_fraction > 0
+              and data_args.null_score_diff_threshold is None)
+    if not wanted:
+        return raw
+    try:
+        train, calibration, articles = split_calibration_articles(
+            raw["train"], data_args.calibration_fraction, training_args.seed
+        )
+    except ValueError as error:  # a smoke run on a few questions of one article still trains
+        logger.warning("No calibration split (%s); the model is saved with threshold 0", error)
+        return raw
+    logger.info("Calibration split: %d questions of %d held-out training article(s), training on the other %d",
+                len(calibration), len(articles), len(train))
+    return datasets.DatasetDict({**raw, "train": train, "calibration": calibration})
+
+
+def resolve_qa_settings(data_args: DataTrainingArguments, saved_settings: dict | None, version_2: bool,
+                        training: bool) -> QASettings:
+    """Return this run's window, answer and threshold settings, with where the threshold comes from.
+
+    Each window or answer setting is its flag, else the model's saved value, else the recipe's default. The
+    threshold is the flag's; else, when training, 0 until the calibration split replaces it; else the model's.
+    """
+    saved = saved_settings or {}
+    values = {}
+    for name, default in QA_DEFAULTS.items():
+        given = getattr(data_args, name)
+        values[name] = given if given is not None else saved.get(name, default)
+    try:
+        check_window_settings(values)
+    except ValueError as error:
+        raise UserError(f"{error} (settings from the flags, then the model's qa_settings)") from None
+    threshold, source = 0.0, "default"
+    if data_args.null_score_diff_threshold is not None:
+        threshold, source = data_args.null_score_diff_threshold, "--null_score_diff_threshold"
+    elif not training and "null_score_diff_threshold" in saved:
+        threshold = saved["null_score_diff_threshold"]
+        source = f"saved with the model ({saved.get('null_score_diff_threshold_source', 'unknown origin')})"
+    return QASettings(**values, version_2_with_negative=version_2, null_score_diff_threshold=threshold,
+                      null_score_diff_threshold_source=source)
 
 
 def build_tokenizer(model_args: ModelArguments):
@@ -397,15 +486,27 @@ def unreadable_checkpoint(source: str, part: str, error: Exception) -> UserError
 LOSS_WEIGHTS = ("verifier_loss_weight", "nonnull_loss_weight", "null_span_loss_weight")
 
 
-def build_model(model_args: ModelArguments) -> PointerDistilBertForQuestionAnswering:
+def hub_arguments(model_args: ModelArguments) -> dict:
+    """Return the keyword arguments that every checkpoint download of this run shares."""
+    return dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
+
+
+def load_base_config(model_args: ModelArguments):
+    """Return the checkpoint's config (a DistilBERT or pointer-model config), or a UserError when unreadable."""
+    source = model_args.config_name or model_args.model_name_or_path
+    try:
+        return AutoConfig.from_pretrained(
+            source, trust_remote_code=model_args.trust_remote_code, **hub_arguments(model_args)
+        )
+    except (OSError, ValueError) as error:
+        raise unreadable_checkpoint(source, "config", error) from None
+
+
+def build_model(model_args: ModelArguments, base_config) -> PointerDistilBertForQuestionAnswering:
     """Return the pointer model: loaded from a pointer checkpoint with this run's loss weights, or built on a plain
     DistilBERT encoder with the head the arguments ask for."""
     source = model_args.config_name or model_args.model_name_or_path
-    hub_kwargs = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
-    try:
-        base_config = AutoConfig.from_pretrained(source, trust_remote_code=model_args.trust_remote_code, **hub_kwargs)
-    except (OSError, ValueError) as error:
-        raise unreadable_checkpoint(source, "config", error) from None
+    hub_kwargs = hub_arguments(model_args)
     if base_config.model_type == "pointer_distilbert":
         # The head's shape is the checkpoint's; how this run weighs its losses is this run's.
         config = base_config
@@ -421,7 +522,8 @@ def build_model(model_args: ModelArguments) -> PointerDistilBertForQuestionAnswe
             f"{source} is a {base_config.model_type!r} checkpoint; the recipe builds on DistilBERT. For a BERT "
             f"checkpoint run `python convert_bert_to_distilbert.py {source} converted/` and pass converted/"
         )
-    config.dropout = config.attention_dropout = config.qa_dropout = model_args.dropout
+    if model_args.dropout is not None:
+        config.dropout = config.attention_dropout = config.qa_dropout = model_args.dropout
     try:
         return PointerDistilBertForQuestionAnswering.from_pretrained(
             model_args.model_name_or_path, config=config, attn_implementation=model_args.attn_implementation,
@@ -431,10 +533,11 @@ def build_model(model_args: ModelArguments) -> PointerDistilBertForQuestionAnswe
         raise unreadable_checkpoint(model_args.model_name_or_path, "weights", error) from None
 
 
-def make_features(raw: datasets.DatasetDict, tokenizer, data_args: DataTrainingArguments, training_args) -> dict:
+def make_features(raw: datasets.DatasetDict, tokenizer, qa_settings: QASettings, data_args: DataTrainingArguments,
+                  training_args) -> dict:
     """Return the tokenised features of each split: labelled windows for training, offset-mapped ones otherwise."""
-    settings = dict(tokenizer=tokenizer, max_seq_length=data_args.max_seq_length, doc_stride=data_args.doc_stride,
-                    max_query_length=data_args.max_query_length, pad_to_max_length=data_args.pad_to_max_length)
+    settings = dict(tokenizer=tokenizer, max_seq_length=qa_settings.max_seq_length, doc_stride=qa_settings.doc_stride,
+                    max_query_length=qa_settings.max_query_length, pad_to_max_length=data_args.pad_to_max_length)
     map_kwargs = dict(batched=True, num_proc=data_args.preprocessing_num_workers,
                       load_from_cache_file=not data_args.overwrite_cache)
     features = {}
@@ -465,16 +568,13 @@ def sort_by_length(features: datasets.Dataset) -> datasets.Dataset:
     return features.select(order)
 
 
-def build_trainer(model, tokenizer, raw, features, data_args, training_args, version_2) -> QuestionAnsweringTrainer:
+def build_trainer(model, tokenizer, raw, features, settings: QASettings, data_args, training_args
+                  ) -> QuestionAnsweringTrainer:
     """Return the trainer wired with the collator, the evaluation examples and the answer settings."""
     if data_args.pad_to_max_length:
         collator = default_data_collator
     else:
         collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
-    settings = AnswerSettings(
-        version_2_with_negative=version_2, n_best_size=data_args.n_best_size,
-        max_answer_length=data_args.max_answer_length, null_score_diff_threshold=data_args.null_score_diff_threshold,
-    )
     return QuestionAnsweringTrainer(
         model=model, args=training_args, train_dataset=features.get("train"), eval_dataset=features.get("validation"),
         eval_examples=raw.get("validation"), processing_class=tokenizer, data_collator=collator,
@@ -482,18 +582,27 @@ def build_trainer(model, tokenizer, raw, features, data_args, training_args, ver
     )
 
 
-def run_training(trainer: QuestionAnsweringTrainer, training_args) -> None:
-    """Train (resuming from the last checkpoint in output_dir or from --resume_from_checkpoint), then save."""
+def run_training(trainer: QuestionAnsweringTrainer, training_args, calibration: tuple | None) -> None:
+    """Train (resuming from the last checkpoint in output_dir or from --resume_from_checkpoint), choose the null-odds
+    threshold on the `calibration` (features, examples) when given, then save the model with its settings."""
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and os.path.isdir(training_args.output_dir):
         checkpoint = get_last_checkpoint(training_args.output_dir)
         if checkpoint is not None:
             logger.info("Resuming from %s (found in --output_dir)", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model()
     metrics = dict(result.metrics, train_samples=len(trainer.train_dataset))
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
+    if calibration is not None:
+        features, examples = calibration
+        articles = len(set(article_keys(examples)))
+        source = f"calibration split: {len(examples)} questions of {articles} held-out training article(s)"
+        calibration_metrics = trainer.calibrate_null_threshold(features, examples, source)
+        trainer.log_metrics("calibration", calibration_metrics)
+        trainer.save_metrics("calibration", calibration_metrics)
+    trainer.model.config.qa_settings = asdict(trainer.answer_settings)
+    trainer.save_model()
     trainer.save_state()
 
 
@@ -501,6 +610,7 @@ def run_evaluation(trainer: QuestionAnsweringTrainer) -> dict:
     """Evaluate the final model and save eval_results.json."""
     metrics = trainer.evaluate()
     metrics["eval_samples"] = len(trainer.eval_examples)
+    metrics["eval_null_score_diff_threshold_source"] = trainer.answer_settings.null_score_diff_threshold_source
     trainer.log_metrics("eval", metrics)
     trainer.save_metrics("eval", metrics)
     return metrics
@@ -543,15 +653,20 @@ def main(argv: list[str] | None = None) -> None:
     logger.debug("Training arguments:\n%s", json.dumps(training_args.to_dict(), indent=1, default=str))
     set_seed(training_args.seed)
 
+    base_config = load_base_config(model_args)
+    saved_settings = getattr(base_config, "qa_settings", None)
     raw = load_data(data_args, model_args, training_args)
-    version_2 = resolve_version_2(data_args.version_2_with_negative, raw)
+    version_2 = resolve_version_2(data_args.version_2_with_negative, raw, saved_settings)
+    raw = hold_out_calibration(raw, data_args, training_args, version_2)
+    settings = resolve_qa_settings(data_args, saved_settings, version_2, training_args.do_train)
     tokenizer = build_tokenizer(model_args)
-    features = make_features(raw, tokenizer, data_args, training_args)
-    model = build_model(model_args)
-    trainer = build_trainer(model, tokenizer, raw, features, data_args, training_args, version_2)
+    features = make_features(raw, tokenizer, settings, data_args, training_args)
+    model = build_model(model_args, base_config)
+    trainer = build_trainer(model, tokenizer, raw, features, settings, data_args, training_args)
 
     if training_args.do_train:
-        run_training(trainer, training_args)
+        calibration = (features["calibration"], raw["calibration"]) if "calibration" in raw else None
+        run_training(trainer, training_args, calibration)
     if training_args.do_eval:
         run_evaluation(trainer)
     if training_args.do_predict:

@@ -3,7 +3,7 @@
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -14,6 +14,7 @@ from transformers.trainer_utils import PredictionOutput, speed_metrics
 from transformers.utils.hub import hf_api
 
 from utils_qa import (
+    calibrated_null_threshold,
     compute_squad_metrics,
     references_from_dataset,
     select_answers,
@@ -25,13 +26,21 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class AnswerSettings:
-    """How logits become answers; the same settings serve evaluation, prediction and the pipeline."""
+class QASettings:
+    """How questions become windows and logits become answers.
 
-    version_2_with_negative: bool = True
-    n_best_size: int = 20
+    Saved with the model as `config.qa_settings` (`asdict`), so evaluation, prediction and the pipeline of a loaded
+    model answer alike without repeating an argument. The defaults here are the recipe's.
+    """
+
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    max_query_length: int = 64
     max_answer_length: int = 30
+    n_best_size: int = 20
+    version_2_with_negative: bool = True
     null_score_diff_threshold: float = 0.0
+    null_score_diff_threshold_source: str = "default"
 
 
 class QuestionAnsweringTrainer(Trainer):
@@ -42,10 +51,10 @@ class QuestionAnsweringTrainer(Trainer):
     the same metrics, and only the main process writes files.
     """
 
-    def __init__(self, *args, eval_examples=None, answer_settings: AnswerSettings | None = None, **kwargs):
+    def __init__(self, *args, eval_examples=None, answer_settings: QASettings | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_examples = eval_examples
-        self.answer_settings = answer_settings or AnswerSettings()
+        self.answer_settings = answer_settings or QASettings()
 
     def evaluate(self, eval_dataset=None, eval_examples=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         """Return the SQuAD metrics of the evaluation set, prefixed with `metric_key_prefix` and logged."""
@@ -146,14 +155,36 @@ class QuestionAnsweringTrainer(Trainer):
                     "train_batch_size": args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
                     "num_train_epochs": args.num_train_epochs, "seed": args.seed,
                     "null_score_diff_threshold": self.answer_settings.null_score_diff_threshold,
+                    "null_score_diff_threshold_source": self.answer_settings.null_score_diff_threshold_source,
                     "qa_head": getattr(self.model.config, "qa_head", None)}
         model_id = args.hub_model_id or Path(args.output_dir).resolve().name
         base_model = finetuned_from or "distilbert-base-uncased"
         write_model_card(args.output_dir, model_id, base_model, card_data or CardData(), settings)
 
-    def _answer_and_score(self, dataloader, features, examples, description, ignore_keys, prefix, answers_out=None):
-        """Run the model over `features`, turn logits into answers, score them, save files; return prefixed metrics."""
-        start_time = time.time()
+    def calibrate_null_threshold(self, features, examples, source: str) -> dict[str, float]:
+        """Set the answer settings' null-odds threshold to the one that maximises F1 on held-out `examples`.
+
+        Returns the calibration split's metrics at that threshold (prefix `calibration_`), for the run's results.
+        No prediction file is written: the split only chooses the threshold.
+        """
+        dataloader = self.get_test_dataloader(features)
+        result, _ = self._answers(dataloader, features, examples, "Calibration", None, "calibration")
+        references = references_from_dataset(examples)
+        threshold = calibrated_null_threshold(references, result.non_null_answers, result.null_odds)
+        self.answer_settings = replace(
+            self.answer_settings, null_score_diff_threshold=threshold, null_score_diff_threshold_source=source
+        )
+        scores = compute_squad_metrics(
+            references, result.non_null_answers, result.null_odds, null_odds_threshold=threshold,
+            non_null_predictions=result.non_null_answers,
+        )
+        logger.info("null-odds threshold %.4f chosen on the %s: F1 %.2f there (null-odds AUC %.3f)",
+                    threshold, source, scores["f1"], scores["null_odds_auc"])
+        keep = ("f1", "exact", "null_odds_auc", "forced_HasAns_f1", "total")
+        return {f"calibration_{name}": scores[name] for name in keep if name in scores}
+
+    def _answers(self, dataloader, features, examples, description, ignore_keys, prefix):
+        """Run the model over `features` and turn its logits into answers; return (QAPredictions, loop output)."""
         output = self.evaluation_loop(
             dataloader, description=description, prediction_loss_only=False, ignore_keys=ignore_keys,
             metric_key_prefix=prefix,
@@ -167,12 +198,21 @@ class QuestionAnsweringTrainer(Trainer):
             max_answer_length=settings.max_answer_length,
             null_score_diff_threshold=settings.null_score_diff_threshold,
         )
+        return result, output
+
+    def _answer_and_score(self, dataloader, features, examples, description, ignore_keys, prefix, answers_out=None):
+        """Run the model over `features`, turn logits into answers, score them, save files; return prefixed metrics."""
+        start_time = time.time()
+        result, output = self._answers(dataloader, features, examples, description, ignore_keys, prefix)
+        settings = self.answer_settings
         if answers_out is not None:
             answers_out.update(result.answers)
         if self.is_world_process_zero():
             write_predictions(result, self.args.output_dir, prefix=prefix)
 
         metrics = dict(output.metrics)
+        if settings.version_2_with_negative:
+            metrics[f"{prefix}_null_score_diff_threshold"] = settings.null_score_diff_threshold
         if _has_labels(examples):
             scores = compute_squad_metrics(
                 references_from_dataset(examples), result.answers, result.null_odds, settings.version_2_with_negative,

@@ -224,13 +224,15 @@ def test_recipe_defaults(tmp_path):
         ["--model_name_or_path", "m", "--dataset_name", "squad_v2", "--output_dir", str(tmp_path)]
     )
     assert training_args.optim == "adafactor"
-    assert (data_args.max_seq_length, data_args.doc_stride, data_args.max_answer_length, data_args.n_best_size) == (
-        384, 128, 30, 20)
+    settings = run_qa.resolve_qa_settings(data_args, None, version_2=True, training=True)
+    assert (settings.max_seq_length, settings.doc_stride, settings.max_query_length, settings.max_answer_length,
+            settings.n_best_size) == (384, 128, 64, 30, 20)
+    assert (data_args.calibration_fraction, settings.null_score_diff_threshold) == (0.05, 0.0)
     assert data_args.pad_to_max_length is False and data_args.version_2_with_negative is None
     assert training_args.metric_for_best_model == "f1"
     assert training_args.train_sampling_strategy == "group_by_length"
     assert (model_args.qa_head, model_args.answer_verifier, training_args.head_learning_rate) == ("pointer", True, None)
-    assert (model_args.nonnull_loss_weight, model_args.null_span_loss_weight, model_args.dropout) == (0.0, 0.5, 0.0)
+    assert (model_args.nonnull_loss_weight, model_args.null_span_loss_weight, model_args.dropout) == (0.0, 1.0, None)
 
 
 def save_tiny_distilbert(folder, **settings) -> None:
@@ -246,16 +248,17 @@ def test_new_models_get_the_verifier_with_standardised_features_unless_told_othe
     save_tiny_distilbert(tmp_path)
     flags = [] if standardization else ["--verifier_standardization", "false"]
     model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(tmp_path), *flags])
-    model = run_qa.build_model(model_args)
+    model = run_qa.build_model(model_args, run_qa.load_base_config(model_args))
     assert model.config.answer_verifier and model.config.verifier_standardization == standardization
     assert isinstance(model.verifier.standardize, torch.nn.BatchNorm1d) == standardization
 
 
-@pytest.mark.parametrize("flags, expected", [([], 0.0), (["--dropout", "0.1"], 0.1)], ids=["default", "flag"])
-def test_dropout_flag_replaces_every_dropout_of_encoder_and_head(tmp_path, flags, expected):
+@pytest.mark.parametrize("flags, expected", [([], 0.3), (["--dropout", "0.1"], 0.1)], ids=["default", "flag"])
+def test_dropout_flag_replaces_every_dropout_of_encoder_and_head_and_defaults_to_the_checkpoints(
+        tmp_path, flags, expected):
     save_tiny_distilbert(tmp_path, dropout=0.3, attention_dropout=0.3, qa_dropout=0.3)
     model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(tmp_path), *flags])
-    model = run_qa.build_model(model_args)
+    model = run_qa.build_model(model_args, run_qa.load_base_config(model_args))
     assert (model.config.dropout, model.config.attention_dropout, model.config.qa_dropout) == (expected,) * 3
     rates = {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
     assert rates == {expected}
@@ -264,12 +267,13 @@ def test_dropout_flag_replaces_every_dropout_of_encoder_and_head(tmp_path, flags
 def test_null_span_loss_weight_is_the_runs_for_new_and_continued_models(tmp_path):
     save_tiny_distilbert(tmp_path / "plain")
     model_args, _, _ = run_qa.parse_arguments(
-        ["--model_name_or_path", str(tmp_path / "plain"), "--null_span_loss_weight", "1"])
-    model = run_qa.build_model(model_args)
-    assert model.config.null_span_loss_weight == 1.0
+        ["--model_name_or_path", str(tmp_path / "plain"), "--null_span_loss_weight", "0.5"])
+    model = run_qa.build_model(model_args, run_qa.load_base_config(model_args))
+    assert model.config.null_span_loss_weight == 0.5
     model.save_pretrained(tmp_path / "pointer")
     model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(tmp_path / "pointer")])
-    assert run_qa.build_model(model_args).config.null_span_loss_weight == 0.5  # the flag's default, not the saved 1
+    continued = run_qa.build_model(model_args, run_qa.load_base_config(model_args))
+    assert continued.config.null_span_loss_weight == 1.0  # the flag's default, not the saved 0.5
 
 
 def test_training_batches_carry_the_plausible_answers_as_non_null_span_labels(tmp_path, tiny_model_dir):
@@ -278,10 +282,11 @@ def test_training_batches_carry_the_plausible_answers_as_non_null_span_labels(tm
         "--report_to", "none"))
     raw = run_qa.load_data(data_args, model_args, training_args)
     tokenizer = run_qa.build_tokenizer(model_args)
-    model = run_qa.build_model(model_args)
+    model = run_qa.build_model(model_args, run_qa.load_base_config(model_args))
     assert model.config.nonnull_loss_weight == 1.0  # the run's loss weights, over the checkpoint's 0.0
-    features = run_qa.make_features(raw, tokenizer, data_args, training_args)
-    trainer = run_qa.build_trainer(model, tokenizer, raw, features, data_args, training_args, version_2=True)
+    settings = run_qa.resolve_qa_settings(data_args, None, version_2=True, training=True)
+    features = run_qa.make_features(raw, tokenizer, settings, data_args, training_args)
+    trainer = run_qa.build_trainer(model, tokenizer, raw, features, settings, data_args, training_args)
     batches = list(trainer.get_train_dataloader())
     starts, nonnull_starts = (torch.cat([batch[name] for batch in batches])
                               for name in ("start_positions", "nonnull_start_positions"))
