@@ -1,0 +1,200 @@
+"""The calibration split, the threshold chosen on it, and the settings a trained model ships with (qa_settings)."""
+
+import json
+import os
+import pathlib
+import random
+import subprocess
+import sys
+from dataclasses import asdict
+
+import datasets
+import pytest
+
+import run_qa
+from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering
+from trainer_qa import QASettings
+from utils_qa import article_keys, calibrated_null_threshold, compute_squad_metrics, split_calibration_articles
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TRAIN = ROOT / "data" / "sample_train.json"
+DEV = ROOT / "data" / "sample_dev.json"
+
+
+def questions(titles: list[str], per_article: int = 3) -> datasets.Dataset:
+    """Rows of `per_article` questions for each title, every article with its own context."""
+    rows = [{"id": f"{title}-{index}", "title": title, "context": f"context of {title}", "question": "q?"}
+            for title in titles for index in range(per_article)]
+    return datasets.Dataset.from_list(rows)
+
+
+def test_calibration_split_holds_out_whole_articles_drawn_with_the_seed():
+    dataset = questions([f"article {letter}" for letter in "ABCDEFGHIJ"])
+    train, calibration, held_out = split_calibration_articles(dataset, 0.2, seed=1)
+    assert len(held_out) == 2 and len(train) + len(calibration) == len(dataset)
+    assert set(calibration["title"]) == set(held_out)
+    assert not set(train["title"]) & set(held_out)
+    assert split_calibration_articles(dataset, 0.2, seed=1)[2] == held_out
+    assert len({tuple(split_calibration_articles(dataset, 0.2, seed=seed)[2]) for seed in range(10)}) > 1
+    assert len(split_calibration_articles(dataset, 0.01, seed=1)[2]) == 1, "at least one article"
+    assert len(split_calibration_articles(dataset, 0.99, seed=1)[2]) == 9, "at least one article left to train on"
+
+
+def test_rows_without_a_title_are_grouped_by_their_passage():
+    rows = [{"id": str(index), "title": "", "context": f"passage {index // 2}", "question": "q?"} for index in range(8)]
+    train, calibration, _ = split_calibration_articles(datasets.Dataset.from_list(rows), 0.25, seed=0)
+    assert len(calibration) == 2 and not set(article_keys(train)) & set(article_keys(calibration))
+
+
+def test_a_single_article_cannot_be_split():
+    with pytest.raises(ValueError, match="--calibration_fraction 0"):
+        split_calibration_articles(questions(["only"]), 0.5, seed=0)
+
+
+def test_the_run_takes_its_calibration_articles_from_the_training_file_only(tmp_path, tiny_model_dir):
+    model_args, data_args, training_args = run_qa.parse_arguments([
+        "--model_name_or_path", str(tiny_model_dir), "--train_file", str(TRAIN), "--validation_file", str(DEV),
+        "--output_dir", str(tmp_path), "--calibration_fraction", "0.3"])
+    raw = run_qa.load_data(data_args, model_args, training_args)
+    split = run_qa.hold_out_calibration(raw, data_args, training_args, version_2=True)
+    assert split["validation"]["id"] == raw["validation"]["id"]
+    assert set(split["calibration"]["id"]) <= set(raw["train"]["id"])
+    assert set(split["train"]["id"]) | set(split["calibration"]["id"]) == set(raw["train"]["id"])
+    assert not set(article_keys(split["train"])) & set(article_keys(split["calibration"]))
+    assert len(set(article_keys(split["calibration"]))) == 3  # 30 % of the nine training articles
+
+    _, given_threshold, _ = run_qa.parse_arguments([
+        "--model_name_or_path", str(tiny_model_dir), "--train_file", str(TRAIN), "--output_dir", str(tmp_path),
+        "--null_score_diff_threshold", "1.5"])
+    assert "calibration" not in run_qa.hold_out_calibration(raw, given_threshold, training_args, version_2=True)
+
+
+def f1_at(threshold, references, non_null, odds) -> float:
+    return compute_squad_metrics(references, non_null, odds, null_odds_threshold=threshold)["f1"]
+
+
+def test_calibrated_threshold_is_the_best_one_on_a_hand_made_case():
+    # Sorted by null odds: a (answer right), b (no answer), c (answer right), d and e (no answer).
+    references = {"a": ["x"], "b": [], "c": ["y"], "d": [], "e": []}
+    non_null = {"a": "x", "b": "z", "c": "y", "d": "z", "e": "z"}
+    odds = {"a": -2.0, "b": -1.0, "c": 0.0, "d": 1.0, "e": 2.0}
+    threshold = calibrated_null_threshold(references, non_null, odds)
+    assert threshold == -1.5  # answer a alone (4 of 5), halfway to b; answering a, b, c also gives 4: fewer answers
+    assert f1_at(threshold, references, non_null, odds) == 80.0
+
+
+def test_calibrated_threshold_reaches_the_best_f1_of_every_threshold():
+    rng = random.Random(0)
+    for _ in range(30):
+        ids = [str(index) for index in range(40)]
+        references = {q: (["gold answer"] if rng.random() < 0.5 else []) for q in ids}
+        non_null = {q: rng.choice(["gold answer", "gold", "other"]) for q in ids}
+        odds = {q: round(rng.gauss(0, 2), 1) for q in ids}  # rounded: ties
+        threshold = calibrated_null_threshold(references, non_null, odds)
+        candidates = [min(odds.values()) - 1] + sorted(set(odds.values()))
+        best = max(f1_at(candidate, references, non_null, odds) for candidate in candidates)
+        assert f1_at(threshold, references, non_null, odds) == pytest.approx(best)
+
+
+def test_no_separation_on_the_calibration_split_means_abstaining():
+    references = {"a": ["x"], "b": [], "c": ["y"], "d": []}
+    non_null = {"a": "x", "b": "z", "c": "y", "d": "z"}
+    odds = {"a": 0.5, "b": -1.0, "c": 2.0, "d": 1.0}  # every answerable question sits above an unanswerable one
+    threshold = calibrated_null_threshold(references, non_null, odds)
+    assert threshold < min(odds.values())
+    assert f1_at(threshold, references, non_null, odds) == 50.0
+
+
+def test_old_checkpoints_without_settings_get_the_recipes_defaults(tmp_path, tiny_model_dir):
+    assert PointerDistilBertConfig.from_pretrained(tiny_model_dir).qa_settings is None
+    _, data_args, _ = run_qa.parse_arguments(["--model_name_or_path", str(tiny_model_dir), "--do_eval",
+                                              "--validation_file", str(DEV), "--output_dir", str(tmp_path)])
+    assert run_qa.resolve_qa_settings(data_args, None, version_2=True, training=False) == QASettings()
+
+
+def test_qa_settings_survive_save_pretrained_and_a_fresh_process(tmp_path, tiny_model_dir):
+    settings = asdict(QASettings(max_seq_length=200, doc_stride=50, null_score_diff_threshold=-1.25,
+                                 null_score_diff_threshold_source="calibration split: 9 questions"))
+    model = PointerDistilBertForQuestionAnswering.from_pretrained(tiny_model_dir)
+    model.config.qa_settings = settings
+    model.save_pretrained(tmp_path / "saved")
+    assert PointerDistilBertForQuestionAnswering.from_pretrained(tmp_path / "saved").config.qa_settings == settings
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    script = ("import json, sys\nfrom transformers import AutoModelForQuestionAnswering\n"
+              "model = AutoModelForQuestionAnswering.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
+              "print(json.dumps(model.config.qa_settings))")
+    completed = subprocess.run([sys.executable, "-c", script, str(tmp_path / "saved")], cwd=elsewhere,
+                               env=environment, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert json.loads(completed.stdout.strip().splitlines()[-1]) == settings
+
+
+def run_args(model_dir, output_dir, *extra) -> list[str]:
+    return ["--model_name_or_path", str(model_dir), "--output_dir", str(output_dir), "--validation_file", str(DEV),
+            "--per_device_eval_batch_size", "32", "--max_eval_samples", "30", "--disable_tqdm", "true",
+            "--use_cpu", "true", "--report_to", "none", *extra]
+
+
+@pytest.fixture(scope="module")
+def calibrated_model(tmp_path_factory, tiny_model_dir) -> pathlib.Path:
+    """A tiny model trained a few steps with a calibration split, saved with its settings."""
+    output_dir = tmp_path_factory.mktemp("calibrated") / "model"
+    run_qa.main(run_args(
+        tiny_model_dir, output_dir, "--train_file", str(TRAIN), "--do_train", "--do_eval", "--max_steps", "3",
+        "--per_device_train_batch_size", "8", "--learning_rate", "1e-3", "--save_strategy", "no",
+        "--calibration_fraction", "0.2", "--max_seq_length", "128", "--doc_stride", "48", "--max_answer_length", "12",
+    ))
+    return output_dir
+
+
+def test_training_saves_the_calibrated_threshold_and_the_window_settings(calibrated_model):
+    saved = json.loads((calibrated_model / "config.json").read_text())["qa_settings"]
+    assert saved["null_score_diff_threshold_source"].startswith("calibration split: ")
+    assert (saved["max_seq_length"], saved["doc_stride"], saved["max_answer_length"]) == (128, 48, 12)
+    assert saved["version_2_with_negative"] is True
+    results = json.loads((calibrated_model / "eval_results.json").read_text())
+    assert results["eval_null_score_diff_threshold"] == saved["null_score_diff_threshold"]
+    assert results["eval_null_score_diff_threshold_source"] == saved["null_score_diff_threshold_source"]
+    assert json.loads((calibrated_model / "all_results.json").read_text())["calibration_total"] > 0
+    assert saved["null_score_diff_threshold_source"] in (calibrated_model / "README.md").read_text()
+
+
+def test_a_separate_evaluation_answers_with_the_saved_settings_unless_a_flag_says_otherwise(
+        tmp_path, calibrated_model):
+    saved = json.loads((calibrated_model / "config.json").read_text())["qa_settings"]
+    run_qa.main(run_args(calibrated_model, tmp_path / "again", "--do_eval"))
+    again = json.loads((tmp_path / "again" / "eval_results.json").read_text())
+    first = json.loads((calibrated_model / "eval_results.json").read_text())
+    assert again["eval_null_score_diff_threshold"] == saved["null_score_diff_threshold"]
+    assert again["eval_null_score_diff_threshold_source"].startswith("saved with the model (calibration split")
+    assert again["eval_f1"] == pytest.approx(first["eval_f1"])
+    assert (json.loads((tmp_path / "again" / "eval_predictions.json").read_text())
+            == json.loads((calibrated_model / "eval_predictions.json").read_text()))
+
+    run_qa.main(run_args(calibrated_model, tmp_path / "flag", "--do_eval", "--null_score_diff_threshold", "1e9"))
+    flagged = json.loads((tmp_path / "flag" / "eval_results.json").read_text())
+    assert flagged["eval_null_score_diff_threshold"] == 1e9
+    assert flagged["eval_null_score_diff_threshold_source"] == "--null_score_diff_threshold"
+    assert all(json.loads((tmp_path / "flag" / "eval_predictions.json").read_text()).values()), "never abstains"
+
+
+def test_prediction_uses_the_saved_settings(tmp_path, calibrated_model):
+    rows = [{"id": "q1", "question": "Where?", "context": "The town lies in the valley. " * 40}]
+    test_file = tmp_path / "questions.jsonl"
+    test_file.write_text("\n".join(json.dumps(row) for row in rows), encoding="utf-8")
+    model_args, data_args, training_args = run_qa.parse_arguments(
+        ["--model_name_or_path", str(calibrated_model), "--do_predict", "--test_file", str(test_file),
+         "--output_dir", str(tmp_path / "out")])
+    base_config = run_qa.load_base_config(model_args)
+    raw = run_qa.load_data(data_args, model_args, training_args)
+    version_2 = run_qa.resolve_version_2(None, raw, base_config.qa_settings)
+    settings = run_qa.resolve_qa_settings(data_args, base_config.qa_settings, version_2, training=False)
+    assert asdict(settings) | {"null_score_diff_threshold_source": ""} == (
+        base_config.qa_settings | {"null_score_diff_threshold_source": ""})
+    tokenizer = run_qa.build_tokenizer(model_args)
+    features = run_qa.make_features(raw, tokenizer, settings, data_args, training_args)
+    assert max(len(ids) for ids in features["test"]["input_ids"]) == 128, "the saved max_seq_length"
