@@ -127,12 +127,14 @@ def run_arguments(base: dict, variant: dict, overrides: dict, train_file: Path, 
     return {**arguments, **variant, **overrides, "output_dir": str(output_dir)}
 
 
-def run_summary(metrics: dict, arguments: dict, no_answer_share: float) -> dict:
+def run_summary(metrics: dict, arguments: dict) -> dict:
     """Return the figures the report compares for one finished run.
 
+    The no-answer share is that of the questions scored (all of the fold's unless `max_eval_samples` cut them).
     The threshold is the one the model ships with: the calibrated `eval_null_score_diff_threshold` where the
     metrics hold it, else the run's `null_score_diff_threshold` argument (0 by default).
     """
+    no_answer_share = 100.0 * metrics.get("eval_NoAns_total", 0) / metrics["eval_total"]
     threshold = metrics.get("eval_null_score_diff_threshold", arguments.get("null_score_diff_threshold", 0.0))
     return {"f1": metrics["eval_f1"], "f1_over_no_answer": metrics["eval_f1"] - no_answer_share,
             "forced_f1": metrics.get("eval_forced_HasAns_f1", math.nan),
@@ -252,7 +254,7 @@ def plan_jobs(args, base: dict, folds: dict[int, dict], overrides: dict) -> list
     for fold in args.folds_only or list(folds):
         for seed in args.seeds:
             for variant in args.variants:
-                folder = Path(args.output_dir) / variant / f"fold-{fold}" / f"seed-{seed}"
+                folder = Path(args.output_dir).resolve() / variant / f"fold-{fold}" / f"seed-{seed}"
                 arguments = run_arguments(base, VARIANTS[variant], overrides, folds[fold]["train"],
                                           folds[fold]["heldout"], seed, folder / "model", args.eval_steps)
                 jobs.append(Job(variant, fold, seed, folder, arguments))
@@ -327,10 +329,9 @@ def read_metrics(job: Job) -> dict:
     return json.loads((job.folder / "model" / "all_results.json").read_text())
 
 
-def collect(jobs: list[Job], folds: dict[int, dict]) -> dict:
+def collect(jobs: list[Job]) -> dict:
     """Return (variant, fold, seed) -> summary of every finished run."""
-    return {(job.variant, job.fold, job.seed): run_summary(read_metrics(job), job.arguments,
-                                                          folds[job.fold]["no_answer_share"])
+    return {(job.variant, job.fold, job.seed): run_summary(read_metrics(job), job.arguments)
             for job in jobs if finished(job)}
 
 
@@ -377,13 +378,13 @@ def header(args, document: dict, folds: dict[int, dict], torch_threads: int) -> 
 def report(args, document: dict, folds: dict[int, dict], results: dict, torch_threads: int) -> str:
     """Return results.md: the header, the summary, the paired differences and the per-fold table."""
     report_folds = {fold: folds[fold] for fold in sorted({fold for _, fold, _ in results})}
-    return "\n\n".join([
-        header(args, document, folds, torch_threads),
-        "## Variants\n\n" + summary_table(results, args.variants),
-        f"## Paired differences against {args.baseline} (same fold and seed)\n\n"
-        + paired_table(results, args.variants, args.baseline),
-        "## Per fold (mean over seeds)\n\n" + fold_table(results, args.variants, report_folds),
-    ]) + "\n"
+    sections = [header(args, document, folds, torch_threads),
+                "## Variants\n\n" + summary_table(results, args.variants)]
+    if len(args.variants) > 1:
+        sections.append(f"## Paired differences against {args.baseline} (same fold and seed)\n\n"
+                        + paired_table(results, args.variants, args.baseline))
+    sections.append("## Per fold (mean over seeds)\n\n" + fold_table(results, args.variants, report_folds))
+    return "\n\n".join(sections) + "\n"
 
 
 def parse_args() -> argparse.Namespace:
@@ -415,7 +416,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    output = Path(args.output_dir)
+    output = Path(args.output_dir).resolve()
     document = load_data(Path(args.data))
     folds = write_folds(document, args.folds, output)
     base = load_base(args.config)
@@ -430,7 +431,7 @@ def main() -> None:
     torch_threads = child_torch_threads()
 
     failed = run_all(jobs, args.parallel, args.reuse)
-    results = collect(jobs, folds)
+    results = collect(jobs)
     text = report(args, document, folds, results, torch_threads)
     print("\n" + text)
     (output / "results.md").write_text(text, encoding="utf-8")

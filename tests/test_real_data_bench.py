@@ -81,14 +81,14 @@ def test_paired_differences_match_fold_and_seed():
 
 
 def test_summary_subtracts_the_no_answer_share_and_prefers_the_shipped_threshold():
-    metrics = {"eval_f1": 55.0, "eval_forced_HasAns_f1": 60.0, "eval_null_odds_auc": 0.7, "eval_best_f1": 57.0,
-               "train_runtime": 120.0}
-    summary = real_data.run_summary(metrics, {"null_score_diff_threshold": -1.5}, no_answer_share=49.0)
+    metrics = {"eval_total": 200, "eval_NoAns_total": 98, "eval_f1": 55.0, "eval_forced_HasAns_f1": 60.0,
+               "eval_null_odds_auc": 0.7, "eval_best_f1": 57.0, "train_runtime": 120.0}
+    summary = real_data.run_summary(metrics, {"null_score_diff_threshold": -1.5})
     assert summary["f1_over_no_answer"] == pytest.approx(6.0)
     assert summary["threshold"] == -1.5 and summary["train_minutes"] == pytest.approx(2.0)
-    calibrated = real_data.run_summary({**metrics, "eval_null_score_diff_threshold": 2.0}, {}, 49.0)
+    calibrated = real_data.run_summary({**metrics, "eval_null_score_diff_threshold": 2.0}, {})
     assert calibrated["threshold"] == 2.0
-    assert real_data.run_summary(metrics, {}, 49.0)["threshold"] == 0.0
+    assert real_data.run_summary(metrics, {})["threshold"] == 0.0
 
 
 def test_an_argument_file_runs_under_the_protocol(tmp_path):
