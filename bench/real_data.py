@@ -377,7 +377,7 @@ def header(args, document: dict, folds: dict[int, dict], torch_threads: int) -> 
 
 def report(args, document: dict, folds: dict[int, dict], results: dict, torch_threads: int) -> str:
     """Return results.md: the header, the summary, the paired differences and the per-fold table."""
-    report_folds = {fold: folds[fold] for fold in sorted({fold for _, fold, _ in results})}
+    report_folds = {fold: folds[fold] for fold in args.folds_only or folds}
     sections = [header(args, document, folds, torch_threads),
                 "## Variants\n\n" + summary_table(results, args.variants)]
     if len(args.variants) > 1:
