@@ -1,24 +1,43 @@
-"""Real-data learning curves: fine-tune from the packaged MiniLM on some articles of a SQuAD 2.0 file, evaluate on
-the held-out rest every `--eval-steps`, one run per recipe variant.
+"""Cross-validation by article: how recipe variants score on real SQuAD 2.0 articles that no run trained on.
 
     make build/minilm-distilbert
-    python bench/real_data.py --variants stock pointer verifier
+    python bench/real_data.py --variants as-configured stock pointer
+    python bench/real_data.py --config configs/cpu_small.json --variants as-configured --seeds 42
 
-Each run is `python run_qa.py ARGS.json`: the `--config` argument file (default: the recipe's defaults with one
-epoch at learning rate 3e-4, 10 % warm-up, batch 16), the split files, the variant's arguments and every
-`--extra key=value`; `as-configured` adds no arguments of its own. A variant names every setting it compares, so its
-runs mean the same whatever the recipe's defaults are. Prints a markdown table (final evaluation: F1, forced HasAns
-F1, null-odds AUC, best F1 over every threshold, training and wall time) and writes `curves.png` and `results.md`
-into `--output-dir`. `--seeds 42 43 44` repeats every variant once per seed and adds the mean of the seeds, which
-is what a difference smaller than run-to-run noise needs. `--reuse` reads finished runs back instead of training
-them again, so variants and seeds can be run one at a time and reported together.
+Why: choices made on one split of a few articles did not transfer to articles the recipe had never seen; a
+difference of a few F1 on one split is within what another set of articles moves. So every choice is measured on
+every article: the articles of `--data` are dealt into `--folds` folds in file order (article i goes to fold
+i mod K); each fold trains on every other article and evaluates on its own, so no question of a held-out article is
+ever trained on. Each variant runs once per fold and seed.
+
+Each run is `python run_qa.py ARGS.json` in OUTPUT/VARIANT/fold-F/seed-S (model in `model/`, with `arguments.json`,
+`log.txt`, `wall_seconds.txt`). ARGS starts from `--config` (default: the recipe's defaults with one epoch at
+learning rate 3e-4, 10 % warm-up, batch 16); the bench replaces its split files, output folder, seed, evaluation
+and saving settings and runs on the CPU, then applies the variant's arguments and every `--extra key=value`.
+`as-configured` adds nothing, so it measures the argument file or the recipe's defaults as they are; the other
+variants name every setting they compare. `--parallel N` runs N trainings side by side with one torch thread each.
+
+Writes OUTPUT/results.md (and prints it): per variant, the mean ± standard deviation over folds × seeds of F1 at
+the threshold the model ships with, F1 minus the fold's no-answer share (what answering nothing scores), forced
+HasAns F1, null-odds AUC, best F1 over every threshold, the threshold and the training time; the paired
+differences against `--baseline` (same fold and seed); and a per-fold table showing which articles are hard.
+A variant beats the baseline only when its paired difference exceeds the spread. `--folds-only` runs a subset of
+the folds, and `--reuse` reads finished runs back, so a long experiment can run in pieces and be reported whole.
+`--eval-steps N` also evaluates every N steps and draws the mean learning curves into OUTPUT/curves.png.
 """
 
 import argparse
+import datetime
 import json
+import math
+import os
+import shlex
+import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from machine import ROOT, cpu_name, load_average, use_repository_offline
@@ -30,39 +49,52 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-# The issue's small budget, used when no --config is given: one epoch, Adafactor at 3e-4 with 10 % warm-up, batch 16.
+# Used when no --config is given: one epoch, Adafactor at 3e-4 with 10 % warm-up, batch 16.
 SMALL_BUDGET = {"per_device_train_batch_size": 16, "learning_rate": 3e-4, "warmup_steps": 0.1, "num_train_epochs": 1}
-ANSWER_HEAD = {"qa_head": "pointer", "answer_verifier": False, "verifier_standardization": False,
-               "nonnull_loss_weight": 0.0, "null_span_loss_weight": 1.0, "head_learning_rate": None,
-               "verifier_learning_rate": None, "dropout": 0.1}
-STANDARDIZED = {**ANSWER_HEAD, "answer_verifier": True, "verifier_standardization": True}
+POINTER = {"qa_head": "pointer", "answer_verifier": False, "verifier_standardization": False,
+           "nonnull_loss_weight": 0.0, "null_span_loss_weight": 1.0}
+# A variant is a name and the run_qa.py arguments it sets; add one here to compare it.
 VARIANTS = {
     "as-configured": {},
-    "stock": {**ANSWER_HEAD, "qa_head": "linear", "optim": "adamw_torch", "learning_rate": 5e-5},
-    "pointer": dict(ANSWER_HEAD),
-    "verifier": {**ANSWER_HEAD, "answer_verifier": True},
-    "head-lr": {**ANSWER_HEAD, "head_learning_rate": 3e-3},
-    "verifier+head-lr": {**ANSWER_HEAD, "answer_verifier": True, "head_learning_rate": 3e-3},
-    "verifier-lr": {**ANSWER_HEAD, "answer_verifier": True, "verifier_learning_rate": 3e-3},
-    "verifier+nonnull": {**ANSWER_HEAD, "answer_verifier": True, "nonnull_loss_weight": 1.0},
-    "standardized": STANDARDIZED,
-    "standardized+nonnull": {**STANDARDIZED, "nonnull_loss_weight": 1.0},
-    "standardized+no-dropout": {**STANDARDIZED, "dropout": 0.0},
-    "standardized+no-dropout+null-weight": {**STANDARDIZED, "dropout": 0.0, "null_span_loss_weight": 0.5},
-    "standardized+null-weight": {**STANDARDIZED, "null_span_loss_weight": 0.5},
+    "stock": {**POINTER, "qa_head": "linear", "optim": "adamw_torch", "learning_rate": 5e-5},
+    "pointer": POINTER,
 }
+# Settings of an argument file that the protocol replaces: the data, where runs go, and when they evaluate and save.
+REPLACED = ("dataset_name", "dataset_config_name", "load_best_model_at_end", "metric_for_best_model", "eval_steps",
+            "save_steps")
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+# (key of a run's summary, column title, decimals)
+SUMMARY = (("f1", "F1", 1), ("f1_over_no_answer", "F1 − no-answer share", 1), ("forced_f1", "forced HasAns F1", 1),
+           ("auc", "null-odds AUC", 3), ("best_f1", "best F1, any threshold", 1), ("threshold", "threshold", 2),
+           ("train_minutes", "training min", 1))
+PAIRED = ("f1", "forced_f1", "auc", "best_f1")
 CURVES = (("eval_f1", "F1"), ("eval_forced_HasAns_f1", "forced HasAns F1"), ("eval_null_odds_auc", "null-odds AUC"),
-          ("eval_best_f1", "best F1, every threshold"))
+          ("eval_best_f1", "best F1, any threshold"))
 
 
-def split_by_article(document: dict, holdout_articles: int) -> tuple[dict, dict]:
-    """Return (train, held-out) documents: the last `holdout_articles` articles are held out."""
-    articles = document["data"]
-    if not 0 < holdout_articles < len(articles):
-        raise SystemExit(f"--holdout-articles must be between 1 and {len(articles) - 1}")
+@dataclass(frozen=True)
+class Job:
+    variant: str
+    fold: int
+    seed: int
+    folder: Path
+    arguments: dict
+
+
+def deal_articles(n_articles: int, folds: int) -> list[list[int]]:
+    """Return the article indices of each fold: article i goes to fold i mod `folds`."""
+    if not 2 <= folds <= n_articles:
+        raise ValueError(f"--folds must be between 2 and the number of articles ({n_articles}), got {folds}")
+    return [list(range(fold, n_articles, folds)) for fold in range(folds)]
+
+
+def split_fold(document: dict, held_out: list[int]) -> tuple[dict, dict]:
+    """Return (train, held-out) SQuAD documents: the articles at `held_out` indices, and every other one."""
     version = document.get("version", "v2.0")
-    return ({"version": version, "data": articles[:-holdout_articles]},
-            {"version": version, "data": articles[-holdout_articles:]})
+    chosen = set(held_out)
+    articles = document["data"]
+    return ({"version": version, "data": [article for i, article in enumerate(articles) if i not in chosen]},
+            {"version": version, "data": [article for i, article in enumerate(articles) if i in chosen]})
 
 
 def count_questions(document: dict) -> tuple[int, int]:
@@ -73,76 +105,255 @@ def count_questions(document: dict) -> tuple[int, int]:
 
 def parse_override(text: str) -> tuple[str, object]:
     """Return `key=value` as (key, JSON value or text)."""
-    key, _, value = text.partition("=")
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise ValueError(f"--extra takes key=value, got {text!r}")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
 
 
-def run_recipe(arguments: dict, folder: Path) -> float:
-    """Run run_qa.py on `arguments`, logging into `folder`; return the wall time in seconds."""
-    folder.mkdir(parents=True, exist_ok=True)
-    arguments_file = folder / "arguments.json"
-    arguments_file.write_text(json.dumps(arguments, indent=1))
-    started = time.perf_counter()
-    with (folder / "log.txt").open("w") as log:
-        subprocess.run([sys.executable, str(ROOT / "run_qa.py"), str(arguments_file)], cwd=ROOT, check=True,
-                       stdout=log, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - started
-    (folder / "wall_seconds.txt").write_text(f"{seconds:.0f}\n")
-    return seconds
+def run_arguments(base: dict, variant: dict, overrides: dict, train_file: Path, validation_file: Path, seed: int,
+                  output_dir: Path, eval_steps: int | None) -> dict:
+    """Return one run's run_qa.py arguments: `base` under the protocol's data, output, evaluation and saving."""
+    arguments = {key: value for key, value in base.items() if key not in REPLACED}
+    arguments.setdefault("logging_steps", 10)
+    arguments.update(train_file=str(train_file), validation_file=str(validation_file), do_train=True, do_eval=True,
+                     eval_strategy="steps" if eval_steps else "no", save_strategy="no", report_to="none",
+                     use_cpu=True, disable_tqdm=True, seed=seed)
+    if eval_steps:
+        arguments["eval_steps"] = eval_steps
+    return {**arguments, **variant, **overrides, "output_dir": str(output_dir)}
 
 
-def evaluations(log_history: list[dict]) -> list[dict]:
-    """Return the evaluation entries of a Trainer log history, in step order."""
-    return [entry for entry in log_history if "eval_f1" in entry]
+def run_summary(metrics: dict, arguments: dict) -> dict:
+    """Return the figures the report compares for one finished run.
+
+    The no-answer share is that of the questions scored (all of the fold's unless `max_eval_samples` cut them).
+    The threshold is the one the model ships with: the calibrated `eval_null_score_diff_threshold` where the
+    metrics hold it, else the run's `null_score_diff_threshold` argument (0 by default).
+    """
+    no_answer_share = 100.0 * metrics.get("eval_NoAns_total", 0) / metrics["eval_total"]
+    threshold = metrics.get("eval_null_score_diff_threshold", arguments.get("null_score_diff_threshold", 0.0))
+    return {"f1": metrics["eval_f1"], "f1_over_no_answer": metrics["eval_f1"] - no_answer_share,
+            "forced_f1": metrics.get("eval_forced_HasAns_f1", math.nan),
+            "auc": metrics.get("eval_null_odds_auc", math.nan), "best_f1": metrics.get("eval_best_f1", math.nan),
+            "threshold": threshold, "train_minutes": metrics.get("train_runtime", math.nan) / 60}
 
 
-def mean_row(rows: list[tuple[str, dict, float]], name: str) -> tuple[str, dict, float]:
-    """Return a table row holding the mean of `rows`' numeric metrics and wall times."""
-    numeric = [key for key, value in rows[0][1].items() if isinstance(value, (int, float))]
-    metrics = {key: sum(row[1][key] for row in rows) / len(rows) for key in numeric}
-    return name, metrics, sum(row[2] for row in rows) / len(rows)
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Return the mean and the sample standard deviation (n − 1), NaN where there are too few values."""
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else math.nan
 
 
-def table(rows: list[tuple[str, dict, float]]) -> str:
-    """Return the markdown table of each variant's final evaluation."""
-    lines = ["| variant | EM | F1 | HasAns F1 | NoAns F1 | forced HasAns F1 | null-odds AUC | best F1 (threshold) | "
-             "training time | wall time |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, metrics, seconds in rows:
-        cells = [f"{metrics[f'eval_{key}']:.1f}" for key in ("exact", "f1", "HasAns_f1", "NoAns_f1",
-                                                               "forced_HasAns_f1")]
-        lines.append(f"| {name} | {' | '.join(cells)} | {metrics['eval_null_odds_auc']:.3f} | "
-                     f"{metrics['eval_best_f1']:.1f} ({metrics['eval_best_f1_thresh']:.2f}) | "
-                     f"{metrics['train_runtime'] / 60:.1f} min | {seconds / 60:.1f} min |")
+def paired_differences(results: dict, variant: str, baseline: str, key: str) -> list[float]:
+    """Return `variant` minus `baseline` on `key` for each (fold, seed) where both finished.
+
+    `results` maps (variant, fold, seed) to a run's summary.
+    """
+    return [summary[key] - results[(baseline, fold, seed)][key] for (name, fold, seed), summary in results.items()
+            if name == variant and (baseline, fold, seed) in results]
+
+
+def format_spread(values: list[float], decimals: int) -> str:
+    """Return 'mean ± std' of `values`, only the mean for a single value, '—' for none."""
+    mean, std = mean_std(values)
+    if math.isnan(mean):
+        return "—"
+    return f"{mean:.{decimals}f}" if math.isnan(std) else f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def summary_table(results: dict, variants: list[str]) -> str:
+    """Return the markdown table of each variant's mean ± std over folds × seeds."""
+    lines = ["| variant | runs | " + " | ".join(title for _, title, _ in SUMMARY) + " |",
+             "|---|---" + "|---" * len(SUMMARY) + "|"]
+    for variant in variants:
+        runs = [summary for (name, _, _), summary in results.items() if name == variant]
+        cells = [format_spread([run[key] for run in runs], decimals) for key, _, decimals in SUMMARY]
+        lines.append(f"| {variant} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def run_or_reuse(arguments: dict, run_folder: Path, reuse: bool) -> tuple[dict, list[dict], float]:
-    """Return (final metrics, log history, wall seconds) of one run, training it unless `reuse` finds it done."""
-    model_folder = Path(arguments["output_dir"])
-    if reuse and (model_folder / "eval_results.json").exists():
-        seconds = float((run_folder / "wall_seconds.txt").read_text())
-    else:
-        seconds = run_recipe(arguments, run_folder)
-    metrics = json.loads((model_folder / "all_results.json").read_text())
-    history = json.loads((model_folder / "trainer_state.json").read_text())["log_history"]
-    return metrics, history, seconds
+def paired_table(results: dict, variants: list[str], baseline: str) -> str:
+    """Return the markdown table of each variant's paired differences against `baseline` (same fold and seed)."""
+    titles = {key: (title, decimals) for key, title, decimals in SUMMARY}
+    lines = [f"| variant − {baseline} | pairs | " + " | ".join(f"Δ {titles[key][0]}" for key in PAIRED) + " |",
+             "|---|---" + "|---" * len(PAIRED) + "|"]
+    for variant in variants:
+        if variant == baseline:
+            continue
+        differences = {key: paired_differences(results, variant, baseline, key) for key in PAIRED}
+        cells = [format_spread(differences[key], titles[key][1]) for key in PAIRED]
+        lines.append(f"| {variant} | {len(differences['f1'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
-def plot_curves(histories: dict[str, list[dict]], no_answer_share: float, path: Path) -> None:
-    """Draw every variant's evaluation curves, one panel per metric, the no-answer share marked on F1 panels."""
+def fold_table(results: dict, variants: list[str], folds: dict[int, dict]) -> str:
+    """Return the markdown table of each fold's articles and each variant's F1 / AUC there (mean over seeds)."""
+    lines = ["| fold | articles | questions | no-answer share | " + " | ".join(f"{v} F1 / AUC" for v in variants)
+             + " |", "|---|---|---|---" + "|---" * len(variants) + "|"]
+    for fold, info in folds.items():
+        cells = []
+        for variant in variants:
+            runs = [summary for (name, run_fold, _), summary in results.items() if (name, run_fold) == (variant, fold)]
+            f1, _ = mean_std([run["f1"] for run in runs])
+            auc, _ = mean_std([run["auc"] for run in runs])
+            cells.append("—" if not runs else f"{f1:.1f} / {auc:.3f}")
+        lines.append(f"| {fold} | {', '.join(info['titles'])} | {info['questions']} | {info['no_answer_share']:.1f} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def load_data(path: Path) -> dict:
+    """Return the SQuAD document at `path`, or stop with one line saying what to pass."""
+    if not path.is_file():
+        raise SystemExit(f"no data file at {path}: pass a SQuAD 2.0 JSON file with --data")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"{path} is not valid JSON ({error}): pass a SQuAD 2.0 JSON file with --data") from None
+
+
+def load_base(config: str | None) -> dict:
+    """Return the argument file's settings, or the small budget when there is none."""
+    if config is None:
+        return dict(SMALL_BUDGET)
+    try:
+        return json.loads(Path(config).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise SystemExit(f"--config {config}: cannot read it as a JSON argument file ({error})") from None
+
+
+def write_folds(document: dict, folds: int, output: Path) -> dict[int, dict]:
+    """Write each fold's train and held-out files; return per fold the file paths, titles and question counts."""
+    try:
+        dealt = deal_articles(len(document["data"]), folds)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    written = {}
+    for fold, held_out in enumerate(dealt):
+        train, evaluation = split_fold(document, held_out)
+        folder = output / "splits" / f"fold-{fold}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "train.json").write_text(json.dumps(train), encoding="utf-8")
+        (folder / "heldout.json").write_text(json.dumps(evaluation), encoding="utf-8")
+        questions, unanswerable = count_questions(evaluation)
+        written[fold] = {"train": folder / "train.json", "heldout": folder / "heldout.json",
+                         "titles": [article.get("title", f"article {i}") for i, article in
+                                    zip(held_out, evaluation["data"])],
+                         "questions": questions, "no_answer_share": 100.0 * unanswerable / questions}
+    return written
+
+
+def plan_jobs(args, base: dict, folds: dict[int, dict], overrides: dict) -> list[Job]:
+    """Return every run, fold by fold and seed by seed, so that paired comparisons complete early."""
+    jobs = []
+    for fold in args.folds_only or list(folds):
+        for seed in args.seeds:
+            for variant in args.variants:
+                folder = Path(args.output_dir).resolve() / variant / f"fold-{fold}" / f"seed-{seed}"
+                arguments = run_arguments(base, VARIANTS[variant], overrides, folds[fold]["train"],
+                                          folds[fold]["heldout"], seed, folder / "model", args.eval_steps)
+                jobs.append(Job(variant, fold, seed, folder, arguments))
+    return jobs
+
+
+def finished(job: Job) -> bool:
+    """Return whether the run's evaluation and wall time are on disk."""
+    return (job.folder / "model" / "all_results.json").exists() and (job.folder / "wall_seconds.txt").exists()
+
+
+def check_reused(jobs: list[Job]) -> None:
+    """Stop with one line when a finished run to reuse was trained with other arguments than this command's."""
+    for job in jobs:
+        if finished(job):
+            saved = json.loads((job.folder / "arguments.json").read_text())
+            if saved != job.arguments:
+                changed = sorted(key for key in saved.keys() | job.arguments.keys()
+                                 if saved.get(key) != job.arguments.get(key))
+                raise SystemExit(f"--reuse: {job.folder} was run with other arguments ({', '.join(changed)}); "
+                                 "use another --output-dir or drop --reuse")
+
+
+def child_environment() -> dict:
+    """Return the environment of a run: one torch, MKL and tokenizer thread each."""
+    return {**os.environ, **ONE_THREAD}
+
+
+def child_torch_threads() -> int:
+    """Return how many threads torch uses in a run's environment."""
+    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                           env=child_environment(), capture_output=True, text=True, check=True)
+    return int(probe.stdout.strip())
+
+
+def run_job(job: Job) -> bool:
+    """Train and evaluate one run into its folder; return whether it succeeded, printing its log's tail if not."""
+    job.folder.mkdir(parents=True, exist_ok=True)
+    arguments_file = job.folder / "arguments.json"
+    arguments_file.write_text(json.dumps(job.arguments, indent=1))
+    started = time.perf_counter()
+    with (job.folder / "log.txt").open("w") as log:
+        process = subprocess.run([sys.executable, str(ROOT / "run_qa.py"), str(arguments_file)], cwd=ROOT,
+                                 env=child_environment(), stdout=log, stderr=subprocess.STDOUT)
+    if process.returncode != 0:
+        tail = (job.folder / "log.txt").read_text(errors="replace").splitlines()[-25:]
+        print(f"FAILED {job.folder} (exit {process.returncode}); end of its log:\n" + "\n".join(tail), flush=True)
+        return False
+    (job.folder / "wall_seconds.txt").write_text(f"{time.perf_counter() - started:.0f}\n")
+    return True
+
+
+def run_all(jobs: list[Job], parallel: int, reuse: bool) -> list[Job]:
+    """Run every job not reused, `parallel` at a time, printing each as it ends; return the failed jobs."""
+    todo = [job for job in jobs if not (reuse and finished(job))]
+    print(f"{len(jobs) - len(todo)} run(s) reused, {len(todo)} to train, {parallel} at a time", flush=True)
+
+    def run_and_tell(job: Job) -> bool:
+        succeeded = run_job(job)
+        if succeeded:
+            print(f"done {job.variant} fold {job.fold} seed {job.seed}: "
+                  f"F1 {read_metrics(job)['eval_f1']:.1f}", flush=True)
+        return succeeded
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        outcomes = list(pool.map(run_and_tell, todo))
+    return [job for job, succeeded in zip(todo, outcomes) if not succeeded]
+
+
+def read_metrics(job: Job) -> dict:
+    """Return a finished run's final metrics (training and evaluation)."""
+    return json.loads((job.folder / "model" / "all_results.json").read_text())
+
+
+def collect(jobs: list[Job]) -> dict:
+    """Return (variant, fold, seed) -> summary of every finished run."""
+    return {(job.variant, job.fold, job.seed): run_summary(read_metrics(job), job.arguments)
+            for job in jobs if finished(job)}
+
+
+def plot_curves(jobs: list[Job], variants: list[str], path: Path) -> None:
+    """Draw each variant's evaluation curves, the mean over its finished runs at each step, one panel per metric."""
     figure, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.8))
-    for axis, (key, title) in zip(axes, CURVES):
-        for name, history in histories.items():
-            points = [(entry["step"], entry[key]) for entry in evaluations(history) if key in entry]
+    for variant in variants:
+        by_step: dict[int, list[dict]] = {}
+        for job in jobs:
+            state = job.folder / "model" / "trainer_state.json"
+            if job.variant == variant and finished(job) and state.exists():
+                for entry in json.loads(state.read_text())["log_history"]:
+                    if "eval_f1" in entry:
+                        by_step.setdefault(entry["step"], []).append(entry)
+        for axis, (key, _) in zip(axes, CURVES):
+            points = [(step, statistics.fmean(entry[key] for entry in entries))
+                      for step, entries in sorted(by_step.items()) if all(key in entry for entry in entries)]
             if points:
-                axis.plot(*zip(*points), marker="o", markersize=3, label=name)
+                axis.plot(*zip(*points), marker="o", markersize=3, label=variant)
+    for axis, (key, title) in zip(axes, CURVES):
         if key == "eval_null_odds_auc":
             axis.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
-        elif key != "eval_forced_HasAns_f1":
-            axis.axhline(no_answer_share, color="grey", linestyle=":", linewidth=1, label="no answer everywhere")
         axis.set_title(title)
         axis.set_xlabel("training step")
     axes[0].legend(fontsize=8)
@@ -151,62 +362,84 @@ def plot_curves(histories: dict[str, list[dict]], no_answer_share: float, path: 
     plt.close(figure)
 
 
-def main() -> None:
+def header(args, document: dict, folds: dict[int, dict], torch_threads: int) -> str:
+    """Return the report's opening: the exact command, date, machine and protocol."""
+    questions, unanswerable = count_questions(document)
+    return (f"Command: `{shlex.join(['python', 'bench/real_data.py', *sys.argv[1:]])}`\n\n"
+            f"Date: {datetime.date.today().isoformat()}. Machine: {cpu_name()}, {os.cpu_count()} cores, load "
+            f"{load_average()} at the start; {args.parallel} run(s) side by side, {torch_threads} torch thread(s) "
+            f"each.\n\n"
+            f"Data: {args.data}, {len(document['data'])} articles, {questions} questions ({unanswerable} "
+            f"unanswerable); {len(folds)} folds (article i held out in fold i mod {len(folds)}); seeds "
+            f"{' '.join(map(str, args.seeds))}; config {args.config or 'recipe defaults + ' + json.dumps(SMALL_BUDGET)}"
+            f"; extra {' '.join(args.extra) or 'none'}. Mean ± standard deviation over folds × seeds.")
+
+
+def report(args, document: dict, folds: dict[int, dict], results: dict, torch_threads: int) -> str:
+    """Return results.md: the header, the summary, the paired differences and the per-fold table."""
+    report_folds = {fold: folds[fold] for fold in args.folds_only or folds}
+    sections = [header(args, document, folds, torch_threads),
+                "## Variants\n\n" + summary_table(results, args.variants)]
+    if len(args.variants) > 1:
+        sections.append(f"## Paired differences against {args.baseline} (same fold and seed)\n\n"
+                        + paired_table(results, args.variants, args.baseline))
+    sections.append("## Per fold (mean over seeds)\n\n" + fold_table(results, args.variants, report_folds))
+    return "\n\n".join(sections) + "\n"
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/squad_v2_sample_train.json"))
-    parser.add_argument("--holdout-articles", type=int, default=3)
-    parser.add_argument("--model", default=str(ROOT / "build/minilm-distilbert"), help="starting checkpoint")
-    parser.add_argument("--config", help="recipe argument file to start from (default: the recipe's defaults)")
-    parser.add_argument("--variants", nargs="+", default=["stock", "pointer", "verifier", "standardized"],
-                        choices=list(VARIANTS))
-    parser.add_argument("--epochs", type=float, help="epochs of every run (default: the budget's)")
-    parser.add_argument("--eval-steps", type=int, default=50)
+    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/squad_v2_sample_train.json"),
+                        help="SQuAD 2.0 JSON file whose articles are cross-validated")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--folds-only", type=int, nargs="+", help="run only these folds (reuse the rest later)")
+    parser.add_argument("--model", help="starting checkpoint (default: the config's, else build/minilm-distilbert)")
+    parser.add_argument("--config", help="recipe argument file to start from (default: the small budget)")
+    parser.add_argument("--variants", nargs="+", default=["as-configured", "stock", "pointer"], choices=list(VARIANTS))
+    parser.add_argument("--baseline", help="variant the others are paired against (default: the first)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
     parser.add_argument("--extra", action="append", default=[], help="key=value argument override for every run")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42], help="one run per seed, and their mean")
+    parser.add_argument("--eval-steps", type=int, help="also evaluate every N steps and draw learning curves")
+    parser.add_argument("--parallel", type=int, default=2, help="runs side by side, one torch thread each")
     parser.add_argument("--output-dir", default=str(ROOT / "build/real_data"))
     parser.add_argument("--reuse", action="store_true", help="read finished runs back instead of training again")
     args = parser.parse_args()
+    args.baseline = args.baseline or args.variants[0]
+    if args.baseline not in args.variants:
+        parser.error(f"--baseline {args.baseline} is not one of --variants {' '.join(args.variants)}")
+    if args.parallel < 1:
+        parser.error("--parallel must be at least 1")
+    if args.folds_only and not all(0 <= fold < args.folds for fold in args.folds_only):
+        parser.error(f"--folds-only takes fold numbers from 0 to {args.folds - 1}")
+    return args
 
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    train, held_out = split_by_article(json.loads(Path(args.data).read_text(encoding="utf-8")), args.holdout_articles)
-    (output / "train.json").write_text(json.dumps(train), encoding="utf-8")
-    (output / "heldout.json").write_text(json.dumps(held_out), encoding="utf-8")
-    base = json.loads(Path(args.config).read_text()) if args.config else dict(SMALL_BUDGET)
-    base.update(model_name_or_path=args.model, train_file=str(output / "train.json"),
-                validation_file=str(output / "heldout.json"), do_train=True, do_eval=True,
-                eval_strategy="steps", eval_steps=args.eval_steps, save_strategy="no", logging_steps=10,
-                report_to="none", use_cpu=True, disable_tqdm=True)
-    if args.epochs is not None:
-        base["num_train_epochs"] = args.epochs
-    overrides = dict(parse_override(text) for text in args.extra)
 
-    (train_n, train_null), (dev_n, dev_null) = count_questions(train), count_questions(held_out)
-    no_answer_share = 100.0 * dev_null / dev_n
-    print(f"train: {train_n} questions ({train_null} unanswerable); held out: {dev_n} ({dev_null} unanswerable, "
-          f"no-answer F1 {no_answer_share:.1f}); {cpu_name()}, load {load_average()}; "
-          f"{base['num_train_epochs']:g} epoch(s), config {args.config or 'defaults'}, seeds {args.seeds}, "
-          f"overrides {overrides}\n",
-          flush=True)
-    rows, histories = [], {}
-    for name in args.variants:
-        seed_rows = []
-        for seed in args.seeds:
-            label = name if len(args.seeds) == 1 else f"{name}, seed {seed}"
-            run_folder = output / name / f"seed-{seed}"
-            arguments = {**base, "seed": seed, **VARIANTS[name], **overrides, "output_dir": str(run_folder / "model")}
-            metrics, histories[label], seconds = run_or_reuse(arguments, run_folder, args.reuse)
-            seed_rows.append((label, metrics, seconds))
-            print(table(seed_rows[-1:]).splitlines()[-1], flush=True)
-        rows += seed_rows
-        if len(seed_rows) > 1:
-            rows.append(mean_row(seed_rows, f"**{name}, mean of {len(seed_rows)} seeds**"))
+def main() -> None:
+    args = parse_args()
+    output = Path(args.output_dir).resolve()
+    document = load_data(Path(args.data))
+    folds = write_folds(document, args.folds, output)
+    base = load_base(args.config)
+    base["model_name_or_path"] = args.model or base.get("model_name_or_path", str(ROOT / "build/minilm-distilbert"))
+    try:
+        overrides = dict(parse_override(text) for text in args.extra)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+    jobs = plan_jobs(args, base, folds, overrides)
+    if args.reuse:
+        check_reused(jobs)
+    torch_threads = child_torch_threads()
 
-    report = table(rows)
-    print("\n" + report)
-    (output / "results.md").write_text(report + "\n", encoding="utf-8")
-    plot_curves(histories, no_answer_share, output / "curves.png")
-    print(f"\nwrote {output / 'results.md'} and {output / 'curves.png'}")
+    failed = run_all(jobs, args.parallel, args.reuse)
+    results = collect(jobs)
+    text = report(args, document, folds, results, torch_threads)
+    print("\n" + text)
+    (output / "results.md").write_text(text, encoding="utf-8")
+    if args.eval_steps:
+        plot_curves(jobs, args.variants, output / "curves.png")
+    print(f"wrote {output / 'results.md'}" + (f" and {output / 'curves.png'}" if args.eval_steps else ""))
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(jobs)} run(s) failed: " + ", ".join(str(job.folder) for job in failed))
 
 
 if __name__ == "__main__":
