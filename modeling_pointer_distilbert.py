@@ -59,7 +59,7 @@ class PointerDistilBertConfig(DistilBertConfig):
             inference) before its MLP. The windows' [CLS] and mean states share a large common part and differ from
             each other in small directions; standardised, those differences are what the MLP sees, and it learns to
             tell answerable windows from the rest within a few hundred steps instead of only fitting their share
-            (bench/real_data.py). Off by default so that verifiers saved without it load unchanged.
+            Off by default so that verifiers saved without it load unchanged.
         nonnull_loss_weight (`float`, *optional*, defaults to 0.0):
             Weight of a second span loss that leaves the null pointer out: a cross-entropy over the other tokens
             toward where the answer is, or, for an unanswerable question, where its plausible answer is (the
@@ -295,7 +295,7 @@ class AnswerVerifier(nn.Module):
     end pointers expect among the other tokens (what the best non-null answer looks like), and four confidences, the
     log-probabilities of the best non-null start and end and of the null start and end. The pointer distributions
     are read without a gradient, so the binary loss cannot bend the pointers to suit itself: it reaches the encoder
-    through the token states only, and the span head learns faster for it (bench/real_data.py). With
+    through the token states only. With
     `verifier_standardization` the features are batch-normalised first, which is what lets the MLP learn from them
     within a small budget.
     """

@@ -114,8 +114,8 @@ class ModelArguments:
     answer_verifier: bool = field(
         default=True,
         metadata={"help": "Add a has-answer classifier, trained with its own binary loss, whose no-answer logit "
-                  "joins the null score (see PointerDistilBertConfig). On by default: it learns to abstain faster "
-                  "(bench/real_data.py); --answer_verifier false gives the plain pointer head."},
+                  "joins the null score (see PointerDistilBertConfig). --answer_verifier false gives the plain "
+                  "pointer head."},
     )
     verifier_loss_weight: float = field(
         default=1.0, metadata={"help": "Weight of the answer verifier's binary loss next to the span loss."}
@@ -123,14 +123,13 @@ class ModelArguments:
     verifier_standardization: bool = field(
         default=True,
         metadata={"help": "Standardise the verifier's features over each batch (running statistics at inference): "
-                  "without it the verifier barely learns within a small budget (bench/real_data.py)."},
+                  "without it the verifier barely learns within a small budget."},
     )
     nonnull_loss_weight: float = field(
         default=0.0,
         metadata={"help": "Weight of the non-null span loss: the span head also learns where the answer is, or where "
                   "an unanswerable question's plausible answer is, with the null left out (see "
-                  "PointerDistilBertConfig). Off by default: 1 finds answers better but abstains worse "
-                  "(bench/real_data.py)."},
+                  "PointerDistilBertConfig). 0 turns it off."},
     )
     null_span_loss_weight: float = field(
         default=1.0,
