@@ -219,7 +219,7 @@ class QuestionAnsweringTrainer(Trainer):
                 null_odds_threshold=settings.null_score_diff_threshold, non_null_predictions=result.non_null_answers,
             )
             metrics.update({f"{prefix}_{name}": value for name, value in scores.items()})
-            _log_threshold_hint(scores, settings.null_score_diff_threshold)
+            _log_threshold_hint(scores, settings)
             _log_answerability_hint(scores)
         total_batch_size = self.args.eval_batch_size * self.args.world_size
         steps = math.ceil(len(features) / total_batch_size)
@@ -267,11 +267,12 @@ def _log_answerability_hint(scores: dict) -> None:
         )
 
 
-def _log_threshold_hint(scores: dict, current_threshold: float) -> None:
-    """Tell the user which `--null_score_diff_threshold` the best-F1 search found on this data."""
+def _log_threshold_hint(scores: dict, settings: QASettings) -> None:
+    """Say which threshold the answers used and where it came from, next to the best one on this data."""
     if "best_f1_thresh" in scores:
         logger.info(
-            "best F1 %.2f at null-odds threshold %.4f (F1 %.2f at the current %.4f): pass "
-            "--null_score_diff_threshold %.4f to use it; tune it on a dev set, not on the test set",
-            scores["best_f1"], scores["best_f1_thresh"], scores["f1"], current_threshold, scores["best_f1_thresh"],
+            "F1 %.2f at null-odds threshold %.4f (%s); the best threshold on this data would give %.2f (at %.4f), "
+            "an optimistic figure: choose thresholds on held-out training articles (--calibration_fraction)",
+            scores["f1"], settings.null_score_diff_threshold, settings.null_score_diff_threshold_source,
+            scores["best_f1"], scores["best_f1_thresh"],
         )
