@@ -42,7 +42,7 @@ from modeling_pointer_distilbert import (
 )
 from report_qa import CardData, write_figures
 from squad.errors import UserError, run_command
-from trainer_qa import QASettings, QuestionAnsweringTrainer
+from trainer_qa import QASettings, QuestionAnsweringTrainer, WeightAveraging
 from utils_qa import (
     DataFormatError,
     align_answers,
@@ -273,6 +273,22 @@ class QATrainingArguments(TrainingArguments):
         metadata={"help": "Loggers to report to (default: tensorboard if installed)."},
     )
     logging_steps: float = field(default=50, metadata={"help": "Log the training loss every this many steps."})
+    weight_averaging_decay: float = field(
+        default=0.0,
+        metadata={"help": "Evaluate and save the exponential moving average of the weights over the training steps "
+                  "instead of the last weights (trainer_qa.WeightAveraging); e.g. 0.99 averages over about the last "
+                  "100 steps. 0 turns it off."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 <= self.weight_averaging_decay < 1:
+            raise ValueError(
+                f"--weight_averaging_decay must be at least 0 and below 1, got {self.weight_averaging_decay}"
+            )
+        if self.weight_averaging_decay and (self.load_best_model_at_end or self.deepspeed):
+            raise ValueError("--weight_averaging_decay cannot be combined with --load_best_model_at_end or DeepSpeed "
+                             "(the average replaces the final weights of the whole, unsharded model): drop one of them")
 
 
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataTrainingArguments, QATrainingArguments]:
@@ -574,10 +590,11 @@ def build_trainer(model, tokenizer, raw, features, settings: QASettings, data_ar
         collator = default_data_collator
     else:
         collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+    callbacks = [WeightAveraging(training_args.weight_averaging_decay)] if training_args.weight_averaging_decay else []
     return QuestionAnsweringTrainer(
         model=model, args=training_args, train_dataset=features.get("train"), eval_dataset=features.get("validation"),
         eval_examples=raw.get("validation"), processing_class=tokenizer, data_collator=collator,
-        answer_settings=settings,
+        answer_settings=settings, callbacks=callbacks,
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import SequentialSampler
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PredictionOutput, speed_metrics
 from transformers.utils.hub import hf_api
@@ -225,6 +225,43 @@ class QuestionAnsweringTrainer(Trainer):
         steps = math.ceil(len(features) / total_batch_size)
         metrics.update(speed_metrics(prefix, start_time, num_samples=len(examples), num_steps=steps))
         return metrics
+
+
+class WeightAveraging(TrainerCallback):
+    """Replace the trained weights by their exponential moving average over the optimizer steps when training ends.
+
+    Evaluation, calibration and the saved model then see the average, which drifts less with the last batches
+    than the final weights do. Early steps are averaged with a smaller decay, `min(decay, (1 + t) / (10 + t))`
+    after t steps, so the random head of step 0 does not linger. Buffers (the verifier's running statistics) stay
+    the model's own. The average lives in memory: a resumed run starts a new one.
+    """
+
+    def __init__(self, decay: float):
+        if not 0 < decay < 1:
+            raise ValueError(f"the weight-averaging decay must be between 0 and 1 (exclusive), got {decay}")
+        self.decay = decay
+        self.average: dict[str, torch.Tensor] = {}
+        self.updates = 0
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.average = {name: parameter.detach().float().clone()
+                        for name, parameter in model.named_parameters() if parameter.requires_grad}
+        self.updates = 0
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if name in self.average:
+                    self.average[name].lerp_(parameter.detach().float(), 1 - decay)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if name in self.average:
+                    parameter.copy_(self.average[name])
+        self.average = {}
 
 
 def learning_rate_overrides(
