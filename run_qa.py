@@ -34,6 +34,7 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
+from cli_errors import UserError, run_command
 from modeling_pointer_distilbert import (
     POINTER_ATTENTIONS,
     QA_HEADS,
@@ -41,7 +42,6 @@ from modeling_pointer_distilbert import (
     PointerDistilBertForQuestionAnswering,
 )
 from report_qa import CardData, write_figures
-from squad.errors import UserError, run_command
 from trainer_qa import AnswerSettings, QuestionAnsweringTrainer
 from utils_qa import (
     DataFormatError,

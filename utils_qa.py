@@ -19,6 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
+from cli_errors import run_command
 from squad._shared import _few
 from squad.data import (
     SQUAD_FEATURES,
@@ -173,8 +174,6 @@ def _argument_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (2 with a one-line error for bad input)."""
-    from squad.errors import run_command
-
     args = _argument_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 

@@ -15,8 +15,8 @@ from safetensors.numpy import load_file
 
 import run_qa
 import trainer_qa
+from cli_errors import UserError
 from modeling_pointer_distilbert import PointerDistilBertForQuestionAnswering
-from squad.errors import UserError
 from trainer_qa import QuestionAnsweringTrainer
 from utils_qa import compute_squad_metrics
 
