@@ -9,7 +9,7 @@ import pytest
 from utils_qa import compute_squad_metrics, load_squad_file, references_from_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_SAMPLE = ROOT / ".." / "shared" / "data" / "squad_v2_sample_train.json"
+REAL_SAMPLE = ROOT / "data" / "squad_v2_real_sample.json"
 
 # The Hub squad_v2 metric card's examples and the outputs it publishes for them.
 QID_1976, QID_BEYONCE, QID_CLIMATE = "56e10a3be3433e1400422b22", "56d2051ce7d4791d0090260b", "5733b5344776f419006610e1"
@@ -54,6 +54,10 @@ def test_hub_metric_examples_give_their_published_outputs(squad_v2, example):
     assert shared == pytest.approx(published, rel=1e-14)  # 100 * (2 / 3) and 100 * 2 / 3 differ in the last bit
 
 
+# The threshold the sample's answers were blanked at: below the best one, so the search has thresholds to find above it.
+BLANKED_AT = -2.5
+
+
 def sample_predictions(references: dict[str, list[str]], seed: int = 0) -> tuple[dict, dict, dict]:
     """Return answers as a model would give them (right, partly right, wrong, blank), best spans and null odds."""
     generator = random.Random(seed)
@@ -62,12 +66,13 @@ def sample_predictions(references: dict[str, list[str]], seed: int = 0) -> tuple
         gold = golds[0] if golds else "Normandy"
         best_spans[question_id] = generator.choice([gold, gold.split()[0], "the " + gold, "Paris"])
         null_odds[question_id] = generator.uniform(-4.0, 3.0) if golds else generator.uniform(-1.0, 6.0)
-    answers = {question_id: "" if null_odds[question_id] > -1.0 else span for question_id, span in best_spans.items()}
+    answers = {question_id: "" if null_odds[question_id] > BLANKED_AT else span
+               for question_id, span in best_spans.items()}
     return answers, best_spans, null_odds
 
 
 def test_real_sample_gives_exactly_the_numbers_of_compute_squad_metrics(squad_v2):
-    dataset = load_squad_file(SHARED_SAMPLE)
+    dataset = load_squad_file(REAL_SAMPLE)
     references = references_from_dataset(dataset)
     answers, best_spans, null_odds = sample_predictions(references)
     hub_references = [{"id": row["id"], "answers": row["answers"]} for row in dataset]
@@ -77,13 +82,14 @@ def test_real_sample_gives_exactly_the_numbers_of_compute_squad_metrics(squad_v2
                 for qid in references]
 
     as_answered = squad_v2.compute(predictions=hub_predictions(answers), references=hub_references,
-                                   no_answer_threshold=-1.0)
-    assert as_answered == compute_squad_metrics(references, answers, null_odds, null_odds_threshold=-1.0)
+                                   no_answer_threshold=BLANKED_AT)
+    assert as_answered == compute_squad_metrics(references, answers, null_odds, null_odds_threshold=BLANKED_AT)
 
     every_threshold = squad_v2.compute(predictions=hub_predictions(answers), references=hub_references,
-                                       no_answer_threshold=-1.0, non_null_predictions=best_spans)
-    expected = compute_squad_metrics(references, answers, null_odds, null_odds_threshold=-1.0,
+                                       no_answer_threshold=BLANKED_AT, non_null_predictions=best_spans)
+    expected = compute_squad_metrics(references, answers, null_odds, null_odds_threshold=BLANKED_AT,
                                      non_null_predictions=best_spans)
     assert every_threshold == expected
-    assert expected["best_f1_thresh"] > -1.0 and expected["best_f1"] > as_answered["best_f1"]  # searched every one
-    assert expected["HasAns_total"] + expected["NoAns_total"] == len(references) == 3708
+    assert expected["best_f1_thresh"] > BLANKED_AT  # the search went past the threshold the answers were blanked at
+    assert expected["best_f1"] > as_answered["best_f1"]
+    assert expected["HasAns_total"] + expected["NoAns_total"] == len(references) == 208
