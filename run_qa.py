@@ -507,11 +507,11 @@ def run_evaluation(trainer: QuestionAnsweringTrainer) -> dict:
 
 
 def run_prediction(trainer: QuestionAnsweringTrainer, features, examples) -> None:
-    """Predict answers for the test split and save test_results.json (metrics only when it has answers)."""
+    """Predict answers for the test split and save predict_results.json (test_* metrics only when it has answers)."""
     output = trainer.predict(features, examples)
-    metrics = dict(output.metrics, test_samples=len(examples))
-    trainer.log_metrics("test", metrics)
-    trainer.save_metrics("test", metrics)
+    metrics = dict(output.metrics, predict_samples=len(examples))
+    trainer.log_metrics("predict", metrics)
+    trainer.save_metrics("predict", metrics)
 
 
 def write_reports(trainer: QuestionAnsweringTrainer, model_args, data_args, training_args) -> None:
