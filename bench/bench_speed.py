@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import gc
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -168,8 +169,10 @@ def build_run(argv: list[str], train_features: datasets.Dataset | None = None):
 
 
 def quiet_libraries() -> None:
-    """Switch off the progress bars and warnings of datasets and transformers, which would break up the tables."""
+    """Switch off the progress bars and warnings of datasets and transformers, and the recipe's hints about a random
+    model's answers, which would break up the tables."""
     datasets.disable_progress_bars()
+    logging.getLogger("trainer_qa").setLevel(logging.ERROR)
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
