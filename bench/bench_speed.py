@@ -14,8 +14,8 @@ peak memory of evaluation, F1, and how many answers are identical.
         [--device cpu|cuda] [--bf16] [--attn-implementation sdpa|eager] [--torch-compile]
 
 Both data files default to the repository's real SQuAD 2.0 article (208 questions, one article's context lengths).
-The tables in bench/README.md draw from more articles: `--data ../shared/data/squad_v2_sample_unlabeled.json
---train-data ../shared/data/squad_v2_sample_train.json`.
+The table in bench/results/dynamic_padding.md draws from more articles:
+`--data ../shared/data/squad_v2_sample_unlabeled.json --train-data ../shared/data/squad_v2_sample_train.json`.
 """
 
 import argparse
