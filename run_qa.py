@@ -34,6 +34,7 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
+from cli_errors import UserError, run_command
 from modeling_pointer_distilbert import (
     POINTER_ATTENTIONS,
     QA_HEADS,
@@ -41,7 +42,6 @@ from modeling_pointer_distilbert import (
     PointerDistilBertForQuestionAnswering,
 )
 from report_qa import CardData, write_figures
-from squad.errors import UserError, run_command
 from trainer_qa import QASettings, QuestionAnsweringTrainer, WeightAveraging
 from utils_qa import (
     DataFormatError,
@@ -633,11 +633,12 @@ def run_evaluation(trainer: QuestionAnsweringTrainer) -> dict:
 
 
 def run_prediction(trainer: QuestionAnsweringTrainer, features, examples) -> None:
-    """Predict answers for the test split and save test_results.json (metrics only when it has answers)."""
+    """Predict answers for the test split and save predict_results.json (test_* metrics only when it has answers)."""
     output = trainer.predict(features, examples)
-    metrics = dict(output.metrics, test_samples=len(examples))
-    trainer.log_metrics("test", metrics)
-    trainer.save_metrics("test", metrics)
+    metrics = dict(output.metrics, predict_samples=len(examples))
+    metrics["test_null_score_diff_threshold_source"] = trainer.answer_settings.null_score_diff_threshold_source
+    trainer.log_metrics("predict", metrics)
+    trainer.save_metrics("predict", metrics)
 
 
 def write_reports(trainer: QuestionAnsweringTrainer, model_args, data_args, training_args) -> None:

@@ -67,13 +67,17 @@ class QuestionAnsweringTrainer(Trainer):
         return metrics
 
     def predict(self, test_dataset, test_examples=None, ignore_keys=None, metric_key_prefix: str = "test"):
-        """Return a `PredictionOutput` whose predictions are `{id: answer}`; metrics when the examples have answers."""
+        """Return a `PredictionOutput` whose predictions are `{id: answer}`; metrics when the examples have answers.
+
+        The files are predict_predictions.json and so on while the metric keys take `metric_key_prefix`, as with
+        Hugging Face's run_qa.py.
+        """
         if test_examples is None:
             raise ValueError("predict() needs the raw examples that `test_dataset` was built from (test_examples=...)")
         dataloader = self.get_test_dataloader(test_dataset)
         answers = {}
         metrics = self._answer_and_score(
-            dataloader, test_dataset, test_examples, "Prediction", ignore_keys, metric_key_prefix, answers
+            dataloader, test_dataset, test_examples, "Prediction", ignore_keys, metric_key_prefix, answers, "predict"
         )
         self.control = self.callback_handler.on_predict(self.args, self.state, self.control, metrics)
         return PredictionOutput(predictions=answers, label_ids=None, metrics=metrics)
@@ -200,15 +204,17 @@ class QuestionAnsweringTrainer(Trainer):
         )
         return result, output
 
-    def _answer_and_score(self, dataloader, features, examples, description, ignore_keys, prefix, answers_out=None):
-        """Run the model over `features`, turn logits into answers, score them, save files; return prefixed metrics."""
+    def _answer_and_score(self, dataloader, features, examples, description, ignore_keys, prefix, answers_out=None,
+                          files_prefix=None):
+        """Run the model over `features`, turn logits into answers, score them, save files (named with `files_prefix`,
+        default `prefix`); return prefixed metrics."""
         start_time = time.time()
         result, output = self._answers(dataloader, features, examples, description, ignore_keys, prefix)
         settings = self.answer_settings
         if answers_out is not None:
             answers_out.update(result.answers)
         if self.is_world_process_zero():
-            write_predictions(result, self.args.output_dir, prefix=prefix)
+            write_predictions(result, self.args.output_dir, prefix=files_prefix or prefix)
 
         metrics = dict(output.metrics)
         if settings.version_2_with_negative:

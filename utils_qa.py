@@ -19,6 +19,7 @@ import logging
 import sys
 from pathlib import Path
 
+from cli_errors import run_command
 from squad._shared import _few
 from squad.calibration import article_keys, calibrated_null_threshold, split_calibration_articles
 from squad.data import (
@@ -32,6 +33,7 @@ from squad.data import (
     has_unanswerable,
     load_qa_datasets,
     load_squad_file,
+    references_from_dataset,
 )
 from squad.features import (
     NO_SPAN_LABEL,
@@ -53,7 +55,6 @@ from squad.metric import (
     normalize_answer,
     null_odds_auc,
     raw_scores,
-    references_from_dataset,
 )
 from squad.postprocess import (
     NULL_ODDS_WITHOUT_SPAN,
@@ -71,7 +72,7 @@ from squad.postprocess import (
 __all__ = [
     # squad.data
     "SQUAD_FEATURES", "AlignmentReport", "DataFormatError", "align_answers", "aligned_answer_start",
-    "has_unanswerable", "load_qa_datasets", "load_squad_file",
+    "has_unanswerable", "load_qa_datasets", "load_squad_file", "references_from_dataset",
     # squad.features
     "NO_SPAN_LABEL", "answer_token_span", "context_token_range", "prepare_eval_features", "prepare_train_features",
     "question_token_budget", "truncate_questions",
@@ -83,7 +84,7 @@ __all__ = [
     # squad.metric
     "apply_no_answer_threshold", "best_null_score_diff_threshold", "compute_exact", "compute_f1",
     "compute_squad_metrics", "find_best_thresh", "forced_answer_scores", "normalize_answer", "null_odds_auc",
-    "raw_scores", "references_from_dataset",
+    "raw_scores",
     # the score command
     "score_files", "main",
 ]
@@ -176,8 +177,6 @@ def _argument_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (2 with a one-line error for bad input)."""
-    from squad.errors import run_command
-
     args = _argument_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 

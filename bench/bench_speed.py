@@ -12,12 +12,17 @@ peak memory of evaluation, F1, and how many answers are identical.
     python bench/bench_speed.py [--data PATH] [--train-data PATH] [--max-examples 100] [--train-steps 3]
         [--batch-size 8] [--eval-batch-size 8] [--repeats 2] [--threads 1] [--sizes distilbert-base minilm]
         [--device cpu|cuda] [--bf16] [--attn-implementation sdpa|eager] [--torch-compile]
+
+Both data files default to the repository's real SQuAD 2.0 article (208 questions, one article's context lengths).
+The table in bench/results/dynamic_padding.md draws from more articles:
+`--data ../shared/data/squad_v2_sample_unlabeled.json --train-data ../shared/data/squad_v2_sample_train.json`.
 """
 
 import argparse
 import contextlib
 import gc
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -50,8 +55,7 @@ from utils_qa import (  # noqa: E402
     load_squad_file,
 )
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "squad_v2_sample_unlabeled.json"
-DEFAULT_TRAIN_DATA = ROOT.parent / "shared" / "data" / "squad_v2_sample_train.json"
+DEFAULT_DATA = DEFAULT_TRAIN_DATA = ROOT / "data" / "squad_v2_real_sample.json"
 MODEL_SIZES = {
     "distilbert-base": dict(dim=768, n_layers=6, n_heads=12, hidden_dim=3072),
     "minilm": dict(dim=384, n_layers=6, n_heads=12, hidden_dim=1536),
@@ -165,8 +169,10 @@ def build_run(argv: list[str], train_features: datasets.Dataset | None = None):
 
 
 def quiet_libraries() -> None:
-    """Switch off the progress bars and warnings of datasets and transformers, which would break up the tables."""
+    """Switch off the progress bars and warnings of datasets and transformers, and the recipe's hints about a random
+    model's answers, which would break up the tables."""
     datasets.disable_progress_bars()
+    logging.getLogger("trainer_qa").setLevel(logging.ERROR)
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
 
@@ -261,8 +267,15 @@ def compare_training(setups: list[TrainingSetup], args) -> dict[str, float]:
 
 
 def loop_answers(examples, features, predictions, version_2_with_negative, **settings) -> QAPredictions:
-    """Return answers the classic way, in `select_answers`' place: a Python double loop per window (SQuAD 2.0)."""
-    return QAPredictions(*loop_select_answers(examples, features, predictions, **settings))
+    """Return answers the classic way, in `select_answers`' place: a Python double loop per window (SQuAD 2.0).
+
+    The best non-null answer, which the metric's threshold search reads on labelled data, is the first n-best entry
+    that is a span (the null entry ends at character 0).
+    """
+    answers, nbest, null_odds = loop_select_answers(examples, features, predictions, **settings)
+    non_null = {question_id: next((entry["text"] for entry in entries if entry["end"] > 0), "")
+                for question_id, entries in nbest.items()}
+    return QAPredictions(answers, nbest, null_odds, non_null)
 
 
 def memory_mib(field: str) -> float | None:

@@ -118,6 +118,12 @@ def has_unanswerable(dataset: datasets.Dataset) -> bool:
     return bool((answer_counts == 0).any())
 
 
+def references_from_dataset(dataset: datasets.Dataset) -> dict[str, list[str]]:
+    """Return `{id: gold answer texts}`, an empty list for unanswerable questions: what the metric scores against."""
+    ids, answers = _column(dataset, "id"), _column(dataset, "answers")
+    return {question_id: example_answers["text"] for question_id, example_answers in zip(ids, answers)}
+
+
 def _load_hub_splits(name, config_name, cache_dir, token) -> dict[str, datasets.Dataset]:
     """Return the Hub dataset's train/validation/test splits conformed to `SQUAD_FEATURES`."""
     try:

@@ -2,7 +2,9 @@
 two diagnostics of abstention (forced HasAns scores, the null odds' ROC AUC).
 
 Pure functions over `{id: text}` maps, with the official script's rules and names, so scores can be checked
-against it; a change to how answers are scored touches only this file.
+against it; a change to how answers are scored touches only this file. It imports nothing but the standard library
+and numpy: the `evaluate` module in metrics/squad_v2 runs this very file (its squad_metric.py links here) from
+evaluate's cache, where the package is not importable.
 """
 
 import collections
@@ -10,10 +12,7 @@ import logging
 import re
 import string
 
-import datasets
 import numpy as np
-
-from squad._shared import _column, _few
 
 logger = logging.getLogger(__name__)
 
@@ -186,12 +185,6 @@ def best_null_score_diff_threshold(metrics: dict[str, float]) -> float:
     return threshold
 
 
-def references_from_dataset(dataset: datasets.Dataset) -> dict[str, list[str]]:
-    """Return `{id: gold answer texts}`, an empty list for unanswerable questions."""
-    ids, answers = _column(dataset, "id"), _column(dataset, "answers")
-    return {question_id: example_answers["text"] for question_id, example_answers in zip(ids, answers)}
-
-
 def _summary(exact: dict, f1: dict, question_ids: list[str]) -> dict[str, float]:
     """Return exact, f1 (in %) and total over `question_ids`."""
     return {
@@ -212,6 +205,7 @@ def _require_ids(references: dict, given: dict, name: str) -> None:
     missing = [question_id for question_id in references if question_id not in given]
     if missing:
         raise ValueError(
-            f"{name} lack {len(missing)} of {len(references)} question ids (e.g. {_few(missing)}); "
+            f"{name} lack {len(missing)} of {len(references)} question ids "
+            f"(e.g. {', '.join(repr(question_id) for question_id in missing[:3])}); "
             'give one for every question ("" means no answer)'
         )

@@ -26,8 +26,9 @@ class QAPredictions:
     """Answers chosen from span logits.
 
     `answers` is the final text per id ("" for no answer); `nbest` the best spans per id, best first, each
-    `{"text", "probability", "start_logit", "end_logit", "start", "end"}` with character offsets `start`/`end` into
-    the context (SQuAD 2.0 adds the null answer: text "", offsets 0/0, the [CLS] logits); `null_odds` is null score
+    `{"text", "probability", "score", "start_logit", "end_logit", "start", "end"}`, Hugging Face's keys (`score` is
+    start_logit + end_logit) and the character offsets `start`/`end` into the context (SQuAD 2.0 adds the null
+    answer: text "", offsets 0/0, the [CLS] logits); `null_odds` is null score
     minus best span score (SQuAD 2.0 only); `non_null_answers` the best span's text whatever the null score says.
     """
 
@@ -70,15 +71,15 @@ class NBestLists(Mapping):
 
     def _build(self) -> list[list[dict]]:
         """Return every example's n-best list, in example order."""
-        bounds, (first_char, last_char, probability, start_logit, end_logit) = _nbest_columns(*self._inputs)
+        bounds, (first_char, last_char, probability, score, start_logit, end_logit) = _nbest_columns(*self._inputs)
         example = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds)).tolist()
         contexts = self._contexts
         entries = [
-            {"text": contexts[row][begin:stop], "probability": p, "start_logit": s, "end_logit": e, "start": begin,
-             "end": stop}
-            for row, begin, stop, p, s, e in zip(
-                example, first_char.tolist(), last_char.tolist(), probability.tolist(), start_logit.tolist(),
-                end_logit.tolist(),
+            {"text": contexts[row][begin:stop], "probability": p, "score": total, "start_logit": s, "end_logit": e,
+             "start": begin, "end": stop}
+            for row, begin, stop, p, total, s, e in zip(
+                example, first_char.tolist(), last_char.tolist(), probability.tolist(), score.tolist(),
+                start_logit.tolist(), end_logit.tolist(),
             )
         ]
         bounds = bounds.tolist()
@@ -86,7 +87,7 @@ class NBestLists(Mapping):
 
 
 def _nbest_columns(candidates, bounds, null, offsets, start_logits, end_logits):
-    """Return `(bounds, (first_char, last_char, probability, start_logit, end_logit))` of every n-best entry.
+    """Return `(bounds, (first_char, last_char, probability, score, start_logit, end_logit))` of every n-best entry.
 
     For SQuAD 2.0 the null answer joins each list as one more entry ([CLS] of its lowest-scoring window, placed
     after spans of equal score); probabilities are a softmax over each list.
@@ -108,7 +109,8 @@ def _nbest_columns(candidates, bounds, null, offsets, start_logits, end_logits):
     weight = np.exp(score - top_score[example])  # (C,)
     probability = weight / np.bincount(example, weights=weight, minlength=num_examples)[example]  # (C,)
     first_char, last_char = offsets.char_span(feature, start, end)
-    return bounds, (first_char, last_char, probability, start_logits[feature, start], end_logits[feature, end])
+    columns = (first_char, last_char, probability, score, start_logits[feature, start], end_logits[feature, end])
+    return bounds, columns
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 
 import qa_pipeline
 import run_qa
-from squad.errors import UserError
+from cli_errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTEXT = "The observatory was founded in 1871 by Friedrich Wöhrle."

@@ -4,6 +4,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering, BertModel, DistilBertModel
 
+from cli_errors import UserError
 from convert_bert_to_distilbert import (
     convert_bert_checkpoint,
     convert_bert_weights,
@@ -12,7 +13,6 @@ from convert_bert_to_distilbert import (
     packaged_minilm_dir,
 )
 from modeling_pointer_distilbert import PointerDistilBertForQuestionAnswering
-from squad.errors import UserError
 
 TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from squad.errors import UserError, run_command
+from cli_errors import UserError, run_command
 
 
 def fail_with(error):

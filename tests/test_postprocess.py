@@ -198,6 +198,15 @@ def test_nbest_lists_are_sorted_probabilities_with_offsets_into_the_context(wind
             assert best_span_score(entries) == pytest.approx(null_score - result.null_odds[question_id])
 
 
+@pytest.mark.parametrize("version_2_with_negative", [False, True])
+def test_nbest_entries_carry_hugging_faces_keys_with_score_the_sum_of_the_logits(windows, version_2_with_negative):
+    result = select_answers(*windows, version_2_with_negative, n_best_size=5)
+    for entries in result.nbest.values():
+        for entry in entries:
+            assert {"text", "probability", "score", "start_logit", "end_logit"} <= entry.keys()
+            assert entry["score"] == entry["start_logit"] + entry["end_logit"]
+
+
 def small_case(start_rows, end_rows, offsets_rows, example_ids=None, context="alpha beta gamma delta"):
     """Return (examples, features, logits) for hand-written windows over one context."""
     example_ids = example_ids or ["q"] * len(offsets_rows)

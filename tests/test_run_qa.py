@@ -15,8 +15,8 @@ from safetensors.numpy import load_file
 
 import run_qa
 import trainer_qa
+from cli_errors import UserError
 from modeling_pointer_distilbert import PointerDistilBertForQuestionAnswering
-from squad.errors import UserError
 from trainer_qa import QuestionAnsweringTrainer
 from utils_qa import compute_squad_metrics
 
@@ -84,13 +84,13 @@ def test_run_writes_every_promised_output(trained_output):
     names = {path.name for path in trained_output.iterdir()}
     expected = {
         "model.safetensors", "config.json", "modeling_pointer_distilbert.py", "tokenizer.json", "tokenizer_config.json",
-        "train_results.json", "eval_results.json", "test_results.json", "all_results.json", "trainer_state.json",
+        "train_results.json", "eval_results.json", "predict_results.json", "all_results.json", "trainer_state.json",
         "eval_predictions.json", "eval_nbest_predictions.json", "eval_null_odds.json", "eval_nonnull_predictions.json",
-        "test_predictions.json",
-        "test_nbest_predictions.json", "test_null_odds.json", "training_curves.png", "no_answer_analysis.png",
-        "README.md", "training_args.json",
+        "predict_predictions.json", "predict_nbest_predictions.json", "predict_null_odds.json",
+        "training_curves.png", "no_answer_analysis.png", "README.md", "training_args.json",
     }
     assert expected <= names, f"missing: {sorted(expected - names)}"
+    assert not [name for name in names if name.startswith("test_")], "--do_predict files are named predict_*"
     assert not [p for p in trained_output.rglob("*") if p.suffix in {".bin", ".pt", ".pkl", ".pickle"}
                 and "checkpoint" not in str(p)], "weights must be saved as safetensors only"
     assert list(trained_output.rglob("events.out.tfevents*")), "TensorBoard event files are the default log"
@@ -154,10 +154,30 @@ def test_training_logged_loss_and_periodic_evaluation(trained_output):
 
 
 def test_predict_answers_unlabelled_questions(trained_output):
-    predictions = json.loads((trained_output / "test_predictions.json").read_text())
+    predictions = json.loads((trained_output / "predict_predictions.json").read_text())
     assert sorted(predictions) == sorted(dev_ids(15))
-    metrics = json.loads((trained_output / "test_results.json").read_text())
-    assert "test_f1" not in metrics and metrics["test_samples"] == 15
+    metrics = json.loads((trained_output / "predict_results.json").read_text())
+    assert "test_f1" not in metrics and metrics["predict_samples"] == 15
+
+
+def test_predict_on_labelled_questions_names_files_and_metrics_as_hugging_face_does(tmp_path, tiny_model_dir):
+    """Files predict_*.json, metric keys test_* (Hugging Face's run_qa.py: trainer.predict's default prefix "test",
+    then log_metrics/save_metrics("predict")), n-best entries with Hugging Face's keys."""
+    run_qa.main(tiny_run_args(tiny_model_dir, tmp_path, "--do_predict", "--test_file", str(DEV),
+                              "--max_predict_samples", "10", "--version_2_with_negative", "true", "--report_to",
+                              "none"))
+    metrics = json.loads((tmp_path / "predict_results.json").read_text())
+    assert metrics["predict_samples"] == 10 and metrics["test_total"] == 10
+    assert {f"test_{key}" for key in OFFICIAL_KEYS + BEST_KEYS} <= metrics.keys()
+    assert not [key for key in metrics if key.startswith("predict_") and key != "predict_samples"]
+    predictions = json.loads((tmp_path / "predict_predictions.json").read_text())
+    null_odds = json.loads((tmp_path / "predict_null_odds.json").read_text())
+    assert sorted(predictions) == sorted(null_odds) == sorted(dev_ids(10))
+    nbest = json.loads((tmp_path / "predict_nbest_predictions.json").read_text())
+    for entries in nbest.values():
+        for entry in entries:
+            assert {"text", "probability", "score", "start_logit", "end_logit"} <= entry.keys()
+            assert entry["score"] == entry["start_logit"] + entry["end_logit"]
 
 
 def test_evaluation_answers_do_not_depend_on_the_training_order(tmp_path, tiny_model_dir):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import run_qa
-from squad.errors import UserError
+from cli_errors import UserError
 from trainer_qa import WeightAveraging
 
 

@@ -1,43 +1,53 @@
-"""SQuAD 2.0 scores as an `evaluate` module: the Hub `squad_v2` metric's inputs and keys, computed by `utils_qa`.
+"""SQuAD 2.0 scores as an `evaluate` module: the Hub `squad_v2` metric's inputs and keys, the recipe's numbers.
+
+Load it by path, from any working directory, offline:
 
     import evaluate
-    squad_v2 = evaluate.load("metrics/squad_v2")  # a path: loads offline, from the recipe's folder
-    squad_v2.compute(predictions=[{"id", "prediction_text", "no_answer_probability"}, ...],
-                     references=[{"id", "answers": {"text": [...], "answer_start": [...]}}, ...])
+    squad_v2 = evaluate.load("/path/to/recipe/metrics/squad_v2")              # no_answer_probability, as on the Hub
+    squad_v2 = evaluate.load("/path/to/recipe/metrics/squad_v2", "null_odds")  # the null odds run_qa.py writes
 
-The numbers come from `utils_qa.compute_squad_metrics`, the metric run_qa.py reports, so the module needs the
-recipe's folder on the Python path (run from it, or add it to PYTHONPATH). `no_answer_probability` may be any real
-number, such as the recipe's null odds, and is kept in double precision.
+With the default configuration each prediction is `{"id", "prediction_text", "no_answer_probability"}`, a
+probability, and a question counts as unanswered when it exceeds `no_answer_threshold` (default 1.0, the official
+script's). The "null_odds" configuration takes `{"id", "prediction_text", "null_odds"}` instead: null score minus
+best span score, as in `*_null_odds.json`, with `no_answer_threshold` defaulting to 0.0, run_qa.py's
+`--null_score_diff_threshold`, so the scores are the ones run_qa.py reports. For a model that saved its threshold,
+pass `no_answer_threshold=model.config.qa_settings["null_score_diff_threshold"]`. Values outside [0, 1] given as
+probabilities without a `no_answer_threshold` are refused, since they cannot be probabilities and the default
+threshold would silently score them as something else.
+
+The numbers come from the recipe's own metric, squad/metric.py: squad_metric.py beside this file is a link to it,
+which `evaluate` copies into its cache together with this file.
 
 The best-threshold search admits each `prediction_text` as given, so answers already blanked ("") stay blank and
 only thresholds up to the one used are searched. To search every threshold, give the best span of each question as
-`prediction_text` (a question then counts as unanswered when its null odds exceed `no_answer_threshold`), or pass
-`non_null_predictions={id: best span}` next to the blanked answers.
+`prediction_text`, or pass `non_null_predictions={id: best span}` (`*_nonnull_predictions.json`) next to the
+blanked answers.
 """
 
 import datasets
 import evaluate
 
-try:
-    from utils_qa import compute_squad_metrics
-except ImportError as error:
-    raise ImportError(
-        "the squad_v2 metric of this recipe scores with its utils_qa.py: run from the recipe's folder or add it to "
-        "PYTHONPATH"
-    ) from error
+from .squad_metric import compute_squad_metrics
+
+NULL_ODDS = "null_odds"
+PROBABILITY = "no_answer_probability"
+# The threshold each configuration's scores mean by default: the official script's for probabilities, run_qa.py's
+# --null_score_diff_threshold for null odds.
+DEFAULT_THRESHOLD = {PROBABILITY: 1.0, NULL_ODDS: 0.0}
 
 _INPUTS = """
 Args:
-    predictions: one dict per question: `id`, `prediction_text` ("" for no answer) and `no_answer_probability`
-        (a probability, or null odds).
+    predictions: one dict per question: `id`, `prediction_text` ("" for no answer) and either
+        `no_answer_probability` (default configuration) or `null_odds` ("null_odds" configuration).
     references: one dict per question: `id` and `answers` ({"text": [...], "answer_start": [...]}, empty lists
         for an unanswerable question).
-    no_answer_threshold: score a question as unanswered when its no_answer_probability exceeds this (default 1.0).
+    no_answer_threshold: score a question as unanswered when its no_answer_probability or null_odds exceeds this
+        (default 1.0 for probabilities, 0.0 for null odds).
     non_null_predictions: optional {id: best span}, so that the best-threshold search covers every threshold.
 Returns:
     exact, f1, total; HasAns_exact, HasAns_f1, HasAns_total and NoAns_* (each side when present); best_exact,
-    best_exact_thresh, best_f1, best_f1_thresh: the Hub metric's keys. Beyond them: null_odds_auc (ROC AUC of
-    no_answer_probability for telling unanswerable questions apart) and, with non_null_predictions,
+    best_exact_thresh, best_f1, best_f1_thresh: the Hub metric's keys. Beyond them: null_odds_auc (ROC AUC of the
+    no-answer scores for telling unanswerable questions apart) and, with non_null_predictions,
     forced_HasAns_exact and forced_HasAns_f1 (the best spans' scores on answerable questions). Scores are
     percentages.
 """
@@ -48,6 +58,8 @@ class SquadV2(evaluate.Metric):
     """The official SQuAD 2.0 metric, as computed by the recipe."""
 
     def _info(self):
+        if self.config_name not in ("default", NULL_ODDS):
+            raise ValueError(f"unknown configuration {self.config_name!r}: leave it out, or pass {NULL_ODDS!r}")
         return evaluate.MetricInfo(
             description=__doc__,
             citation="Rajpurkar, Jia and Liang, Know What You Don't Know: Unanswerable Questions for SQuAD, ACL 2018",
@@ -56,7 +68,7 @@ class SquadV2(evaluate.Metric):
                 "predictions": {
                     "id": datasets.Value("string"),
                     "prediction_text": datasets.Value("string"),
-                    "no_answer_probability": datasets.Value("float64"),
+                    self._no_answer_field: datasets.Value("float64"),
                 },
                 "references": {
                     "id": datasets.Value("string"),
@@ -68,12 +80,35 @@ class SquadV2(evaluate.Metric):
             reference_urls=["https://rajpurkar.github.io/SQuAD-explorer/"],
         )
 
-    def _compute(self, predictions, references, no_answer_threshold: float = 1.0, non_null_predictions=None):
+    @property
+    def _no_answer_field(self) -> str:
+        """The prediction field that says how likely "no answer" is: null odds or a probability."""
+        return NULL_ODDS if self.config_name == NULL_ODDS else PROBABILITY
+
+    def _compute(self, predictions, references, no_answer_threshold: float | None = None, non_null_predictions=None):
+        field = self._no_answer_field
+        no_answer = {prediction["id"]: prediction[field] for prediction in predictions}
+        if no_answer_threshold is None:
+            if field == PROBABILITY:
+                _require_probabilities(no_answer)
+            no_answer_threshold = DEFAULT_THRESHOLD[field]
         return compute_squad_metrics(
             references={reference["id"]: reference["answers"]["text"] for reference in references},
             predictions={prediction["id"]: prediction["prediction_text"] for prediction in predictions},
-            null_odds={prediction["id"]: prediction["no_answer_probability"] for prediction in predictions},
+            null_odds=no_answer,
             version_2_with_negative=True,
             null_odds_threshold=no_answer_threshold,
             non_null_predictions=non_null_predictions,
+        )
+
+
+def _require_probabilities(no_answer: dict[str, float]) -> None:
+    """Raise when a no_answer_probability lies outside [0, 1]: null odds given as probabilities would otherwise be
+    scored at the probabilities' threshold without a word."""
+    outside = next((question_id for question_id, value in no_answer.items() if not 0.0 <= value <= 1.0), None)
+    if outside is not None:
+        raise ValueError(
+            f"no_answer_probability of {outside!r} is {no_answer[outside]}, not a probability: for run_qa.py's null "
+            f"odds load the module with the {NULL_ODDS!r} configuration and pass them as {NULL_ODDS!r}, or give "
+            "no_answer_threshold"
         )

@@ -1,0 +1,1 @@
+../../squad/metric.py
