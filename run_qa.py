@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 
 import datasets
+import torch
 import transformers
 import yaml
 from transformers import (
@@ -356,6 +357,17 @@ def run_plan(model_args: ModelArguments, data_args: DataTrainingArguments, train
             f"outputs in {training_args.output_dir}")
 
 
+def warn_about_slow_bf16(training_args: TrainingArguments) -> None:
+    """Warn when bf16 is asked of a CPU without bf16 instructions: it is emulated there, about ten times slower than
+    float32, which turns the CPU argument files' half-hour runs into hours."""
+    on_cpu = training_args.use_cpu or not torch.cuda.is_available()
+    native = any(getattr(torch.cpu, probe, lambda: True)()
+                 for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    if training_args.bf16 and on_cpu and not native:
+        logger.warning("bf16 on a CPU without AVX512-BF16 or AMX runs emulated and far slower than float32: "
+                       "set bf16 to false on this machine (lscpu lists the CPU's flags)")
+
+
 def setup_logging(training_args: TrainingArguments) -> None:
     """Log to stdout on the main process at the level `--log_level` asks for, quietly elsewhere.
 
@@ -666,6 +678,7 @@ def card_data(data_args: DataTrainingArguments) -> CardData:
 def main(argv: list[str] | None = None) -> None:
     model_args, data_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     setup_logging(training_args)
+    warn_about_slow_bf16(training_args)
     logger.info("Run: %s", run_plan(model_args, data_args, training_args))
     logger.debug("Training arguments:\n%s", json.dumps(training_args.to_dict(), indent=1, default=str))
     set_seed(training_args.seed)

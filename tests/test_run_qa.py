@@ -426,3 +426,14 @@ def test_data_parallel_run_matches_single_process_evaluation(tmp_path, tiny_mode
     for key in METRIC_KEYS:
         assert ddp_metrics[f"eval_{key}"] == pytest.approx(single_metrics[f"eval_{key}"], abs=1e-6), key
     shutil.rmtree(ddp_output)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(tmp_path, monkeypatch, caplog, native):
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: native)
+    _, _, training_args = run_qa.parse_arguments(
+        ["--model_name_or_path", "m", "--output_dir", str(tmp_path), "--use_cpu", "--bf16"])
+    with caplog.at_level(logging.WARNING, logger="run_qa"):
+        run_qa.warn_about_slow_bf16(training_args)
+    assert ("set bf16 to false" in caplog.text) is not native
