@@ -41,6 +41,9 @@ DEFAULT_BATCH_SIZE = 8
 CALL_DEFAULTS = {"top_k": 1, "align_to_words": True, "batch_size": DEFAULT_BATCH_SIZE}
 # Questions of a generator or dataset answered together, so that their windows share batches as a list's do.
 STREAM_CHUNK = 64
+# Span candidates per window for each answer a `top_k` list asks for: aligned to words, several token spans
+# become one answer, and four per answer leave enough distinct ones.
+CANDIDATES_PER_ANSWER = 4
 
 # Each argument, the smallest value it takes (integers), or its type.
 INTEGER_MINIMUM = {"top_k": 1, "max_answer_len": 1, "max_seq_len": 1, "doc_stride": 0, "max_question_len": 1,
@@ -270,8 +273,8 @@ def answers_from_logits(
 
     The first answer is evaluation's: the best span of the question's windows (`spans.find_spans`), or "" where
     `handle_impossible_answer` allows it and the null odds exceed `null_score_diff_threshold` (`Spans.no_answer`).
-    The others follow by score, distinct character spans only, "" among them when it is allowed; there are fewer
-    than `top_k` when the `max(n_best_size, top_k)` best spans of each window hold fewer.
+    The others follow by score, distinct character spans only, "" among them when it is allowed; they come from the
+    `max(n_best_size, 4 * top_k)` best spans of each window, and are fewer than `top_k` where those hold fewer.
 
     Scores are transformers 4.x's: a span's is its start probability times its end probability in its window,
     each a softmax over the window's context tokens and [CLS]; the score of "" is the lowest [CLS] start times end
@@ -302,8 +305,9 @@ def answers_from_logits(
     firsts = [nulls[row] if no_answer[row] else best[row] for row in range(num_questions)]
     if top_k == 1:
         return [[first] for first in firsts]
-    listed = spans if top_k <= n_best_size else find_spans(
-        window_example, num_questions, offsets.in_context, start_logits, end_logits, top_k, max_answer_len)
+    pool = max(n_best_size, CANDIDATES_PER_ANSWER * top_k)
+    listed = spans if pool == n_best_size else find_spans(
+        window_example, num_questions, offsets.in_context, start_logits, end_logits, pool, max_answer_len)
     candidates, bounds = entries(listed, np.arange(len(listed.score))), listed.bounds.tolist()
     answers = []
     for row, first in enumerate(firsts):
