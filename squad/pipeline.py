@@ -35,7 +35,7 @@ ORIGINAL_DEFAULTS = {"max_seq_len": 384, "doc_stride": 128, "max_question_len": 
 QA_SETTINGS_KEYS = {"max_seq_len": "max_seq_length", "doc_stride": "doc_stride", "max_question_len": "max_query_length",
                     "max_answer_len": "max_answer_length", "n_best_size": "n_best_size",
                     "null_score_diff_threshold": "null_score_diff_threshold",
-                    "handle_impossible_answer": "version_2_with_negative"}
+                    "handle_impossible_answer": "version_2_with_negative", "align_to_words": "align_to_words"}
 # Windows per forward pass. Windows are sorted by length first, so a batch pads little.
 DEFAULT_BATCH_SIZE = 8
 CALL_DEFAULTS = {"top_k": 1, "align_to_words": True, "batch_size": DEFAULT_BATCH_SIZE}
@@ -95,13 +95,16 @@ def call_settings(qa_settings: dict | None, model_max_length: int, given: dict) 
     defaults.
 
     With `qa_settings` (the evaluation's windows, answer length, n-best size, null threshold and whether it was
-    SQuAD 2.0) a model answers as its evaluation did without any argument. Without them, `max_seq_len` is at most
-    the tokenizer's `model_max_length` and `handle_impossible_answer` is False, as in transformers 4.x. `doc_stride`
-    follows `max_seq_len`: a call that changes only `max_seq_len` gets `min(stride, max_seq_len // 2)`, where the
-    stride is the model's or 128.
+    SQuAD 2.0) a model answers as its evaluation did without any argument. Evaluation cuts answers at token
+    offsets, so such a model does not widen answers to whole words unless its settings say `align_to_words`.
+    Without them, `max_seq_len` is at most the tokenizer's `model_max_length`, `handle_impossible_answer` is False
+    and answers are whole words, as in transformers 4.x. `doc_stride` follows `max_seq_len`: a call that changes only
+    `max_seq_len` gets `min(stride, max_seq_len // 2)`, where the stride is the model's or 128.
     """
     model = {name: qa_settings[key] for name, key in QA_SETTINGS_KEYS.items()
              if qa_settings and qa_settings.get(key) is not None}
+    if qa_settings:
+        model.setdefault("align_to_words", False)
     checked_arguments(model, source=" (from the model's qa_settings in config.json)")
     settings = {**ORIGINAL_DEFAULTS, **CALL_DEFAULTS, **model, **given}
     if "max_seq_len" not in model and "max_seq_len" not in given:
@@ -383,8 +386,10 @@ class PointerQuestionAnsweringPipeline(Pipeline):
             doc_stride (`int`): tokens shared by consecutive windows of a long context. Default: the model's, else
                 `min(128, max_seq_len // 2)`; when only `max_seq_len` is given, at most half of it.
             max_question_len (`int`): questions are cut to this many tokens. Default: the model's, else 64.
-            align_to_words (`bool`, defaults to True): widen answers to whole words; turn it off for languages
-                written without spaces.
+            align_to_words (`bool`): widen answers to whole words ("60" inside "60°" becomes "60°"); turn it off
+                for languages written without spaces. Default: True, as in transformers 4.x, except for a model
+                with `qa_settings`, whose evaluation cut answers at token offsets (its `align_to_words`, else
+                False).
             batch_size (`int`, defaults to 8): windows per forward pass, across questions.
             null_score_diff_threshold (`float`): answer "" when null score - best span score exceeds this. Default:
                 the model's, else 0.

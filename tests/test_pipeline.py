@@ -230,6 +230,8 @@ def test_qa_settings_are_the_defaults_and_call_arguments_win():
     assert (settings["max_seq_len"], settings["doc_stride"], settings["max_question_len"], settings["max_answer_len"],
             settings["n_best_size"], settings["null_score_diff_threshold"], settings["handle_impossible_answer"]) == (
         256, 100, 32, 30, 10, -1.25, True)
+    assert settings["align_to_words"] is False, "evaluation cuts answers at token offsets"
+    assert call_settings({**QA_SETTINGS, "align_to_words": True}, 512, {})["align_to_words"] is True
     given = call_settings(QA_SETTINGS, 512, {"handle_impossible_answer": False, "max_answer_len": 3,
                                              "null_score_diff_threshold": 0.5})
     assert (given["handle_impossible_answer"], given["max_answer_len"], given["null_score_diff_threshold"]) == (
