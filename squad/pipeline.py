@@ -36,8 +36,10 @@ QA_SETTINGS_KEYS = {"max_seq_len": "max_seq_length", "doc_stride": "doc_stride",
                     "max_answer_len": "max_answer_length", "n_best_size": "n_best_size",
                     "null_score_diff_threshold": "null_score_diff_threshold",
                     "handle_impossible_answer": "version_2_with_negative", "align_to_words": "align_to_words"}
-# Windows per forward pass. Windows are sorted by length first, so a batch pads little.
-DEFAULT_BATCH_SIZE = 8
+# Windows per forward pass. Windows are sorted by length first, so a batch pads little. On a CPU a few windows per
+# pass are fastest: the per-pass costs are shared while the activations still fit the caches (bench/README.md);
+# a GPU wants more.
+DEFAULT_BATCH_SIZE = 4
 CALL_DEFAULTS = {"top_k": 1, "align_to_words": True, "batch_size": DEFAULT_BATCH_SIZE}
 # Questions of a generator or dataset answered together, so that their windows share batches as a list's do.
 STREAM_CHUNK = 64
@@ -390,7 +392,7 @@ class PointerQuestionAnsweringPipeline(Pipeline):
                 for languages written without spaces. Default: True, as in transformers 4.x, except for a model
                 with `qa_settings`, whose evaluation cut answers at token offsets (its `align_to_words`, else
                 False).
-            batch_size (`int`, defaults to 8): windows per forward pass, across questions.
+            batch_size (`int`, defaults to 4): windows per forward pass, across questions; raise it on a GPU.
             null_score_diff_threshold (`float`): answer "" when null score - best span score exceeds this. Default:
                 the model's, else 0.
             n_best_size (`int`): start and end candidates per window. Default: the model's, else 20.
