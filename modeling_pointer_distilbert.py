@@ -8,8 +8,14 @@ verifier (a has-answer classifier trained jointly with its own binary loss) adds
 pointer's score, so every consumer of the logits reads one definition of the null odds.
 
 This file imports only torch and transformers: `save_pretrained` copies it next to the weights (see `auto_map` in the
-saved config.json), so a checkpoint loads anywhere with `trust_remote_code=True`.
+saved config.json), so a checkpoint loads anywhere with `trust_remote_code=True`. It also copies the recipe's
+question-answering pipeline beside it (see `ship_pipeline`), so `pipeline("question-answering", model=...,
+trust_remote_code=True)` answers from the checkpoint alone.
 """
+
+import importlib
+import logging
+import os
 
 import torch
 from torch import nn
@@ -21,8 +27,11 @@ from transformers import (
     DistilBertPreTrainedModel,
 )
 from transformers import initialization as init
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 from transformers.utils import can_return_tuple
+
+logger = logging.getLogger(__name__)
 
 QA_HEADS = ("pointer", "linear")
 POINTER_ATTENTIONS = ("additive", "bilinear")
@@ -439,6 +448,12 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
             init.zeros_(module.bias_ih)
             init.zeros_(module.bias_hh)
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Saves the model as transformers does, with the question-answering pipeline's code (see `ship_pipeline`)."""
+        if kwargs.get("is_main_process", True):
+            ship_pipeline(self.config, save_directory)
+        super().save_pretrained(save_directory, *args, **kwargs)
+
     def get_position_embeddings(self) -> nn.Embedding:
         """Returns the encoder's position embeddings."""
         return self.distilbert.get_position_embeddings()
@@ -512,6 +527,47 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
             hidden_states=encoder_outputs.hidden_states,
             attentions=encoder_outputs.attentions,
         )
+
+
+PIPELINE_TASK = "question-answering"
+
+
+def pipeline_class() -> type | None:
+    """Returns the recipe's question-answering pipeline class, or None where its code is not at hand.
+
+    In the recipe it is `squad.pipeline`; in a checkpoint loaded as remote code it is the `pipeline` module that
+    transformers copied beside this file when the checkpoint's pipeline was loaded. The import goes through
+    importlib so that transformers, which follows a file's `from .x import` lines, never asks for the pipeline where
+    only the model is wanted.
+    """
+    package = __package__ or "squad"
+    try:
+        return importlib.import_module(f"{package}.pipeline").PointerQuestionAnsweringPipeline
+    except (ImportError, AttributeError):
+        return None
+
+
+def ship_pipeline(config: PointerDistilBertConfig, save_directory) -> None:
+    """Copies the question-answering pipeline's code into `save_directory` and names it in `config.custom_pipelines`.
+
+    transformers' `pipeline(..., trust_remote_code=True)` finds it there: the pipeline file and the files it imports
+    relatively (its windows and span search, numpy only). Where the code is not at hand the entry is dropped, so a
+    saved config never names a file the folder lacks.
+    """
+    pipeline = pipeline_class()
+    if pipeline is None:
+        if getattr(config, "custom_pipelines", None):
+            logger.warning("the question-answering pipeline's code is not at hand: %s is saved without it",
+                           save_directory)
+            del config.custom_pipelines
+        return
+    os.makedirs(save_directory, exist_ok=True)
+    custom_object_save(pipeline, save_directory)
+    module = pipeline.__module__.rsplit(".", 1)[-1]
+    implementation = f"{module}.{pipeline.__name__}"
+    config.custom_pipelines = {
+        PIPELINE_TASK: {"impl": implementation, "pt": ["AutoModelForQuestionAnswering"], "type": "text"}
+    }
 
 
 # exist_ok: the module may be imported twice in one process (as __main__ and by name, or from a saved checkpoint).

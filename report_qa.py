@@ -212,25 +212,27 @@ def usage_section(model_id: str) -> str:
     return f"""
 ## How to use
 
-The model is a DistilBERT encoder with an answer-pointer head (`modeling_pointer_distilbert.py`, shipped with
-the weights and found through `auto_map`):
+The model is a DistilBERT encoder with an answer-pointer head; its code (`modeling_pointer_distilbert.py`) and its
+question-answering pipeline (`pipeline.py`, with `features.py` and `spans.py`) are shipped with the weights, so
+`pip install torch transformers` is all it needs:
+
+```python
+from transformers import pipeline
+
+qa = pipeline("question-answering", model="{model_id}", trust_remote_code=True)
+qa(question="...", context="...")  # {{"score": ..., "start": ..., "end": ..., "answer": ...}}
+```
+
+The pipeline takes the arguments of transformers 4.x's (`top_k`, `handle_impossible_answer`, `max_answer_len`,
+`max_seq_len`, `doc_stride`, `max_question_len`, `align_to_words`, `batch_size`), windows long contexts and, with
+no argument, answers as the evaluation above did, with its settings and null-odds threshold ("" means no answer).
+The model alone:
 
 ```python
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 model = AutoModelForQuestionAnswering.from_pretrained("{model_id}", trust_remote_code=True)
 tokenizer = AutoTokenizer.from_pretrained("{model_id}")
-```
-
-With the recipe's code on the path, the `question-answering` pipeline answers directly (long contexts are
-windowed; "" means no answer when `handle_impossible_answer=True`):
-
-```python
-import qa_pipeline  # registers the pipeline
-from transformers import pipeline
-
-qa = pipeline("question-answering", model="{model_id}")
-qa(question="...", context="...", handle_impossible_answer=True)
 ```
 """
 

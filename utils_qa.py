@@ -6,11 +6,17 @@ The code lives in the `squad` package, one module per concern, in the order data
 
 - `squad/data.py`: data comes in. SQuAD files and Hub datasets are read, checked and aligned (`load_qa_datasets`).
 - `squad/features.py`: rows become tokenised windows with labels or offsets (`prepare_train_features`).
-- `squad/postprocess.py`: answers go out. Logits become answers and prediction files (`select_answers`).
+- `squad/postprocess.py`: answers go out. Logits become answers and prediction files (`select_answers`), through
+  the span search and decision rule of `squad/spans.py`.
 - `squad/metric.py`: the official SQuAD metric (`compute_squad_metrics`).
 
-Import rule: code outside the package (run_qa.py, trainer_qa.py, qa_pipeline.py, bench/, tests/) imports from this
-module; modules inside `squad/` import from each other, never from here. A new public name joins `__all__` below.
+`squad/pipeline.py`, the question-answering pipeline, ships with every saved checkpoint together with the two
+modules it imports relatively, `features.py` and `spans.py`; those three need no more than numpy, torch and
+transformers (`qa_pipeline.py` is its face here).
+
+Import rule: code outside the package (run_qa.py, trainer_qa.py, bench/, tests/) imports from this module, and
+qa_pipeline.py from `squad.pipeline`; modules inside `squad/` import from each other, never from here. A new public
+name joins `__all__` below.
 """
 
 import argparse

@@ -1,6 +1,8 @@
 """Tokenised features: SQuAD rows cut into overlapping model windows, with answer labels or context offsets.
 
 A change to how questions and contexts become model inputs (windows, truncation, labels) touches only this file.
+The question-answering pipeline cuts its windows here too (`tokenize_windows`), so this module ships with every
+saved checkpoint and imports nothing outside the standard library.
 """
 
 import bisect
@@ -31,8 +33,8 @@ def prepare_train_features(
       or for a question without answers its first plausible answer's (SQuAD 2.0's `plausible_answers`), and
       `NO_SPAN_LABEL` when the window holds neither. They teach the span head where answers are on every question.
     """
-    encoded = _tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length)
-    context_index = _context_sequence_index(tokenizer)
+    encoded = tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length)
+    context_index = context_sequence_index(tokenizer)
     first_answers = [_first_answer_char_span(answers) for answers in examples["answers"]]
     plausible = examples.get("plausible_answers") or [None] * len(first_answers)
     first_plausible = [_first_answer_char_span(answers) if answers else None for answers in plausible]
@@ -68,8 +70,8 @@ def prepare_eval_features(
     The same windows as `prepare_train_features`; `select_answers` uses the offsets to cut answers out of the
     context, and the None entries to keep the question and special tokens out of every answer.
     """
-    encoded = _tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length)
-    context_index = _context_sequence_index(tokenizer)
+    encoded = tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length)
+    context_index = context_sequence_index(tokenizer)
     example_ids, offset_mappings = [], []
     for window, example_index in enumerate(encoded["overflow_to_sample_mapping"]):
         example_ids.append(examples["id"][example_index])
@@ -119,7 +121,7 @@ def _first_answer_char_span(answers: dict) -> tuple[int, int] | None:
     return start, start + len(text.strip())
 
 
-def _tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length):
+def tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length):
     """Return the tokenizer's windows over question + context, with offsets and the window → example mapping.
 
     Tokenizers that pad on the left take the context first, so the truncated side is always the context.
@@ -175,7 +177,7 @@ def truncate_questions(questions: list[str], tokenizer, max_tokens: int) -> tupl
     return result, len(truncated)
 
 
-def _context_sequence_index(tokenizer) -> int:
+def context_sequence_index(tokenizer) -> int:
     """Return which of the two tokenized sequences is the context (0 when the tokenizer pads on the left)."""
     return 1 if tokenizer.padding_side == "right" else 0
 

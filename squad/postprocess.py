@@ -1,6 +1,9 @@
-"""Answers out: span logits turned into answer texts, n-best lists and null odds, and the prediction files.
+"""Answers out: span logits of a dataset's windows turned into answer texts, n-best lists and null odds, and the
+prediction files.
 
-A change to how answers are chosen from logits, or to the files they are written to, touches only this file.
+The span search and the decision between a span and "" live in `squad/spans.py`, which the question-answering
+pipeline shares; this file reads datasets into it and writes what evaluation and prediction report. A change to
+the files, or to the n-best lists they hold, touches only this file.
 """
 
 import json
@@ -13,12 +16,13 @@ import datasets
 import numpy as np
 
 from squad._shared import _MAX_IDS_SHOWN, _column, _few
+from squad.spans import NULL_ODDS_WITHOUT_SPAN, ContextOffsets, Spans, find_spans
 
 logger = logging.getLogger(__name__)
 
-# null_odds of an example whose windows hold no valid span at all: it can only answer "", whatever the threshold.
-# A finite stand-in for +inf keeps null_odds.json strict JSON and sorts such examples last in the threshold search.
-NULL_ODDS_WITHOUT_SPAN = 1e9
+__all__ = ["NULL_ODDS_WITHOUT_SPAN", "ContextOffsets", "NBestLists", "QAPredictions", "context_offsets",
+           "feature_example_indices", "postprocess_qa_predictions", "select_answers", "stack_logits",
+           "write_predictions"]
 
 
 @dataclass
@@ -42,16 +46,15 @@ class NBestLists(Mapping):
     """`{id: n-best list}` whose lists are built on the first read, all at once.
 
     Choosing answers needs only the best candidate of each example; the ~n_best_size dictionaries per question are
-    what nbest_predictions.json and the pipeline read, so their texts, offsets and probabilities are made only when
-    someone reads them. `candidates` are `(feature, start, end, score)` arrays grouped by example
-    (`bounds[e]:bounds[e + 1]`) and best first; `null` is `(feature, score)` per example for SQuAD 2.0, else None.
-    The lists are shared between reads: treat them as read-only.
+    what nbest_predictions.json holds, so their texts, offsets and probabilities are made only when someone reads
+    them. `spans` are the candidates of `find_spans`; `null` is `(feature, score)` per example for SQuAD 2.0, else
+    None. The lists are shared between reads: treat them as read-only.
     """
 
-    def __init__(self, example_ids, contexts, candidates, bounds, null, offsets, start_logits, end_logits):
+    def __init__(self, example_ids, contexts, spans: Spans, null, offsets, start_logits, end_logits):
         self._row_of = {question_id: row for row, question_id in enumerate(example_ids)}
         self._contexts = contexts
-        self._inputs = (candidates, bounds, null, offsets, start_logits, end_logits)
+        self._inputs = (spans, null, offsets, start_logits, end_logits)
         self._lists = None
 
     def __getitem__(self, question_id: str) -> list[dict]:
@@ -86,13 +89,13 @@ class NBestLists(Mapping):
         return [entries[bounds[row] : bounds[row + 1]] for row in range(len(bounds) - 1)]
 
 
-def _nbest_columns(candidates, bounds, null, offsets, start_logits, end_logits):
+def _nbest_columns(spans: Spans, null, offsets, start_logits, end_logits):
     """Return `(bounds, (first_char, last_char, probability, score, start_logit, end_logit))` of every n-best entry.
 
     For SQuAD 2.0 the null answer joins each list as one more entry ([CLS] of its lowest-scoring window, placed
     after spans of equal score); probabilities are a softmax over each list.
     """
-    feature, start, end, score = candidates  # (C,) each
+    bounds, feature, start, end, score = spans.bounds, spans.feature, spans.start, spans.end, spans.score  # (C,)
     num_examples = len(bounds) - 1
     example = np.repeat(np.arange(num_examples), np.diff(bounds))  # (C,)
     if null is not None:
@@ -113,30 +116,6 @@ def _nbest_columns(candidates, bounds, null, offsets, start_logits, end_logits):
     return bounds, columns
 
 
-@dataclass(frozen=True)
-class ContextOffsets:
-    """Which tokens of each window belong to the context, and where they sit in its text.
-
-    `in_context` is dense (num_features, width); the character offsets stay flat, one pair per context token, and
-    are looked up only for the tokens that end up in an n-best list.
-    """
-
-    in_context: np.ndarray  # (F, W) bool
-    first_token: np.ndarray  # (F,) flat index of each window's first token
-    pair_of_token: np.ndarray  # (T,) for a context token, the row of its pair in `pairs`
-    pairs: np.ndarray  # (P, 2) character [start, end) of each context token
-
-    def char_span(self, feature: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return the character start of token `start` and end of token `end` of each window (0, 0 outside the
-        context)."""
-        inside = self.in_context[feature, start] & self.in_context[feature, end]  # (C,)
-        if not len(self.pairs):
-            return np.zeros(len(feature), dtype=np.int64), np.zeros(len(feature), dtype=np.int64)
-        start_pair = self.pair_of_token[self.first_token[feature] + start]  # (C,)
-        end_pair = self.pair_of_token[self.first_token[feature] + end]  # (C,)
-        return np.where(inside, self.pairs[start_pair, 0], 0), np.where(inside, self.pairs[end_pair, 1], 0)
-
-
 def select_answers(
     examples: datasets.Dataset,
     features: datasets.Dataset,
@@ -146,7 +125,7 @@ def select_answers(
     max_answer_length: int = 30,
     null_score_diff_threshold: float = 0.0,
 ) -> QAPredictions:
-    """Return the answer, the n-best spans and (SQuAD 2.0) the null odds of every example.
+    """Return the answer, the n-best spans and (SQuAD 2.0) the null odds of every example (see `squad/spans.py`).
 
     A span (start, end) of a window scores start_logit + end_logit. Candidates are the `n_best_size` best starts
     and ends among context tokens; a pair is valid when end >= start and end - start + 1 <= `max_answer_length`.
@@ -160,40 +139,26 @@ def select_answers(
     """
     start_logits, end_logits = _checked_logits(predictions, len(features))  # (F, W) each
     example_ids, contexts = _column(examples, "id"), _column(examples, "context")
-    num_examples = len(example_ids)
     feature_example = feature_example_indices(example_ids, _column(features, "example_id"))  # (F,)
     offsets = context_offsets(features, start_logits.shape[1])
-
-    feature, start, end, score = _best_spans_per_feature(
-        start_logits, end_logits, offsets.in_context, n_best_size, max_answer_length
-    )  # (C,) each: window, start token, end token, score
-    order = _best_per_example(feature_example, feature, score, n_best_size)
-    feature, start, end, score = feature[order], start[order], end[order], score[order]
-    # (E + 1,): the candidates of example e are bounds[e]:bounds[e + 1]
-    bounds = np.searchsorted(feature_example[feature], np.arange(num_examples + 1))
-    has_span = bounds[1:] > bounds[:-1]  # (E,)
-    best = bounds[:-1][has_span]  # the first candidate of every example that has one
-    best_score = np.full(num_examples, -np.inf)
-    best_score[has_span] = score[best]
+    spans = find_spans(feature_example, len(example_ids), offsets.in_context, start_logits, end_logits, n_best_size,
+                       max_answer_length)
+    has_span = spans.has_span  # (E,)
+    best = spans.best[has_span]
     non_null = dict.fromkeys(example_ids, "")
-    best_chars = (chars.tolist() for chars in offsets.char_span(feature[best], start[best], end[best]))
+    best_chars = offsets.char_span(spans.feature[best], spans.start[best], spans.end[best])
+    best_chars = (chars.tolist() for chars in best_chars)
     for row, first_char, last_char in zip(np.flatnonzero(has_span).tolist(), *best_chars):
         non_null[example_ids[row]] = contexts[row][first_char:last_char]
 
-    null_by_feature = start_logits[:, 0].astype(np.float64) + end_logits[:, 0]  # (F,)
-    null_feature = _argmin_per_group(feature_example, null_by_feature, num_examples)  # (E,)
-    null_score = null_by_feature[null_feature]  # (E,)
-    null = (null_feature, null_score) if version_2_with_negative else None
-    nbest = NBestLists(
-        example_ids, contexts, (feature, start, end, score), bounds, null, offsets, start_logits, end_logits
-    )
-    if not version_2_with_negative:
-        return QAPredictions(dict(non_null), nbest, None, non_null)
-    null_odds = np.where(has_span, null_score - best_score, NULL_ODDS_WITHOUT_SPAN)  # (E,)
+    null = (spans.null_feature, spans.null_score) if version_2_with_negative else None
+    nbest = NBestLists(example_ids, contexts, spans, null, offsets, start_logits, end_logits)
     answers = dict(non_null)
-    for row in np.flatnonzero((null_odds > null_score_diff_threshold) | ~has_span).tolist():
+    for row in np.flatnonzero(spans.no_answer(version_2_with_negative, null_score_diff_threshold)).tolist():
         answers[example_ids[row]] = ""
-    return QAPredictions(answers, nbest, dict(zip(example_ids, null_odds.tolist())), non_null)
+    if not version_2_with_negative:
+        return QAPredictions(answers, nbest, None, non_null)
+    return QAPredictions(answers, nbest, dict(zip(example_ids, spans.null_odds().tolist())), non_null)
 
 
 def _checked_logits(predictions, num_features: int) -> tuple[np.ndarray, np.ndarray]:
@@ -258,78 +223,6 @@ def context_offsets(features: datasets.Dataset, width: int) -> ContextOffsets:
         pair_of_token=np.cumsum(token_in_context, dtype=np.int32) - 1,
         pairs=pairs.astype(np.int64).reshape(-1, 2),
     )
-
-
-def _best_spans_per_feature(start_logits, end_logits, in_context, n_best_size, max_answer_length, block_size=512):
-    """Return `(feature, start, end, score)` arrays of each window's `n_best_size` best valid spans, grouped by
-    window and best first within it.
-
-    Per window: the k best start and end tokens among context tokens, their k×k score matrix, masked for order and
-    length, then its n best cells. Windows go in blocks so memory stays at block × k × k.
-    """
-    num_features, width = start_logits.shape
-    k = min(n_best_size, width)
-    n = min(n_best_size, k * k)
-    parts = []
-    for block in range(0, num_features, block_size):
-        rows = slice(block, block + block_size)
-        # Negated logits, +inf outside the context: the k smallest are the k best context tokens.
-        start_cost, end_cost = (
-            np.negative(logits[rows], out=np.full_like(logits[rows], np.inf), where=in_context[rows])
-            for logits in (start_logits, end_logits)
-        )  # (B, W) each
-        top_start, top_end = _k_smallest(start_cost, k), _k_smallest(end_cost, k)  # (B, k) each
-        costs = (
-            np.take_along_axis(start_cost, top_start, axis=1).astype(np.float64)[:, :, None]
-            + np.take_along_axis(end_cost, top_end, axis=1).astype(np.float64)[:, None, :]
-        )  # (B, k, k): minus the span score, +inf outside the context
-        length = top_end.astype(np.int32)[:, None, :] - top_start.astype(np.int32)[:, :, None] + 1  # (B, k, k)
-        np.copyto(costs, np.inf, where=(length < 1) | (length > max_answer_length))
-        costs = costs.reshape(len(costs), k * k)  # (B, k * k)
-        cells = _k_smallest(costs, n)  # (B, n) cells of the k×k matrix
-        cells = np.take_along_axis(cells, np.argsort(np.take_along_axis(costs, cells, 1), axis=1, kind="stable"), 1)
-        cell_scores = -np.take_along_axis(costs, cells, axis=1)  # (B, n) best first
-        valid = np.isfinite(cell_scores)  # (B, n)
-        feature = np.broadcast_to(np.arange(block, block + len(cells))[:, None], cells.shape)  # (B, n)
-        parts.append(
-            (
-                feature[valid],
-                np.take_along_axis(top_start, cells // k, axis=1)[valid],
-                np.take_along_axis(top_end, cells % k, axis=1)[valid],
-                cell_scores[valid],
-            )
-        )
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
-    return tuple(np.concatenate(arrays) for arrays in zip(*parts))
-
-
-def _k_smallest(values: np.ndarray, k: int) -> np.ndarray:
-    """Return the column indices of the k smallest values of each row, in no particular order."""
-    return np.argpartition(values, k - 1, axis=1)[:, :k]
-
-
-def _best_per_example(feature_example: np.ndarray, feature: np.ndarray, score: np.ndarray, size: int) -> np.ndarray:
-    """Return candidate indices grouped by example, best first, at most `size` per example.
-
-    Candidates arrive grouped by window and sorted within it, so only examples spread over several windows need
-    their candidates merged by score; ties keep window order.
-    """
-    example = feature_example[feature]  # (C,)
-    order = np.argsort(example, kind="stable")  # (C,)
-    shared = np.flatnonzero(np.bincount(feature_example)[example[order]] > 1)  # positions of multi-window examples
-    if len(shared):
-        merged = order[shared]
-        order[shared] = merged[np.lexsort((-score[merged], example[merged]))]
-    sorted_example = example[order]
-    rank = np.arange(len(order)) - np.searchsorted(sorted_example, sorted_example)  # (C,) place within its example
-    return order[rank < size]
-
-
-def _argmin_per_group(groups: np.ndarray, values: np.ndarray, num_groups: int) -> np.ndarray:
-    """Return, for each group, the index of its smallest value (the first one on ties)."""
-    order = np.lexsort((values, groups))
-    return order[np.searchsorted(groups[order], np.arange(num_groups))]
 
 
 def stack_logits(batches, num_features: int) -> tuple[np.ndarray, np.ndarray]:

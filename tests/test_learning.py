@@ -1,8 +1,9 @@
 """The recipe learns: a tiny pointer model trained from scratch solves a synthetic SQuAD 2.0 task, and the saved
-model answers the same through a fresh process and through the `question-answering` pipeline."""
+model answers the same through a fresh process and through the `question-answering` pipeline it carries."""
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -10,13 +11,14 @@ import pytest
 import torch
 from transformers import pipeline
 
-import qa_pipeline  # noqa: F401  (registers the pipeline)
 import run_qa
 from conftest import save_tiny_pointer_model
 from synthetic_squad import make_example, make_squad, make_two_fact_example
 from utils_qa import prepare_eval_features
 
 MAX_SEQ_LENGTH = 64
+# The evaluation settings of `train_from_scratch`, as the pipeline takes them.
+WINDOWS = dict(max_seq_len=MAX_SEQ_LENGTH, doc_stride=24, max_question_len=16)
 
 
 def write_split(folder: pathlib.Path, make=make_example) -> tuple[pathlib.Path, pathlib.Path]:
@@ -105,15 +107,15 @@ def test_fresh_process_loads_saved_model_with_remote_code_and_gives_same_logits(
 
 def test_pipeline_gives_evaluation_answers_spans_and_no_answers(learned_output, synthetic_files):
     questions = dev_questions(synthetic_files[1])
-    qa = pipeline("question-answering", model=str(learned_output))
+    qa = pipeline("question-answering", model=str(learned_output), trust_remote_code=True)
     answers = qa([{"question": q["question"], "context": q["context"]} for q in questions],
-                 handle_impossible_answer=True, max_seq_len=MAX_SEQ_LENGTH, doc_stride=24, max_question_len=16)
+                 handle_impossible_answer=True, max_answer_len=30, batch_size=1, **WINDOWS)
     evaluation = json.loads((learned_output / "eval_predictions.json").read_text())
     assert [a["answer"] for a in answers] == [evaluation[q["id"]] for q in questions]
-    batched = qa(question=[q["question"] for q in questions[:40]], context=[q["context"] for q in questions[:40]],
-                 handle_impossible_answer=True, max_seq_len=MAX_SEQ_LENGTH, doc_stride=24, max_question_len=16,
-                 batch_size=8)
-    assert [a["answer"] for a in batched] == [a["answer"] for a in answers[:40]]
+    batched = qa(question=[q["question"] for q in questions], context=[q["context"] for q in questions],
+                 handle_impossible_answer=True, max_answer_len=30, batch_size=64, **WINDOWS)
+    assert [(a["answer"], a["start"], a["end"]) for a in batched] == [(a["answer"], a["start"], a["end"])
+                                                                      for a in answers]
     for question, answer in zip(questions, answers):
         if answer["answer"]:
             assert question["context"][answer["start"]:answer["end"]] == answer["answer"]
@@ -132,7 +134,7 @@ def test_pipeline_reads_long_contexts_through_windows(learned_output, tokenizer)
     features = prepare_eval_features({"id": ["q"], "question": ["where does hugo live?"], "context": [context]},
                                      tokenizer, max_seq_length=32, doc_stride=8, max_query_length=16)
     assert len(features["input_ids"]) >= 3
-    qa = pipeline("question-answering", model=str(learned_output))
+    qa = pipeline("question-answering", model=str(learned_output), trust_remote_code=True)
     answer = qa(question="where does hugo live?", context=context, **windows)
     assert answer["answer"] == "oslo"
     assert context[answer["start"]:answer["end"]] == "oslo"
@@ -140,3 +142,21 @@ def test_pipeline_reads_long_contexts_through_windows(learned_output, tokenizer)
     assert len(top) == 3 and top[0] == answer
     assert len({(a["start"], a["end"]) for a in top}) == 3
     assert top[0]["score"] >= top[1]["score"] >= top[2]["score"]
+
+
+def test_a_model_with_its_evaluation_settings_answers_as_evaluation_without_arguments(learned_output, synthetic_files,
+                                                                                      tmp_path):
+    """`qa_settings` in config.json (the run's windows, answer length and threshold) are the pipeline's defaults."""
+    shutil.copytree(learned_output, tmp_path / "model")
+    config_file = tmp_path / "model" / "config.json"
+    config = json.loads(config_file.read_text())
+    config["qa_settings"] = {"max_seq_length": MAX_SEQ_LENGTH, "doc_stride": 24, "max_query_length": 16,
+                             "max_answer_length": 30, "n_best_size": 20, "version_2_with_negative": True,
+                             "null_score_diff_threshold": 0.0, "null_score_diff_threshold_source": "default"}
+    config_file.write_text(json.dumps(config))
+    questions = dev_questions(synthetic_files[1])
+    qa = pipeline(model=str(tmp_path / "model"), trust_remote_code=True)
+    answers = qa(question=[q["question"] for q in questions], context=[q["context"] for q in questions])
+    evaluation = json.loads((learned_output / "eval_predictions.json").read_text())
+    assert [a["answer"] for a in answers] == [evaluation[q["id"]] for q in questions]
+    assert sum(a["answer"] == "" for a in answers) > 50, "no answer comes from the model's settings, not an argument"
