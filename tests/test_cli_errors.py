@@ -84,7 +84,8 @@ def test_bad_input_ends_in_one_line_naming_file_record_and_field(tmp_path, tiny_
 
 def test_checkpoint_of_another_model_type_is_a_user_error(tmp_path, minilm_dir):
     with pytest.raises(UserError, match="is a 'bert' checkpoint; the recipe builds on DistilBERT.*convert_bert_to"):
-        run_qa.build_model(run_qa.ModelArguments(model_name_or_path=str(minilm_dir)))
+        model_args = run_qa.ModelArguments(model_name_or_path=str(minilm_dir))
+        run_qa.build_model(model_args, run_qa.load_base_config(model_args))
 
 
 def test_unreadable_checkpoint_names_the_source_and_what_to_do(tmp_path):
