@@ -198,9 +198,17 @@ class DataTrainingArguments:
     )
     calibration_fraction: float = field(
         default=0.05,
-        metadata={"help": "Share of the training articles (at least one) held out from training to choose the "
-                  "null-odds threshold that the model is saved with. 0 trains on every article and keeps the "
-                  "threshold at 0 unless --null_score_diff_threshold is given (which also turns calibration off)."},
+        metadata={"help": "Share of the training articles held out from training to choose the null-odds "
+                  "threshold that the model is saved with: at least two articles (one when fewer than six are "
+                  "given), at most a third of them. 0 trains on every article and keeps the threshold at 0 unless "
+                  "--null_score_diff_threshold is given (which also turns calibration off)."},
+    )
+    calibration_standard_errors: float = field(
+        default=2.0,
+        metadata={"help": "The saved threshold must beat answering nothing on the calibration split by this many "
+                  "standard errors, measured between its articles (between its questions when it holds one): a "
+                  "gain that one held-out article makes and another loses does not ship. 0 takes the threshold "
+                  "of best F1 there."},
     )
     doc_stride: int | None = field(
         default=None,
@@ -229,6 +237,10 @@ class DataTrainingArguments:
         check_window_settings({name: getattr(self, name) for name in QA_DEFAULTS})
         if not 0 <= self.calibration_fraction < 1:
             raise ValueError(f"--calibration_fraction must be at least 0 and below 1, got {self.calibration_fraction}")
+        if not self.calibration_standard_errors >= 0:
+            raise ValueError(
+                f"--calibration_standard_errors must be at least 0, got {self.calibration_standard_errors}"
+            )
 
 
 def _default_report_to() -> list[str] | str:
@@ -610,9 +622,11 @@ def build_trainer(model, tokenizer, raw, features, settings: QASettings, data_ar
     )
 
 
-def run_training(trainer: QuestionAnsweringTrainer, training_args, calibration: tuple | None) -> None:
+def run_training(trainer: QuestionAnsweringTrainer, training_args, calibration: tuple | None,
+                 standard_errors: float) -> None:
     """Train (resuming from the last checkpoint in output_dir or from --resume_from_checkpoint), choose the null-odds
-    threshold on the `calibration` (features, examples) when given, then save the model with its settings."""
+    threshold on the `calibration` (features, examples) when given, `standard_errors` clear of answering nothing,
+    then save the model with its settings."""
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and os.path.isdir(training_args.output_dir):
         checkpoint = get_last_checkpoint(training_args.output_dir)
@@ -626,7 +640,7 @@ def run_training(trainer: QuestionAnsweringTrainer, training_args, calibration: 
         features, examples = calibration
         articles = len(set(article_keys(examples)))
         source = f"calibration split: {len(examples)} questions of {articles} held-out training article(s)"
-        calibration_metrics = trainer.calibrate_null_threshold(features, examples, source)
+        calibration_metrics = trainer.calibrate_null_threshold(features, examples, source, standard_errors)
         trainer.log_metrics("calibration", calibration_metrics)
         trainer.save_metrics("calibration", calibration_metrics)
     trainer.model.config.qa_settings = asdict(trainer.answer_settings)
@@ -696,7 +710,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if training_args.do_train:
         calibration = (features["calibration"], raw["calibration"]) if "calibration" in raw else None
-        run_training(trainer, training_args, calibration)
+        run_training(trainer, training_args, calibration, data_args.calibration_standard_errors)
     if training_args.do_eval:
         run_evaluation(trainer)
     if training_args.do_predict:

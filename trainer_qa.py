@@ -14,6 +14,7 @@ from transformers.trainer_utils import PredictionOutput, speed_metrics
 from transformers.utils.hub import hf_api
 
 from utils_qa import (
+    article_keys,
     calibrated_null_threshold,
     compute_squad_metrics,
     references_from_dataset,
@@ -165,16 +166,24 @@ class QuestionAnsweringTrainer(Trainer):
         base_model = finetuned_from or "distilbert-base-uncased"
         write_model_card(args.output_dir, model_id, base_model, card_data or CardData(), settings)
 
-    def calibrate_null_threshold(self, features, examples, source: str) -> dict[str, float]:
-        """Set the answer settings' null-odds threshold to the one that maximises F1 on held-out `examples`.
+    def calibrate_null_threshold(self, features, examples, source: str, standard_errors: float = 0.0
+                                 ) -> dict[str, float]:
+        """Set the answer settings' null-odds threshold to the one chosen on held-out `examples`: the best F1 there,
+        or with `standard_errors` the largest gain over answering nothing once that many standard errors between
+        their articles are taken off (`calibrated_null_threshold`).
 
         Returns the calibration split's metrics at that threshold (prefix `calibration_`), for the run's results.
-        No prediction file is written: the split only chooses the threshold.
+        Its answers are written as `calibration_*.json` beside the evaluation's, so the choice can be checked and
+        other ways of choosing replayed without training again (bench/threshold_rules.py).
         """
         dataloader = self.get_test_dataloader(features)
         result, _ = self._answers(dataloader, features, examples, "Calibration", None, "calibration")
+        if self.is_world_process_zero():
+            write_predictions(result, self.args.output_dir, prefix="calibration")
         references = references_from_dataset(examples)
-        threshold = calibrated_null_threshold(references, result.non_null_answers, result.null_odds)
+        articles = dict(zip(examples["id"], article_keys(examples)))
+        threshold = calibrated_null_threshold(references, result.non_null_answers, result.null_odds, articles,
+                                              standard_errors)
         self.answer_settings = replace(
             self.answer_settings, null_score_diff_threshold=threshold, null_score_diff_threshold_source=source
         )

@@ -19,11 +19,18 @@ def article_keys(dataset: datasets.Dataset) -> list[str]:
     return [title or context for title, context in zip(_column(dataset, "title"), _column(dataset, "context"))]
 
 
+def calibration_article_count(articles: int, fraction: float) -> int:
+    """Return how many of `articles` training articles to hold out: `fraction` of them, but at least two, since
+    what a threshold must survive is the spread from one article to the next and one article cannot show it;
+    never more than a third of them, and always at least one."""
+    return max(1, min(max(2, round(fraction * articles)), articles // 3))
+
+
 def split_calibration_articles(
     dataset: datasets.Dataset, fraction: float, seed: int
 ) -> tuple[datasets.Dataset, datasets.Dataset, list[str]]:
-    """Return (training rows, calibration rows, calibration articles): `fraction` of the articles, at least one,
-    drawn with `seed`, are held out whole.
+    """Return (training rows, calibration rows, calibration articles): `fraction` of the articles (see
+    `calibration_article_count`), drawn with `seed`, are held out whole.
 
     Raises ValueError when fewer than two articles leave nothing to hold out or nothing to train on.
     """
@@ -36,7 +43,7 @@ def split_calibration_articles(
             f"a calibration split holds out whole articles, and the training data has {len(articles)}: "
             "give more articles, or turn calibration off (--calibration_fraction 0)"
         )
-    count = min(len(articles) - 1, max(1, round(fraction * len(articles))))
+    count = calibration_article_count(len(articles), fraction)
     held_out = set(random.Random(seed).sample(articles, count))
     calibration_rows = [index for index, key in enumerate(keys) if key in held_out]
     training_rows = [index for index, key in enumerate(keys) if key not in held_out]
@@ -44,29 +51,74 @@ def split_calibration_articles(
 
 
 def calibrated_null_threshold(
-    references: dict[str, list[str]], non_null_predictions: dict[str, str], null_odds: dict[str, float]
+    references: dict[str, list[str]],
+    non_null_predictions: dict[str, str],
+    null_odds: dict[str, float],
+    articles: dict[str, str] | None = None,
+    standard_errors: float = 0.0,
 ) -> float:
-    """Return the null-odds threshold that maximises F1 on held-out questions, to ship with a model.
+    """Return the null-odds threshold to ship with a model: the one whose gain over answering nothing on held-out
+    questions is largest after subtracting `standard_errors` standard errors of that gain (0: the F1 maximum).
 
     The official best-threshold search, made to transfer: questions with equal odds are admitted together (a
     threshold cannot split them), the threshold sits halfway to the next odds instead of on a question's own value,
     and when no threshold beats answering nothing the result lies below every odds seen, so that a model whose null
-    odds do not separate the questions abstains rather than guesses. `non_null_predictions` are the best spans
-    (`QAPredictions.non_null_answers`); F1 scores them against `references`.
+    odds do not separate the questions abstains rather than guesses. The standard error is measured between the
+    `articles` (question id → article) when there are two or more, else between questions: a threshold that wins
+    on one article and loses on the other is noise, and the next article decides which. `non_null_predictions`
+    are the best spans (`QAPredictions.non_null_answers`); F1 scores them against `references`.
     """
     _require_ids(references, non_null_predictions, "non_null_predictions")
     _require_ids(references, null_odds, "null_odds")
+    if articles is not None:
+        _require_ids(references, articles, "articles")
     if not references:
         raise ValueError("calibration needs at least one question")
+    if not standard_errors >= 0:
+        raise ValueError(f"standard_errors must be a number >= 0, got {standard_errors!r}")
     _, f1 = raw_scores(references, non_null_predictions)
-    odds = np.array([null_odds[question_id] for question_id in references], dtype=np.float64)
+    ids = list(references)
     # Answering question q changes the score by its F1 if it has an answer, by -1 if it has none.
-    gain = np.array([f1[q] if golds else -1.0 for q, golds in references.items()], dtype=np.float64)
-    levels, group = np.unique(odds, return_inverse=True)  # ascending distinct odds
-    running = np.cumsum(np.bincount(group, weights=gain, minlength=len(levels)))  # score gained up to each level
-    best = int(np.argmax(running))  # first of equal maxima: the most abstaining
-    if running[best] <= 0:
+    gain = np.array([f1[q] if references[q] else -1.0 for q in ids], dtype=np.float64)
+    odds = np.array([null_odds[q] for q in ids], dtype=np.float64)
+    groups = [articles[q] for q in ids] if articles is not None else ids
+    if len(set(groups)) < 2:  # one article shows no spread between articles: measure it between questions
+        groups = ids
+    levels, bound = _gain_bounds(odds, gain, groups, standard_errors)
+    best = int(np.argmax(bound))  # first of equal maxima: the most abstaining
+    if bound[best] <= 0:
         return float(levels[0] - 1.0)
     if best + 1 < len(levels):
         return float((levels[best] + levels[best + 1]) / 2)
     return float(levels[best])
+
+
+def _gain_bounds(odds: np.ndarray, gain: np.ndarray, groups: list[str], standard_errors: float):
+    """Return (ascending distinct odds, per-question gain of answering every question up to each of them minus
+    `standard_errors` cluster-robust standard errors, the clusters being `groups`)."""
+    count = len(gain)
+    cluster_of = {name: index for index, name in enumerate(dict.fromkeys(groups))}
+    cluster = np.array([cluster_of[name] for name in groups])
+    sizes = np.bincount(cluster).astype(np.float64)
+    clusters = len(sizes)
+    levels, level_of = np.unique(odds, return_inverse=True)
+    order = np.argsort(level_of, kind="stable")
+    # Running sums over the admitted questions: the gain, and per cluster G_a; kept as sum(G_a^2), sum(n_a G_a).
+    cluster_gain = np.zeros(clusters)
+    total = squares = weighted = 0.0
+    bound = np.empty(len(levels))
+    ends = np.searchsorted(level_of[order], np.arange(len(levels)), side="right")
+    position = 0
+    for level, end in enumerate(ends):
+        for question in order[position:end]:
+            a, g = cluster[question], gain[question]
+            squares += 2 * cluster_gain[a] * g + g * g
+            weighted += sizes[a] * g
+            cluster_gain[a] += g
+            total += g
+        position = end
+        mean = total / count
+        spread = squares - 2 * mean * weighted + mean * mean * np.dot(sizes, sizes)  # sum_a (G_a - n_a mean)^2
+        variance = max(spread, 0.0) * clusters / max(clusters - 1, 1) / count**2
+        bound[level] = mean - standard_errors * np.sqrt(variance)
+    return levels, bound

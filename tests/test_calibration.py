@@ -36,8 +36,10 @@ def test_calibration_split_holds_out_whole_articles_drawn_with_the_seed():
     assert not set(train["title"]) & set(held_out)
     assert split_calibration_articles(dataset, 0.2, seed=1)[2] == held_out
     assert len({tuple(split_calibration_articles(dataset, 0.2, seed=seed)[2]) for seed in range(10)}) > 1
-    assert len(split_calibration_articles(dataset, 0.01, seed=1)[2]) == 1, "at least one article"
-    assert len(split_calibration_articles(dataset, 0.99, seed=1)[2]) == 9, "at least one article left to train on"
+    assert len(split_calibration_articles(dataset, 0.01, seed=1)[2]) == 2, "at least two articles"
+    assert len(split_calibration_articles(dataset, 0.99, seed=1)[2]) == 3, "at most a third of them"
+    assert len(split_calibration_articles(dataset.select(range(15)), 0.5, seed=1)[2]) == 1, "five: one"
+    assert len(split_calibration_articles(dataset.select(range(6)), 0.5, seed=1)[2]) == 1, "two: one, one to train"
 
 
 def test_rows_without_a_title_are_grouped_by_their_passage():
@@ -105,6 +107,36 @@ def test_no_separation_on_the_calibration_split_means_abstaining():
     assert f1_at(threshold, references, non_null, odds) == 50.0
 
 
+def test_a_gain_within_its_standard_errors_abstains_and_a_clear_one_answers():
+    # Ten questions by rising odds; only the first has an answer: answering it alone gains F1 +10 (mean gain 0.1
+    # per question), with a standard error of 0.1, so two standard errors leave nothing.
+    references = {str(index): (["x"] if index == 0 else []) for index in range(10)}
+    non_null = dict.fromkeys(references, "x")
+    odds = {question_id: float(index) for index, question_id in enumerate(references)}
+    plain = calibrated_null_threshold(references, non_null, odds)
+    assert plain == 0.5 and f1_at(plain, references, non_null, odds) == 100.0
+    assert calibrated_null_threshold(references, non_null, odds, standard_errors=2.0) < 0, "abstains"
+
+    clear = dict.fromkeys(references, ["x"]) | {"8": [], "9": []}  # answering the first eight gains 8 of 10
+    assert calibrated_null_threshold(clear, non_null, odds, standard_errors=2.0) == 7.5
+    with pytest.raises(ValueError, match="standard_errors"):
+        calibrated_null_threshold(references, non_null, odds, standard_errors=-1.0)
+
+
+def test_a_gain_that_one_article_makes_and_the_other_loses_is_not_shipped():
+    # Article P: ten answerable questions (odds 0-9). Article Q: four unanswerable ones among them (odds -1 to 2.5),
+    # six answerable ones far above (odds 20-25) whose spans are wrong. Between questions, answering up to odds 9
+    # wins by more than a standard error; between articles, P's gain is Q's loss plus noise.
+    odds = {f"p{index}": float(index) for index in range(10)}
+    odds |= {f"q{index}": value for index, value in enumerate([-1.0, 0.5, 1.5, 2.5, 20, 21, 22, 23, 24, 25])}
+    references = {q: ([] if q in ("q0", "q1", "q2", "q3") else ["x"]) for q in odds}
+    non_null = {q: ("y" if q in ("q4", "q5", "q6", "q7", "q8", "q9") else "x") for q in references}
+    articles = {q: q[0] for q in references}
+    assert calibrated_null_threshold(references, non_null, odds, standard_errors=1.0) == 14.5
+    assert calibrated_null_threshold(references, non_null, odds, articles, standard_errors=1.0) < -1, "abstains"
+    assert calibrated_null_threshold(references, non_null, odds, articles) == 14.5, "0: the F1 maximum"
+
+
 def test_old_checkpoints_without_settings_get_the_recipes_defaults(tmp_path, tiny_model_dir):
     assert PointerDistilBertConfig.from_pretrained(tiny_model_dir).qa_settings is None
     _, data_args, _ = run_qa.parse_arguments(["--model_name_or_path", str(tiny_model_dir), "--do_eval",
@@ -161,6 +193,19 @@ def test_training_saves_the_calibrated_threshold_and_the_window_settings(calibra
     assert results["eval_null_score_diff_threshold_source"] == saved["null_score_diff_threshold_source"]
     assert json.loads((calibrated_model / "all_results.json").read_text())["calibration_total"] > 0
     assert saved["null_score_diff_threshold_source"] in (calibrated_model / "README.md").read_text()
+
+
+def test_the_calibration_answers_are_written_and_replay_the_shipped_threshold(calibrated_model):
+    saved = json.loads((calibrated_model / "config.json").read_text())["qa_settings"]
+    odds = json.loads((calibrated_model / "calibration_null_odds.json").read_text())
+    spans = json.loads((calibrated_model / "calibration_nonnull_predictions.json").read_text())
+    train = json.loads(TRAIN.read_text())
+    references = {question["id"]: [answer["text"] for answer in question["answers"]]
+                  for article in train["data"] for paragraph in article["paragraphs"] for question in paragraph["qas"]
+                  if question["id"] in odds}
+    assert len(references) == len(odds) == json.loads((calibrated_model / "all_results.json").read_text())[
+        "calibration_total"]
+    assert calibrated_null_threshold(references, spans, odds) == saved["null_score_diff_threshold"]
 
 
 def test_a_separate_evaluation_answers_with_the_saved_settings_unless_a_flag_says_otherwise(
