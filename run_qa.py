@@ -639,7 +639,8 @@ def run_training(trainer: QuestionAnsweringTrainer, training_args, calibration: 
     if calibration is not None:
         features, examples = calibration
         articles = len(set(article_keys(examples)))
-        source = f"calibration split: {len(examples)} questions of {articles} held-out training article(s)"
+        source = (f"calibration split: {len(examples)} questions of {articles} held-out training article(s), "
+                  f"{standard_errors:g} standard errors")
         calibration_metrics = trainer.calibrate_null_threshold(features, examples, source, standard_errors)
         trainer.log_metrics("calibration", calibration_metrics)
         trainer.save_metrics("calibration", calibration_metrics)
