@@ -206,9 +206,9 @@ class DataTrainingArguments:
     calibration_standard_errors: float = field(
         default=2.0,
         metadata={"help": "The saved threshold must beat answering nothing on the calibration split by this many "
-                  "standard errors, measured between its articles (between its questions when it holds one): a "
-                  "gain that one held-out article makes and another loses does not ship. 0 takes the threshold "
-                  "of best F1 there."},
+                  "standard errors: the larger of the one between its questions and the one between its "
+                  "articles, so that a gain within sampling noise, or one that an article makes and another loses, "
+                  "does not ship. 0 takes the threshold of best F1 there."},
     )
     doc_stride: int | None = field(
         default=None,

@@ -6,10 +6,10 @@
 Why: a model's threshold is chosen on a calibration split of a few held-out training articles. A rule that follows
 that split's noise answers too often on the next article whenever the null odds barely separate the questions. A
 rule is judged here by what its threshold scores on an article it was not chosen on, without training anything:
-each finished run of `bench/real_data.py` saw none of three articles, its calibration article C
-(`calibration_*.json`) and its held-out fold's two articles. For each fold article T, a rule chooses a threshold
-on C alone (what a one-article split sees) or on C and the fold's other article (a two-article split), and T is
-scored at it. Every rule is thus compared on the same models and the same target articles.
+each finished run of `bench/real_data.py` saw neither its calibration articles C (`calibration_*.json`, one or
+two articles) nor its held-out fold's two articles. For each fold article T, a rule chooses a threshold on C (what
+the run's own calibration saw) or on C and the fold's other article (one article more), and T is scored at it.
+Every rule is thus compared on the same models and the same target articles; "C, 2 SE" is what training ships.
 
 Prints, per variant and rule, over the (run, target article) pairs: the mean ± standard deviation of F1 minus T's
 no-answer share (what answering nothing scores; the gain of answering), the worst such gain, the share of T's

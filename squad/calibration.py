@@ -63,10 +63,12 @@ def calibrated_null_threshold(
     The official best-threshold search, made to transfer: questions with equal odds are admitted together (a
     threshold cannot split them), the threshold sits halfway to the next odds instead of on a question's own value,
     and when no threshold beats answering nothing the result lies below every odds seen, so that a model whose null
-    odds do not separate the questions abstains rather than guesses. The standard error is measured between the
-    `articles` (question id → article) when there are two or more, else between questions: a threshold that wins
-    on one article and loses on the other is noise, and the next article decides which. `non_null_predictions`
-    are the best spans (`QAPredictions.non_null_answers`); F1 scores them against `references`.
+    odds do not separate the questions abstains rather than guesses. The standard error is the larger of two: the
+    one between questions, the sampling noise of a few hundred of them, and, with two or more `articles` (question
+    id → article), the one between articles, since a threshold that wins on one article and loses on the other is
+    noise that the next article decides. Neither alone is enough: two articles can agree by chance, and questions
+    of one article vary less than articles do. `non_null_predictions` are the best spans
+    (`QAPredictions.non_null_answers`); F1 scores them against `references`.
     """
     _require_ids(references, non_null_predictions, "non_null_predictions")
     _require_ids(references, null_odds, "null_odds")
@@ -81,10 +83,10 @@ def calibrated_null_threshold(
     # Answering question q changes the score by its F1 if it has an answer, by -1 if it has none.
     gain = np.array([f1[q] if references[q] else -1.0 for q in ids], dtype=np.float64)
     odds = np.array([null_odds[q] for q in ids], dtype=np.float64)
-    groups = [articles[q] for q in ids] if articles is not None else ids
-    if len(set(groups)) < 2:  # one article shows no spread between articles: measure it between questions
-        groups = ids
-    levels, bound = _gain_bounds(odds, gain, groups, standard_errors)
+    levels, mean, error = _gain_curve(odds, gain, ids)
+    if articles is not None and len({articles[q] for q in ids}) > 1:
+        error = np.maximum(error, _gain_curve(odds, gain, [articles[q] for q in ids])[2])
+    bound = mean - standard_errors * error
     best = int(np.argmax(bound))  # first of equal maxima: the most abstaining
     if bound[best] <= 0:
         return float(levels[0] - 1.0)
@@ -93,9 +95,9 @@ def calibrated_null_threshold(
     return float(levels[best])
 
 
-def _gain_bounds(odds: np.ndarray, gain: np.ndarray, groups: list[str], standard_errors: float):
-    """Return (ascending distinct odds, per-question gain of answering every question up to each of them minus
-    `standard_errors` cluster-robust standard errors, the clusters being `groups`)."""
+def _gain_curve(odds: np.ndarray, gain: np.ndarray, groups: list[str]) -> tuple[np.ndarray, ...]:
+    """Return (ascending distinct odds; for each, the gain per question of answering every question up to it; the
+    cluster-robust standard error of that gain, the clusters being `groups`)."""
     count = len(gain)
     cluster_of = {name: index for index, name in enumerate(dict.fromkeys(groups))}
     cluster = np.array([cluster_of[name] for name in groups])
@@ -103,11 +105,11 @@ def _gain_bounds(odds: np.ndarray, gain: np.ndarray, groups: list[str], standard
     clusters = len(sizes)
     levels, level_of = np.unique(odds, return_inverse=True)
     order = np.argsort(level_of, kind="stable")
-    # Running sums over the admitted questions: the gain, and per cluster G_a; kept as sum(G_a^2), sum(n_a G_a).
+    ends = np.searchsorted(level_of[order], np.arange(len(levels)), side="right")
+    # Running sums over the admitted questions: the gain, and per cluster G_a, kept as sum(G_a^2) and sum(n_a G_a).
     cluster_gain = np.zeros(clusters)
     total = squares = weighted = 0.0
-    bound = np.empty(len(levels))
-    ends = np.searchsorted(level_of[order], np.arange(len(levels)), side="right")
+    mean, error = np.empty(len(levels)), np.empty(len(levels))
     position = 0
     for level, end in enumerate(ends):
         for question in order[position:end]:
@@ -117,8 +119,7 @@ def _gain_bounds(odds: np.ndarray, gain: np.ndarray, groups: list[str], standard
             cluster_gain[a] += g
             total += g
         position = end
-        mean = total / count
-        spread = squares - 2 * mean * weighted + mean * mean * np.dot(sizes, sizes)  # sum_a (G_a - n_a mean)^2
-        variance = max(spread, 0.0) * clusters / max(clusters - 1, 1) / count**2
-        bound[level] = mean - standard_errors * np.sqrt(variance)
-    return levels, bound
+        mean[level] = total / count
+        spread = squares - 2 * mean[level] * weighted + mean[level] ** 2 * np.dot(sizes, sizes)  # sum (G_a - n_a m)^2
+        error[level] = np.sqrt(max(spread, 0.0) * clusters / max(clusters - 1, 1)) / count
+    return levels, mean, error

@@ -137,6 +137,19 @@ def test_a_gain_that_one_article_makes_and_the_other_loses_is_not_shipped():
     assert calibrated_null_threshold(references, non_null, odds, articles) == 14.5, "0: the F1 maximum"
 
 
+def test_two_articles_that_agree_by_chance_do_not_ship_a_gain_within_the_questions_noise():
+    # Each article: one answerable question at low odds, nine unanswerable ones far above. Answering the two gains
+    # one question in each article, the same in both (no spread between articles), 2 of 20 in all: within the
+    # sampling noise of 20 questions.
+    odds = {f"a{index}": (0.0 if index == 0 else 10.0 + index) for index in range(10)}
+    odds |= {f"b{index}": (1.0 if index == 0 else 20.0 + index) for index in range(10)}
+    references = {q: (["x"] if q in ("a0", "b0") else []) for q in odds}
+    non_null = dict.fromkeys(references, "x")
+    articles = {q: q[0] for q in references}
+    assert calibrated_null_threshold(references, non_null, odds, articles) == 6.0  # halfway from 1 to 11
+    assert calibrated_null_threshold(references, non_null, odds, articles, standard_errors=2.0) < 0, "abstains"
+
+
 def test_old_checkpoints_without_settings_get_the_recipes_defaults(tmp_path, tiny_model_dir):
     assert PointerDistilBertConfig.from_pretrained(tiny_model_dir).qa_settings is None
     _, data_args, _ = run_qa.parse_arguments(["--model_name_or_path", str(tiny_model_dir), "--do_eval",
