@@ -11,9 +11,9 @@ two articles) nor its held-out fold's two articles. For each fold article T, a r
 the run's own calibration saw) or on C and the fold's other article (one article more), and T is scored at it.
 Every rule is thus compared on the same models and the same target articles; "C, 2 SE" is what training ships.
 
-Prints, per variant and rule, over the (run, target article) pairs: the mean ± standard deviation of F1 minus T's
-no-answer share (what answering nothing scores; the gain of answering), the worst such gain, the share of T's
-questions answered, and the paired difference against the one-article F1 maximum.
+Prints, per output folder, variant and rule, over the (run, target article) pairs: the mean ± standard deviation
+of F1 minus T's no-answer share (what answering nothing scores; the gain of answering), the worst such gain, the
+share of T's questions answered, and the paired difference against the F1 maximum on C.
 """
 
 import argparse
@@ -136,7 +136,7 @@ def main() -> None:
             if run is None:
                 skipped.append(str(folder))
                 continue
-            scores.setdefault(folder.parts[-3], []).extend(score_rules(run))
+            scores.setdefault(f"{output.name}/{folder.parts[-3]}", []).extend(score_rules(run))
     if not scores:
         raise SystemExit("no finished run with calibration files under " + " ".join(args.output_dirs))
     print(rule_table(scores))
