@@ -9,8 +9,8 @@ entity, so a question whose words the passage lacks is a candidate for "no answe
 the verifier, this measures whether they carry a signal that transfers: for every finished run of
 `bench/real_data.py`, the null-odds AUC on the held-out fold of the model's own null odds, of each feature alone,
 and of a logistic regression over all of them fitted on the run's calibration split (`calibration_*.json`) and
-applied to the fold, which is how a post-hoc verifier would be trained. Prints the mean ± standard deviation over
-runs and the paired difference to the null odds.
+applied to the fold, which is how a post-hoc verifier would be trained. Prints, per output folder and variant, the
+mean ± standard deviation over runs and the paired difference to the null odds.
 """
 
 import argparse
@@ -111,17 +111,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output_dirs", nargs="+", help="output folders of bench/real_data.py")
     args = parser.parse_args()
-    runs = [aucs for output in map(Path, args.output_dirs) for folder in sorted(output.glob("*/fold-*/seed-*"))
-            if (aucs := run_aucs(folder)) is not None]
-    if not runs:
+    groups: dict[str, list[dict[str, float]]] = {}
+    for output in map(Path, args.output_dirs):
+        for folder in sorted(output.glob("*/fold-*/seed-*")):
+            if (aucs := run_aucs(folder)) is not None:
+                groups.setdefault(f"{output.name}/{folder.parts[-3]}", []).append(aucs)
+    if not groups:
         raise SystemExit("no finished run with calibration files under " + " ".join(args.output_dirs))
-    print(f"Null-odds AUC on the held-out folds, {len(runs)} runs (mean ± standard deviation)\n")
-    print("| score | AUC | paired vs null odds |\n|---|---|---|")
-    for name in runs[0]:
-        values = [run[name] for run in runs]
-        paired = [run[name] - run["null odds"] for run in runs]
-        print(f"| {name} | {format_spread(values, 3)} | {format_spread(paired, 3)} |")
-
+    print("Null-odds AUC on the held-out folds (mean ± standard deviation over runs)\n")
+    print("| runs | score | AUC | paired vs null odds |\n|---|---|---|---|")
+    for group, runs in groups.items():
+        for name in runs[0]:
+            values = [run[name] for run in runs]
+            paired = [run[name] - run["null odds"] for run in runs]
+            print(f"| {group} ({len(runs)}) | {name} | {format_spread(values, 3)} | {format_spread(paired, 3)} |")
 
 if __name__ == "__main__":
     main()
