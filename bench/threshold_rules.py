@@ -13,7 +13,9 @@ Every rule is thus compared on the same models and the same target articles; "C,
 
 Prints, per output folder, variant and rule, over the (run, target article) pairs: the mean ± standard deviation
 of F1 minus T's no-answer share (what answering nothing scores; the gain of answering), the worst such gain, the
-share of T's questions answered, and the paired difference against the F1 maximum on C.
+share of T's questions answered, and the paired difference against the F1 maximum on C; then the shipped rule's
+F1 minus the no-answer share on each whole fold at the threshold today's rule picks on the run's own calibration
+split (runs trained before the rule shipped other thresholds; their split may also hold one article, not two).
 """
 
 import argparse
@@ -124,11 +126,22 @@ def rule_table(scores: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def shipped_rule_table(folds: dict[str, list[dict]]) -> str:
+    """Return the markdown table of the shipped rule ("C, 2 SE") scored on each run's whole held-out fold."""
+    lines = ["| runs | folds × seeds | F1 − no-answer share | worst | answered % |", "|---|---|---|---|---|"]
+    for group, scored in folds.items():
+        gains = [score["gain"] for score in scored]
+        answered = statistics.fmean(score["answered"] for score in scored)
+        lines.append(f"| {group} | {len(scored)} | {format_spread(gains, 1)} | {min(gains):.1f} | {answered:.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output_dirs", nargs="+", help="output folders of bench/real_data.py")
     args = parser.parse_args()
     scores: dict[str, list[dict]] = {}
+    folds: dict[str, list[dict]] = {}
     skipped = []
     for output in map(Path, args.output_dirs):
         for folder in sorted(output.glob("*/fold-*/seed-*")):
@@ -136,10 +149,16 @@ def main() -> None:
             if run is None:
                 skipped.append(str(folder))
                 continue
-            scores.setdefault(f"{output.name}/{folder.parts[-3]}", []).extend(score_rules(run))
+            group = f"{output.name}/{folder.parts[-3]}"
+            scores.setdefault(group, []).extend(score_rules(run))
+            whole_fold = [q for questions in run["targets"].values() for q in questions]
+            shipped = choose(run, run["calibration"], RULES["C, 2 SE"][1])
+            folds.setdefault(group, []).append(score_target(run, whole_fold, shipped))
     if not scores:
         raise SystemExit("no finished run with calibration files under " + " ".join(args.output_dirs))
     print(rule_table(scores))
+    print("\nThe rule training ships (C, 2 SE) on each whole held-out fold, as `bench/real_data.py` scores it:\n")
+    print(shipped_rule_table(folds))
     if skipped:
         print(f"\n{len(skipped)} run(s) without calibration files skipped: {', '.join(skipped)}")
 
