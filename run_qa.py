@@ -193,8 +193,8 @@ class DataTrainingArguments:
     null_score_diff_threshold: float | None = field(
         default=None,
         metadata={"help": "Predict no answer when null score - best span score exceeds this. Default: when "
-                  "training, the value that maximises F1 on the calibration split (see --calibration_fraction), "
-                  "else the threshold the model was saved with, else 0."},
+                  "training, the one chosen on the calibration split (see --calibration_fraction and "
+                  "--calibration_standard_errors), else the threshold the model was saved with, else 0."},
     )
     calibration_fraction: float = field(
         default=0.05,
