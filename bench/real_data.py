@@ -228,6 +228,12 @@ def load_base(config: str | None) -> dict:
         raise SystemExit(f"--config {config}: cannot read it as a JSON argument file ({error})") from None
 
 
+def write_unless_same(path: Path, text: str):
+    """Write `text` unless the file already holds it, so that runs of another invocation reading it are safe."""
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+
+
 def write_folds(document: dict, folds: int, output: Path) -> dict[int, dict]:
     """Write each fold's train and held-out files; return per fold the file paths, titles and question counts."""
     try:
@@ -239,8 +245,8 @@ def write_folds(document: dict, folds: int, output: Path) -> dict[int, dict]:
         train, evaluation = split_fold(document, held_out)
         folder = output / "splits" / f"fold-{fold}"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "train.json").write_text(json.dumps(train), encoding="utf-8")
-        (folder / "heldout.json").write_text(json.dumps(evaluation), encoding="utf-8")
+        write_unless_same(folder / "train.json", json.dumps(train))
+        write_unless_same(folder / "heldout.json", json.dumps(evaluation))
         questions, unanswerable = count_questions(evaluation)
         written[fold] = {"train": folder / "train.json", "heldout": folder / "heldout.json",
                          "titles": [article.get("title", f"article {i}") for i, article in

@@ -101,3 +101,17 @@ def test_an_argument_file_runs_under_the_protocol(tmp_path):
     assert (arguments["eval_strategy"], arguments["save_strategy"], arguments["use_cpu"]) == ("no", "no", True)
     assert (arguments["seed"], arguments["output_dir"]) == (43, str(tmp_path / "model"))
     assert (arguments["num_train_epochs"], arguments["dropout"], arguments["max_train_samples"]) == (3, 0.1, 64)
+
+
+def test_writing_the_folds_again_leaves_unchanged_split_files_untouched(tmp_path):
+    """A second invocation sharing the output folder must not truncate files that running trainings read."""
+    document = squad_document(6)
+    first = real_data.write_folds(document, 3, tmp_path)
+    stamps = {path: path.stat().st_mtime_ns for fold in first.values() for path in (fold["train"], fold["heldout"])}
+    changed = squad_document(6)
+    changed["data"][1]["title"] = "renamed"
+    second = real_data.write_folds(document, 3, tmp_path)
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+    assert second[0]["questions"] == first[0]["questions"]
+    real_data.write_folds(changed, 3, tmp_path)
+    assert first[0]["train"].stat().st_mtime_ns != stamps[first[0]["train"]]
