@@ -59,6 +59,7 @@ VARIANTS = {
     "stock": {**POINTER, "qa_head": "linear", "optim": "adamw_torch", "learning_rate": 5e-5},
     "pointer": POINTER,
     "weight-averaging": {"weight_averaging_decay": 0.995},
+    "plausible-spans": {"nonnull_loss_weight": 1.0},
 }
 # Settings of an argument file that the protocol replaces: the data, where runs go, and when they evaluate and save.
 REPLACED = ("dataset_name", "dataset_config_name", "load_best_model_at_end", "metric_for_best_model", "eval_steps",
