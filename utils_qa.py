@@ -22,6 +22,7 @@ name joins `__all__` below.
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -107,12 +108,14 @@ def score_files(
     data_file: str | Path,
     prediction_file: str | Path,
     null_odds_file: str | Path | None = None,
-    null_odds_threshold: float = 1.0,
+    null_odds_threshold: float = math.inf,
     squad_version: str = "auto",
 ) -> dict[str, float]:
     """Return the metrics of a predictions file against a SQuAD data file, like the official evaluation script.
 
     `squad_version` "auto" scores as SQuAD 2.0 when the data has unanswerable questions or null odds are given.
+    The default `null_odds_threshold` blanks nothing, so the answers are scored as written: they already carry the
+    threshold they were made with (a calibrated one can be above the official script's 1.0, meant for probabilities).
     """
     dataset = load_squad_file(data_file)
     references = references_from_dataset(dataset)
@@ -170,8 +173,9 @@ def _argument_parser() -> argparse.ArgumentParser:
     score.add_argument("prediction_file", help='JSON object {id: answer text}, "" for no answer (predictions.json)')
     score.add_argument("--null-odds", dest="null_odds_file", help="JSON object {id: null odds} (null_odds.json)")
     score.add_argument(
-        "--null-odds-threshold", type=float, default=1.0,
-        help="score an id as no answer when its null odds exceed this (the official --na-prob-thresh)",
+        "--null-odds-threshold", type=float, default=math.inf,
+        help="also score an id as no answer when its null odds exceed this (the official --na-prob-thresh); "
+             "default: the answers as written, which already carry the threshold they were made with",
     )
     score.add_argument(
         "--squad-version", choices=("auto", "1", "2"), default="auto",

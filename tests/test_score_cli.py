@@ -112,3 +112,17 @@ def test_squad_v1_data_gets_v1_keys_and_non_numeric_null_odds_are_refused(tmp_pa
     assert set(score_files(write(tmp_path / "v1.json", v1), answers)) == {"exact_match", "f1"}
     with pytest.raises(DataFormatError, match="id 'q2': value must be a number"):
         score_files(tmp_path / "v1.json", answers, write(tmp_path / "odds.json", {"q1": 0.5, "q2": "high"}))
+
+
+def test_answers_made_at_a_threshold_above_one_are_scored_as_written_by_default(tmp_path):
+    """A calibrated threshold can exceed the official script's 1.0; scoring must not blank what the run answered."""
+    answered_at_3_5 = {**PREDICTIONS, "q3": "Levi's"}  # null odds 3.0 <= 3.5: the run answered it
+    data = write(tmp_path / "dev.json", DATA)
+    predictions = write(tmp_path / "predictions.json", answered_at_3_5)
+    odds = write(tmp_path / "null_odds.json", NULL_ODDS)
+    finished = run_score(data, predictions, "--null-odds", odds)
+    assert finished.returncode == 0, finished.stderr
+    as_written = json.loads(finished.stdout)
+    assert as_written["NoAns_f1"] == 0.0  # q3 and q4 both answered, as in the file
+    assert as_written["f1"] == pytest.approx(score_files(data, predictions)["f1"])
+    assert score_files(data, predictions, odds, null_odds_threshold=1.0)["NoAns_f1"] == 50.0
