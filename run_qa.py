@@ -130,7 +130,8 @@ class ModelArguments:
         default=0.0,
         metadata={"help": "Weight of the non-null span loss: the span head also learns where the answer is, or where "
                   "an unanswerable question's plausible answer is, with the null left out (see "
-                  "PointerDistilBertConfig). 0 turns it off."},
+                  "PointerDistilBertConfig). 0 turns it off; off by default because on unseen articles it finds "
+                  "answers better but abstains worse (bench/results/plausible_spans.md)."},
     )
     null_span_loss_weight: float = field(
         default=1.0,
