@@ -30,10 +30,11 @@ from machine import use_repository_offline
 use_repository_offline()
 
 from real_data import format_spread  # noqa: E402
+from threshold_rules import score_target  # noqa: E402
 
 from squad.calibration import article_keys, calibrated_null_threshold  # noqa: E402
-from squad.data import load_squad_file  # noqa: E402
-from squad.metric import compute_squad_metrics, null_odds_auc  # noqa: E402
+from squad.data import load_squad_file, references_from_dataset  # noqa: E402
+from squad.metric import null_odds_auc  # noqa: E402
 from squad.postprocess import select_answers  # noqa: E402
 
 WEIGHTS = (0.0, 1.0, 2.0, 5.0, 50.0)
@@ -120,20 +121,19 @@ def score_weight(run: dict, weight: float) -> dict[str, float]:
     for name, split in run["splits"].items():
         start, end = reweight_verifier(*run["logits"][name], weight)
         predictions = select_answers(split, run["features"][name], (start, end), True, **run["answer_settings"])
-        references = {row["id"]: row["answers"]["text"] for row in split}
-        scored[name] = (references, predictions)
+        scored[name] = (references_from_dataset(split), predictions)
     calibration_refs, calibration = scored["calibration"]
     articles = dict(zip(run["splits"]["calibration"]["id"], article_keys(run["splits"]["calibration"])))
     threshold = calibrated_null_threshold(calibration_refs, calibration.non_null_answers, calibration.null_odds,
                                           articles, 2.0)
     references, held_out = scored["held_out"]
-    f1 = compute_squad_metrics(references, held_out.non_null_answers, held_out.null_odds,
-                               null_odds_threshold=threshold)["f1"]
-    no_answer_share = 100 * sum(not golds for golds in references.values()) / len(references)
-    return {"auc": null_odds_auc(held_out.null_odds, {q: bool(g) for q, g in references.items()}),
-            "calibration_auc": null_odds_auc(calibration.null_odds,
-                                             {q: bool(g) for q, g in calibration_refs.items()}),
-            "gain": f1 - no_answer_share}
+    answers = {"references": references, "spans": held_out.non_null_answers, "odds": held_out.null_odds}
+
+    def auc(refs, predictions):
+        return null_odds_auc(predictions.null_odds, {question_id: bool(golds) for question_id, golds in refs.items()})
+
+    return {"auc": auc(references, held_out), "calibration_auc": auc(calibration_refs, calibration),
+            "gain": score_target(answers, list(references), threshold)["gain"]}
 
 
 def score_variant(runs: list[dict]) -> dict[str, list[dict]]:
