@@ -691,6 +691,18 @@ def card_data(data_args: DataTrainingArguments) -> CardData:
     return CardData(training, evaluation, (hub,) if from_hub else ())
 
 
+def end_run(trainer: QuestionAnsweringTrainer) -> None:
+    """Close the trackers and the process group once nothing needs the other processes.
+
+    `Trainer.end` does this from transformers 5.18 on; older releases in the supported range get the accelerator's
+    own call, which is what `Trainer.end` runs.
+    """
+    if hasattr(trainer, "end"):
+        trainer.end()
+    else:
+        trainer.accelerator.end_training()
+
+
 def main(argv: list[str] | None = None) -> None:
     model_args, data_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     setup_logging(training_args)
@@ -719,7 +731,7 @@ def main(argv: list[str] | None = None) -> None:
         run_prediction(trainer, features["test"], raw["test"])
     if training_args.do_train or training_args.do_eval:
         write_reports(trainer, model_args, data_args, training_args)
-    trainer.end()
+    end_run(trainer)
 
 
 if __name__ == "__main__":

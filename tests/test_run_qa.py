@@ -397,6 +397,24 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, tin
         np.testing.assert_allclose(resumed[name], whole[name], atol=1e-5, err_msg=name)
 
 
+@pytest.mark.parametrize("has_end", [True, False])
+def test_a_run_ends_its_trackers_and_process_group_on_every_supported_transformers(has_end):
+    """`Trainer.end` arrived in transformers 5.18; requirements.txt allows 5.3, where the accelerator ends the run."""
+    calls = []
+
+    class Accelerator:
+        def end_training(self):
+            calls.append("accelerator")
+
+    class Trainer:
+        accelerator = Accelerator()
+
+    if has_end:
+        Trainer.end = lambda self: calls.append("trainer")
+    run_qa.end_run(Trainer())
+    assert calls == (["trainer"] if has_end else ["accelerator"])
+
+
 def test_data_parallel_run_matches_single_process_evaluation(tmp_path, tiny_model_dir):
     """Two CPU processes under accelerate's torch.distributed launcher (gloo), as on a two-GPU machine.
 
