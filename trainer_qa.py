@@ -7,11 +7,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from huggingface_hub import HfApi
 from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PredictionOutput, speed_metrics
-from transformers.utils.hub import hf_api
 
 from utils_qa import (
     article_keys,
@@ -141,8 +141,9 @@ class QuestionAnsweringTrainer(Trainer):
         commit = super().push_to_hub(*args, **kwargs)
         if self.is_world_process_zero():
             repository = dict(repo_id=self.hub_model_id, revision=self.args.hub_revision, token=self.args.hub_token)
-            if hf_api().file_exists(filename=TRAINING_ARGS_NAME, **repository):
-                hf_api().delete_file(TRAINING_ARGS_NAME, commit_message="Training arguments as JSON only", **repository)
+            hub = HfApi()
+            if hub.file_exists(filename=TRAINING_ARGS_NAME, **repository):
+                hub.delete_file(TRAINING_ARGS_NAME, commit_message="Training arguments as JSON only", **repository)
         return commit
 
     def create_model_card(self, finetuned_from: str | None = None, card_data=None, **_stock_fields):
