@@ -694,8 +694,8 @@ def card_data(data_args: DataTrainingArguments) -> CardData:
 def end_run(trainer: QuestionAnsweringTrainer) -> None:
     """Close the trackers and the process group once nothing needs the other processes.
 
-    `Trainer.end` does this from transformers 5.18 on; older releases in the supported range get the accelerator's
-    own call, which is what `Trainer.end` runs.
+    `Trainer.end` does this from transformers 5.18 on; 5.17, which requirements.txt allows, gets the accelerator's own
+    call, which is what `Trainer.end` runs.
     """
     if hasattr(trainer, "end"):
         trainer.end()

@@ -399,7 +399,7 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, tin
 
 @pytest.mark.parametrize("has_end", [True, False])
 def test_a_run_ends_its_trackers_and_process_group_on_every_supported_transformers(has_end):
-    """`Trainer.end` arrived in transformers 5.18; requirements.txt allows 5.3, where the accelerator ends the run."""
+    """`Trainer.end` arrived in transformers 5.18; requirements.txt allows 5.17, where the accelerator ends the run."""
     calls = []
 
     class Accelerator:
