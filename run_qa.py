@@ -623,6 +623,31 @@ def build_trainer(model, tokenizer, raw, features, settings: QASettings, data_ar
     )
 
 
+def prepare_run(model_args: ModelArguments, data_args: DataTrainingArguments, training_args,
+                train_features: datasets.Dataset | None = None
+                ) -> tuple[QuestionAnsweringTrainer, datasets.DatasetDict, dict]:
+    """Return (trainer, raw splits, features): the checkpoint's config and saved settings, the data with its
+    calibration split held out, this run's window, answer and threshold settings, the tokenised windows, the model
+    and the trainer wired with all of them.
+
+    `train_features` (for benchmarks that time training on chosen windows) replaces the data steps: no split is
+    loaded and the trainer trains on exactly those windows.
+    """
+    base_config = load_base_config(model_args)
+    saved_settings = getattr(base_config, "qa_settings", None)
+    raw = load_data(data_args, model_args, training_args) if train_features is None else datasets.DatasetDict()
+    version_2 = resolve_version_2(data_args.version_2_with_negative, raw, saved_settings)
+    raw = hold_out_calibration(raw, data_args, training_args, version_2)
+    settings = resolve_qa_settings(data_args, saved_settings, version_2, training_args.do_train)
+    tokenizer = build_tokenizer(model_args)
+    if train_features is None:
+        features = make_features(raw, tokenizer, settings, data_args, training_args)
+    else:
+        features = {"train": train_features}
+    model = build_model(model_args, base_config)
+    return build_trainer(model, tokenizer, raw, features, settings, data_args, training_args), raw, features
+
+
 def run_training(trainer: QuestionAnsweringTrainer, training_args, calibration: tuple | None,
                  standard_errors: float) -> None:
     """Train (resuming from the last checkpoint in output_dir or from --resume_from_checkpoint), choose the null-odds
@@ -710,17 +735,7 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("Run: %s", run_plan(model_args, data_args, training_args))
     logger.debug("Training arguments:\n%s", json.dumps(training_args.to_dict(), indent=1, default=str))
     set_seed(training_args.seed)
-
-    base_config = load_base_config(model_args)
-    saved_settings = getattr(base_config, "qa_settings", None)
-    raw = load_data(data_args, model_args, training_args)
-    version_2 = resolve_version_2(data_args.version_2_with_negative, raw, saved_settings)
-    raw = hold_out_calibration(raw, data_args, training_args, version_2)
-    settings = resolve_qa_settings(data_args, saved_settings, version_2, training_args.do_train)
-    tokenizer = build_tokenizer(model_args)
-    features = make_features(raw, tokenizer, settings, data_args, training_args)
-    model = build_model(model_args, base_config)
-    trainer = build_trainer(model, tokenizer, raw, features, settings, data_args, training_args)
+    trainer, raw, features = prepare_run(model_args, data_args, training_args)
 
     if training_args.do_train:
         calibration = (features["calibration"], raw["calibration"]) if "calibration" in raw else None
