@@ -58,6 +58,7 @@ VARIANTS = {
     "as-configured": {},
     "stock": {**POINTER, "qa_head": "linear", "optim": "adamw_torch", "learning_rate": 5e-5},
     "pointer": POINTER,
+    "linear-head": {"qa_head": "linear"},  # the pointer head's own ablation: the stock head, all else as configured
     "weight-averaging": {"weight_averaging_decay": 0.995},
     "plausible-spans": {"nonnull_loss_weight": 1.0},
 }
