@@ -43,7 +43,7 @@ from modeling_pointer_distilbert import (
     PointerDistilBertForQuestionAnswering,
 )
 from report_qa import CardData, write_figures
-from trainer_qa import QASettings, QuestionAnsweringTrainer, WeightAveraging
+from trainer_qa import QASettings, QuestionAnsweringTrainer, WeightAveraging, adafactor_options
 from utils_qa import (
     DataFormatError,
     align_answers,
@@ -296,6 +296,8 @@ class QATrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        if getattr(self.optim, "value", self.optim) == "adafactor":
+            adafactor_options(self.optim_args)
         if not 0 <= self.weight_averaging_decay < 1:
             raise ValueError(
                 f"--weight_averaging_decay must be at least 0 and below 1, got {self.weight_averaging_decay}"

@@ -84,14 +84,20 @@ class QuestionAnsweringTrainer(Trainer):
         return PredictionOutput(predictions=answers, label_ids=None, metrics=metrics)
 
     def create_optimizer(self, model=None):
-        """Create the stock optimizer, then give the freshly initialised parts their own learning rates when asked.
+        """Create the stock optimizer, then apply Adafactor's `--optim_args` and give the freshly initialised parts
+        their own learning rates when asked.
 
-        `--head_learning_rate` applies to every parameter outside the pretrained encoder (`model.base_model_prefix`),
-        `--verifier_learning_rate` to the answer verifier's (`verifier.*`), which it takes over from the head's. The
-        scheduler, created afterwards, scales every rate alike.
+        The stock Trainer passes no `--optim_args` on to Adafactor; here they reach every parameter group (see
+        `adafactor_options`). `--head_learning_rate` applies to every parameter outside the pretrained encoder
+        (`model.base_model_prefix`), `--verifier_learning_rate` to the answer verifier's (`verifier.*`), which it
+        takes over from the head's. The scheduler, created afterwards, scales every rate alike.
         """
         optimizer = super().create_optimizer(model)
         if not getattr(optimizer, "learning_rates_split", False):
+            if getattr(self.args.optim, "value", self.args.optim) == "adafactor":
+                options = adafactor_options(self.args.optim_args)
+                for group in optimizer.param_groups:
+                    group.update(options)
             model = self.model if model is None else model
             parameters = dict(model.named_parameters())
             rates = learning_rate_overrides(
@@ -163,6 +169,8 @@ class QuestionAnsweringTrainer(Trainer):
                     "null_score_diff_threshold": self.answer_settings.null_score_diff_threshold,
                     "null_score_diff_threshold_source": self.answer_settings.null_score_diff_threshold_source,
                     "qa_head": getattr(self.model.config, "qa_head", None)}
+        if args.optim_args:
+            settings["optim_args"] = args.optim_args
         model_id = args.hub_model_id or Path(args.output_dir).resolve().name
         base_model = finetuned_from or "distilbert-base-uncased"
         write_model_card(args.output_dir, model_id, base_model, card_data or CardData(), settings)
@@ -278,6 +286,31 @@ class WeightAveraging(TrainerCallback):
                 if name in self.average:
                     parameter.copy_(self.average[name])
         self.average = {}
+
+
+# What `--optim_args` may set for Adafactor (transformers' `Adafactor` keeps them per parameter group).
+ADAFACTOR_OPTIONS = ("beta1", "decay_rate", "clip_threshold")
+
+
+def adafactor_options(optim_args: str | None) -> dict[str, float]:
+    """Return the Adafactor settings that `--optim_args` gives, e.g. "beta1=0.9" (a first moment, which Adafactor
+    keeps none of by default), as numbers.
+
+    Raises ValueError naming `--optim_args` for a setting Adafactor does not have or a value that is not a number.
+    """
+    options = {}
+    for item in (optim_args or "").replace(" ", "").split(","):
+        if not item:
+            continue
+        name, _, value = item.partition("=")
+        if name not in ADAFACTOR_OPTIONS:
+            raise ValueError(f"--optim_args {optim_args!r}: Adafactor takes {', '.join(ADAFACTOR_OPTIONS)} "
+                             f"(as name=value, comma-separated), not {name!r}")
+        try:
+            options[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--optim_args {optim_args!r}: {name} must be a number, got {value!r}") from None
+    return options
 
 
 def learning_rate_overrides(

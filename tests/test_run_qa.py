@@ -209,6 +209,31 @@ def test_head_and_verifier_learning_rates_split_the_optimizer_groups(tmp_path, t
     assert {name.split(".")[0] for name in names} == {"distilbert", "qa_outputs", "verifier"}
 
 
+def test_optim_args_reach_adafactor_and_give_it_a_first_moment(tmp_path, tiny_model_dir):
+    """The stock Trainer drops --optim_args for Adafactor; the recipe's must not, with or without split groups."""
+    model = PointerDistilBertForQuestionAnswering.from_pretrained(tiny_model_dir)
+    moments = {}
+    for optim_args in (None, "beta1=0.9, clip_threshold=2"):
+        flags = ["--head_learning_rate", "0.02", "--report_to", "none"]
+        _, _, training_args = run_qa.parse_arguments(tiny_run_args(
+            tiny_model_dir, tmp_path, *flags, *(["--optim_args", optim_args] if optim_args else [])))
+        optimizer = QuestionAnsweringTrainer(model=model, args=training_args).create_optimizer()
+        assert len(optimizer.param_groups) > 1
+        settings = {(group["beta1"], group["clip_threshold"]) for group in optimizer.param_groups}
+        assert settings == ({(0.9, 2.0)} if optim_args else {(None, 1.0)})
+        for parameter in model.parameters():
+            parameter.grad = torch.ones_like(parameter)
+        optimizer.step()
+        moments[optim_args] = all("exp_avg" in state for state in optimizer.state.values())
+    assert moments == {None: False, "beta1=0.9, clip_threshold=2": True}
+
+
+@pytest.mark.parametrize("optim_args, message", [("momentum=0.9", "not 'momentum'"), ("beta1=high", "a number")])
+def test_optim_args_adafactor_lacks_are_refused_naming_the_flag(tmp_path, tiny_model_dir, optim_args, message):
+    with pytest.raises(ValueError, match=f"--optim_args.*{message}"):
+        run_qa.parse_arguments(tiny_run_args(tiny_model_dir, tmp_path, "--optim_args", optim_args))
+
+
 def test_explicit_version_flag_that_contradicts_data_is_refused(tmp_path, tiny_model_dir):
     with pytest.raises(ValueError, match="contradicts the data"):
         run_qa.main(tiny_run_args(tiny_model_dir, tmp_path / "o", "--do_eval", "--version_2_with_negative", "false"))
