@@ -93,7 +93,7 @@ class QuestionAnsweringTrainer(Trainer):
         takes over from the head's. The scheduler, created afterwards, scales every rate alike.
         """
         optimizer = super().create_optimizer(model)
-        if not getattr(optimizer, "learning_rates_split", False):
+        if not getattr(optimizer, "recipe_groups_applied", False):
             if getattr(self.args.optim, "value", self.args.optim) == "adafactor":
                 options = adafactor_options(self.args.optim_args)
                 for group in optimizer.param_groups:
@@ -107,7 +107,7 @@ class QuestionAnsweringTrainer(Trainer):
             if rates:
                 by_id = {id(parameters[name]): rate for name, rate in rates.items()}
                 optimizer.param_groups[:] = split_groups_by_learning_rate(optimizer.param_groups, by_id)
-            optimizer.learning_rates_split = True
+            optimizer.recipe_groups_applied = True
         return optimizer
 
     def _get_eval_sampler(self, eval_dataset):
