@@ -296,7 +296,7 @@ class QATrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
-        if getattr(self.optim, "value", self.optim) == "adafactor":
+        if self.optim == "adafactor":  # OptimizerNames is a str enum
             adafactor_options(self.optim_args)
         if not 0 <= self.weight_averaging_decay < 1:
             raise ValueError(

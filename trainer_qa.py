@@ -94,7 +94,7 @@ class QuestionAnsweringTrainer(Trainer):
         """
         optimizer = super().create_optimizer(model)
         if not getattr(optimizer, "recipe_groups_applied", False):
-            if getattr(self.args.optim, "value", self.args.optim) == "adafactor":
+            if self.args.optim == "adafactor":
                 options = adafactor_options(self.args.optim_args)
                 for group in optimizer.param_groups:
                     group.update(options)
