@@ -148,12 +148,6 @@ class ModelArguments:
         default=None,
         metadata={"help": "Encoder attention: 'sdpa' (default where available), 'eager' or 'flash_attention_2'."},
     )
-    freeze_word_embeddings: bool = field(
-        default=False,
-        metadata={"help": "Keep the checkpoint's word embeddings as they are while training. A small training set "
-                  "moves the embeddings of the words it contains and leaves the others behind, so an article "
-                  "with other words meets layers tuned to embeddings it does not have."},
-    )
 
     def __post_init__(self):
         if self.qa_head not in QA_HEADS:
@@ -573,15 +567,12 @@ def build_model(model_args: ModelArguments, base_config) -> PointerDistilBertFor
     if model_args.dropout is not None:
         config.dropout = config.attention_dropout = config.qa_dropout = model_args.dropout
     try:
-        model = PointerDistilBertForQuestionAnswering.from_pretrained(
+        return PointerDistilBertForQuestionAnswering.from_pretrained(
             model_args.model_name_or_path, config=config, attn_implementation=model_args.attn_implementation,
             **hub_kwargs,
         )
     except OSError as error:
         raise unreadable_checkpoint(model_args.model_name_or_path, "weights", error) from None
-    if model_args.freeze_word_embeddings:
-        model.get_input_embeddings().requires_grad_(False)
-    return model
 
 
 def make_features(raw: datasets.DatasetDict, tokenizer, qa_settings: QASettings, data_args: DataTrainingArguments,

@@ -228,20 +228,6 @@ def test_optim_args_reach_adafactor_and_give_it_a_first_moment(tmp_path, tiny_mo
     assert moments == {None: False, "beta1=0.9, clip_threshold=2": True}
 
 
-@pytest.mark.parametrize("freeze", [False, True])
-def test_freeze_word_embeddings_keeps_the_checkpoints_vocabulary_and_trains_the_rest(tmp_path, tiny_model_dir, freeze):
-    model_args, _, training_args = run_qa.parse_arguments(tiny_run_args(
-        tiny_model_dir, tmp_path, "--report_to", "none", *(["--freeze_word_embeddings", "true"] if freeze else [])))
-    model = run_qa.build_model(model_args, run_qa.load_base_config(model_args))
-    before = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
-    optimizer = QuestionAnsweringTrainer(model=model, args=training_args).create_optimizer()
-    for parameter in model.parameters():
-        parameter.grad = torch.ones_like(parameter) if parameter.requires_grad else None
-    optimizer.step()
-    unchanged = {name for name, parameter in model.named_parameters() if torch.equal(parameter, before[name])}
-    assert unchanged == ({"distilbert.embeddings.word_embeddings.weight"} if freeze else set())
-
-
 @pytest.mark.parametrize("optim_args, message", [("momentum=0.9", "not 'momentum'"), ("beta1=high", "a number")])
 def test_optim_args_adafactor_lacks_are_refused_naming_the_flag(tmp_path, tiny_model_dir, optim_args, message):
     with pytest.raises(ValueError, match=f"--optim_args.*{message}"):
