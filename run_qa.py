@@ -144,6 +144,11 @@ class ModelArguments:
         metadata={"help": "Dropout of the encoder (hidden states and attention weights) and of the answer head. "
                   "Default: the checkpoint's own (0.1 for DistilBERT)."},
     )
+    reinit_top_layers: int = field(
+        default=0,
+        metadata={"help": "Start the top this many encoder layers afresh instead of from the checkpoint: their "
+                  "pretraining task's features may suit question answering less than random ones."},
+    )
     attn_implementation: str | None = field(
         default=None,
         metadata={"help": "Encoder attention: 'sdpa' (default where available), 'eager' or 'flash_attention_2'."},
@@ -156,6 +161,8 @@ class ModelArguments:
             raise ValueError(f"--pointer_attention must be one of {POINTER_ATTENTIONS}, got {self.pointer_attention!r}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"--dropout must be at least 0 and below 1, got {self.dropout}")
+        if self.reinit_top_layers < 0:
+            raise ValueError(f"--reinit_top_layers must be at least 0, got {self.reinit_top_layers}")
 
 
 @dataclass
@@ -268,6 +275,11 @@ class QATrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Peak learning rate of the answer verifier alone; default: the head's."},
     )
+    layerwise_learning_rate_decay: float | None = field(
+        default=None,
+        metadata={"help": "Scale each pretrained encoder layer's learning rate by this factor per layer below the "
+                  "head (e.g. 0.8); default: every layer at --learning_rate."},
+    )
     warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up steps, or a fraction of all steps if < 1."})
     num_train_epochs: float = field(default=2.0, metadata={"help": "Passes over the training features."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per device."})
@@ -298,6 +310,9 @@ class QATrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.optim == "adafactor":  # OptimizerNames is a str enum
             adafactor_options(self.optim_args)
+        if self.layerwise_learning_rate_decay is not None and not 0 < self.layerwise_learning_rate_decay <= 1:
+            raise ValueError(f"--layerwise_learning_rate_decay must be above 0 and at most 1, got "
+                             f"{self.layerwise_learning_rate_decay}")
         if not 0 <= self.weight_averaging_decay < 1:
             raise ValueError(
                 f"--weight_averaging_decay must be at least 0 and below 1, got {self.weight_averaging_decay}"
@@ -567,12 +582,32 @@ def build_model(model_args: ModelArguments, base_config) -> PointerDistilBertFor
     if model_args.dropout is not None:
         config.dropout = config.attention_dropout = config.qa_dropout = model_args.dropout
     try:
-        return PointerDistilBertForQuestionAnswering.from_pretrained(
+        model = PointerDistilBertForQuestionAnswering.from_pretrained(
             model_args.model_name_or_path, config=config, attn_implementation=model_args.attn_implementation,
             **hub_kwargs,
         )
     except OSError as error:
         raise unreadable_checkpoint(model_args.model_name_or_path, "weights", error) from None
+    layers = model.distilbert.transformer.layer
+    if model_args.reinit_top_layers > len(layers):
+        raise UserError(f"--reinit_top_layers {model_args.reinit_top_layers}: the encoder has {len(layers)} layers")
+    for layer in layers[len(layers) - model_args.reinit_top_layers:]:
+        reinitialize(layer, model.config.initializer_range)
+    return model
+
+
+@torch.no_grad()
+def reinitialize(module: torch.nn.Module, std: float) -> None:
+    """Draw `module`'s linear weights afresh as DistilBERT initialises them (normal, `std`; zero biases) and reset
+    its layer norms. Done by hand: a loaded checkpoint's parameters are marked initialised, and transformers'
+    `_init_weights` leaves those alone."""
+    for part in module.modules():
+        if isinstance(part, torch.nn.Linear):
+            torch.nn.init.normal_(part.weight, mean=0.0, std=std)
+            torch.nn.init.zeros_(part.bias)
+        elif isinstance(part, torch.nn.LayerNorm):
+            torch.nn.init.ones_(part.weight)
+            torch.nn.init.zeros_(part.bias)
 
 
 def make_features(raw: datasets.DatasetDict, tokenizer, qa_settings: QASettings, data_args: DataTrainingArguments,

@@ -2,6 +2,7 @@
 
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -103,6 +104,8 @@ class QuestionAnsweringTrainer(Trainer):
             rates = learning_rate_overrides(
                 list(parameters), model.base_model_prefix,
                 getattr(self.args, "head_learning_rate", None), getattr(self.args, "verifier_learning_rate", None),
+                self.args.learning_rate, getattr(self.args, "layerwise_learning_rate_decay", None),
+                getattr(model.config, "n_layers", 0),
             )
             if rates:
                 by_id = {id(parameters[name]): rate for name, rate in rates.items()}
@@ -314,15 +317,26 @@ def adafactor_options(optim_args: str | None) -> dict[str, float]:
 
 
 def learning_rate_overrides(
-    names: list[str], encoder_prefix: str, head_learning_rate: float | None, verifier_learning_rate: float | None
+    names: list[str], encoder_prefix: str, head_learning_rate: float | None, verifier_learning_rate: float | None,
+    learning_rate: float | None = None, layer_decay: float | None = None, num_layers: int = 0,
 ) -> dict[str, float]:
-    """Return `{parameter name: learning rate}` for the parameters that do not take the optimizer's own rate."""
+    """Return `{parameter name: learning rate}` for the parameters that do not take the optimizer's own rate.
+
+    With `layer_decay`, encoder layer i of `num_layers` (0 at the bottom) takes `learning_rate` times
+    layer_decay ** (num_layers - i) and the embeddings layer_decay ** (num_layers + 1), so the layers nearest the
+    input, whose features are the most general, move least.
+    """
     rates = {}
     for name in names:
         if verifier_learning_rate is not None and name.startswith("verifier."):
             rates[name] = verifier_learning_rate
-        elif head_learning_rate is not None and not name.startswith(f"{encoder_prefix}."):
-            rates[name] = head_learning_rate
+        elif not name.startswith(f"{encoder_prefix}."):
+            if head_learning_rate is not None:
+                rates[name] = head_learning_rate
+        elif layer_decay is not None:
+            layer = re.search(r"\.layer\.(\d+)\.", name)
+            depth = num_layers - int(layer.group(1)) if layer else num_layers + 1
+            rates[name] = learning_rate * layer_decay**depth
     return rates
 
 

@@ -61,6 +61,8 @@ VARIANTS = {
     "linear-head": {"qa_head": "linear"},  # the pointer head's own ablation: the stock head, all else as configured
     "weight-averaging": {"weight_averaging_decay": 0.995},
     "plausible-spans": {"nonnull_loss_weight": 1.0},
+    "layer-decay": {"layerwise_learning_rate_decay": 0.8},
+    "reinit-top-layer": {"reinit_top_layers": 1},
 }
 # Settings of an argument file that the protocol replaces: the data, where runs go, and when they evaluate and save.
 REPLACED = ("dataset_name", "dataset_config_name", "load_best_model_at_end", "metric_for_best_model", "eval_steps",
