@@ -209,6 +209,27 @@ def test_head_and_verifier_learning_rates_split_the_optimizer_groups(tmp_path, t
     assert {name.split(".")[0] for name in names} == {"distilbert", "qa_outputs", "verifier"}
 
 
+def test_layerwise_learning_rate_decay_shrinks_each_lower_encoder_layers_rate(tmp_path, tiny_model_dir):
+    _, _, training_args = run_qa.parse_arguments(tiny_run_args(
+        tiny_model_dir, tmp_path, "--layerwise_learning_rate_decay", "0.5", "--verifier_learning_rate", "0.05",
+        "--report_to", "none"))
+    model = PointerDistilBertForQuestionAnswering.from_pretrained(tiny_model_dir, answer_verifier=True)
+    optimizer = QuestionAnsweringTrainer(model=model, args=training_args).create_optimizer()
+    learning_rate_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert model.config.n_layers == 2
+    expected = {"distilbert.embeddings": 1e-3 / 8, "distilbert.transformer.layer.0": 1e-3 / 4,
+                "distilbert.transformer.layer.1": 1e-3 / 2, "qa_outputs": 1e-3, "verifier": 0.05}
+    for name, parameter in model.named_parameters():
+        part = next(prefix for prefix in expected if name.startswith(prefix + "."))
+        assert learning_rate_of[id(parameter)] == pytest.approx(expected[part]), name
+
+
+@pytest.mark.parametrize("value", ["0", "1.5"])
+def test_layerwise_learning_rate_decay_outside_0_to_1_is_refused(tmp_path, tiny_model_dir, value):
+    with pytest.raises(ValueError, match="--layerwise_learning_rate_decay must be above 0 and at most 1"):
+        run_qa.parse_arguments(tiny_run_args(tiny_model_dir, tmp_path, "--layerwise_learning_rate_decay", value))
+
+
 def test_optim_args_reach_adafactor_and_give_it_a_first_moment(tmp_path, tiny_model_dir):
     """The stock Trainer drops --optim_args for Adafactor; the recipe's must not, with or without split groups."""
     model = PointerDistilBertForQuestionAnswering.from_pretrained(tiny_model_dir)
@@ -284,7 +305,8 @@ def save_tiny_distilbert(folder, **settings) -> None:
     """Saves a tiny random plain DistilBERT checkpoint (no QA head) into `folder`."""
     from transformers import DistilBertConfig, DistilBertForMaskedLM
 
-    encoder = DistilBertConfig(vocab_size=99, dim=32, n_layers=1, n_heads=2, hidden_dim=37, **settings)
+    sizes = {"vocab_size": 99, "dim": 32, "n_layers": 1, "n_heads": 2, "hidden_dim": 37}
+    encoder = DistilBertConfig(**{**sizes, **settings})
     DistilBertForMaskedLM(encoder).save_pretrained(folder)
 
 
@@ -307,6 +329,36 @@ def test_dropout_flag_replaces_every_dropout_of_encoder_and_head_and_defaults_to
     assert (model.config.dropout, model.config.attention_dropout, model.config.qa_dropout) == (expected,) * 3
     rates = {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
     assert rates == {expected}
+
+
+def test_reinit_top_layers_draws_only_the_top_layers_afresh(tmp_path):
+    from transformers import DistilBertForMaskedLM
+
+    save_tiny_distilbert(tmp_path, n_layers=3)
+    pretrained = DistilBertForMaskedLM.from_pretrained(tmp_path)
+    with torch.no_grad():
+        for parameter in pretrained.parameters():  # unlike a fresh model's: no zero biases, no unit layer norms
+            parameter.add_(torch.rand_like(parameter))
+    pretrained.save_pretrained(tmp_path)
+    checkpoint = dict(run_qa.build_model(*_model_with(tmp_path)).named_parameters())
+    model = run_qa.build_model(*_model_with(tmp_path, "--reinit_top_layers", "1"))
+    changed = set()
+    for name, parameter in model.named_parameters():
+        if not torch.equal(parameter, checkpoint[name]):
+            changed.add(name)
+    encoder = {name for name in checkpoint if name.startswith("distilbert.")}
+    assert changed & encoder == {name for name in encoder if name.startswith("distilbert.transformer.layer.2.")}
+    top = model.distilbert.transformer.layer[2]
+    assert top.ffn.lin1.weight.std().item() == pytest.approx(model.config.initializer_range, rel=0.2)
+    assert torch.equal(top.output_layer_norm.weight, torch.ones_like(top.output_layer_norm.weight))
+    with pytest.raises(UserError, match="--reinit_top_layers 4: the encoder has 3 layers"):
+        run_qa.build_model(*_model_with(tmp_path, "--reinit_top_layers", "4"))
+
+
+def _model_with(folder, *flags) -> tuple:
+    """Return build_model's arguments for the checkpoint in `folder` and `flags`."""
+    model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(folder), *flags])
+    return model_args, run_qa.load_base_config(model_args)
 
 
 def test_null_span_loss_weight_is_the_runs_for_new_and_continued_models(tmp_path):
