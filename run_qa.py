@@ -497,10 +497,14 @@ def hold_out_calibration(raw: datasets.DatasetDict, data_args: DataTrainingArgum
     return datasets.DatasetDict({**raw, "train": train, "calibration": calibration})
 
 
-def add_unanswerable_copies(raw: datasets.DatasetDict, fraction: float, seed: int) -> datasets.DatasetDict:
+def add_unanswerable_copies(raw: datasets.DatasetDict, fraction: float, seed: int, version_2: bool
+                            ) -> datasets.DatasetDict:
     """Return the splits with the training split extended by `--answer_removal_fraction`'s unanswerable copies."""
     if not fraction or "train" not in raw:
         return raw
+    if not version_2:
+        raise UserError("--answer_removal_fraction adds unanswerable questions, which SQuAD 1.1-style data "
+                        "(--version_2_with_negative false) cannot score: drop the flag")
     train = add_answer_removed_questions(raw["train"], fraction, seed)
     logger.info("Training on %d unanswerable copies of answerable questions with their answering sentence cut out",
                 len(train) - len(raw["train"]))
@@ -693,7 +697,7 @@ def prepare_run(model_args: ModelArguments, data_args: DataTrainingArguments, tr
     raw = load_data(data_args, model_args, training_args) if train_features is None else datasets.DatasetDict()
     version_2 = resolve_version_2(data_args.version_2_with_negative, raw, saved_settings)
     raw = hold_out_calibration(raw, data_args, training_args, version_2)
-    raw = add_unanswerable_copies(raw, data_args.answer_removal_fraction, training_args.seed)
+    raw = add_unanswerable_copies(raw, data_args.answer_removal_fraction, training_args.seed, version_2)
     settings = resolve_qa_settings(data_args, saved_settings, version_2, training_args.do_train)
     tokenizer = build_tokenizer(model_args)
     if train_features is None:

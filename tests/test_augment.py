@@ -6,6 +6,7 @@ import datasets
 import pytest
 
 import run_qa
+from cli_errors import UserError
 from utils_qa import (
     SQUAD_FEATURES,
     add_answer_removed_questions,
@@ -97,6 +98,12 @@ def test_only_training_articles_get_copies_and_the_calibration_split_stays_as_gi
     assert len(features["train"]) > len(run_qa.make_features(
         run_qa.hold_out_calibration(given, data_args, training_args, True), trainer.processing_class,
         trainer.answer_settings, data_args, training_args)["train"])
+
+
+def test_copies_are_refused_for_data_without_unanswerable_questions():
+    raw = datasets.DatasetDict({"train": rows(4)})
+    with pytest.raises(UserError, match="--answer_removal_fraction adds unanswerable questions"):
+        run_qa.add_unanswerable_copies(raw, 0.5, seed=0, version_2=False)
 
 
 @pytest.mark.parametrize("value", ["-0.1", "1.5"])
