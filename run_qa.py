@@ -285,8 +285,9 @@ class QATrainingArguments(TrainingArguments):
     )
     layerwise_learning_rate_decay: float | None = field(
         default=None,
-        metadata={"help": "Scale each pretrained encoder layer's learning rate by this factor per layer below the "
-                  "head (e.g. 0.8); default: every layer at --learning_rate."},
+        metadata={"help": "The encoder layer k layers below the head learns at --learning_rate times this factor "
+                  "to the power k (the top layer: k = 1; the embeddings: one below the bottom layer), e.g. 0.8. "
+                  "Default: every layer at --learning_rate."},
     )
     warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up steps, or a fraction of all steps if < 1."})
     num_train_epochs: float = field(default=2.0, metadata={"help": "Passes over the training features."})
