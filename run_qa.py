@@ -46,7 +46,6 @@ from report_qa import CardData, write_figures
 from trainer_qa import QASettings, QuestionAnsweringTrainer, WeightAveraging, adafactor_options
 from utils_qa import (
     DataFormatError,
-    add_answer_removed_questions,
     align_answers,
     article_keys,
     has_unanswerable,
@@ -212,11 +211,6 @@ class DataTrainingArguments:
                   "given), at most a third of them. 0 trains on every article and keeps the threshold at 0 unless "
                   "--null_score_diff_threshold is given (which also turns calibration off)."},
     )
-    answer_removal_fraction: float = field(
-        default=0.0,
-        metadata={"help": "Also train on unanswerable copies of this share of the answerable training questions, "
-                  "each over its passage with the answering sentence cut out (squad/augment.py). 0 adds none."},
-    )
     calibration_standard_errors: float = field(
         default=2.0,
         metadata={"help": "The saved threshold must beat answering nothing on the calibration split by this many "
@@ -251,8 +245,6 @@ class DataTrainingArguments:
         check_window_settings({name: getattr(self, name) for name in QA_DEFAULTS})
         if not 0 <= self.calibration_fraction < 1:
             raise ValueError(f"--calibration_fraction must be at least 0 and below 1, got {self.calibration_fraction}")
-        if not 0 <= self.answer_removal_fraction <= 1:
-            raise ValueError(f"--answer_removal_fraction must be between 0 and 1, got {self.answer_removal_fraction}")
         if not self.calibration_standard_errors >= 0:
             raise ValueError(
                 f"--calibration_standard_errors must be at least 0, got {self.calibration_standard_errors}"
@@ -498,20 +490,6 @@ def hold_out_calibration(raw: datasets.DatasetDict, data_args: DataTrainingArgum
     return datasets.DatasetDict({**raw, "train": train, "calibration": calibration})
 
 
-def add_unanswerable_copies(raw: datasets.DatasetDict, fraction: float, seed: int, version_2: bool
-                            ) -> datasets.DatasetDict:
-    """Return the splits with the training split extended by `--answer_removal_fraction`'s unanswerable copies."""
-    if not fraction or "train" not in raw:
-        return raw
-    if not version_2:
-        raise UserError("--answer_removal_fraction adds unanswerable questions, which SQuAD 1.1-style data "
-                        "(--version_2_with_negative false) cannot score: drop the flag")
-    train = add_answer_removed_questions(raw["train"], fraction, seed)
-    logger.info("Training on %d unanswerable copies of answerable questions with their answering sentence cut out",
-                len(train) - len(raw["train"]))
-    return datasets.DatasetDict({**raw, "train": train})
-
-
 def resolve_qa_settings(data_args: DataTrainingArguments, saved_settings: dict | None, version_2: bool,
                         training: bool) -> QASettings:
     """Return this run's window, answer and threshold settings, with where the threshold comes from.
@@ -698,7 +676,6 @@ def prepare_run(model_args: ModelArguments, data_args: DataTrainingArguments, tr
     raw = load_data(data_args, model_args, training_args) if train_features is None else datasets.DatasetDict()
     version_2 = resolve_version_2(data_args.version_2_with_negative, raw, saved_settings)
     raw = hold_out_calibration(raw, data_args, training_args, version_2)
-    raw = add_unanswerable_copies(raw, data_args.answer_removal_fraction, training_args.seed, version_2)
     settings = resolve_qa_settings(data_args, saved_settings, version_2, training_args.do_train)
     tokenizer = build_tokenizer(model_args)
     if train_features is None:

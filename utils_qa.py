@@ -5,7 +5,6 @@
 The code lives in the `squad` package, one module per concern, in the order data flows:
 
 - `squad/data.py`: data comes in. SQuAD files and Hub datasets are read, checked and aligned (`load_qa_datasets`).
-- `squad/augment.py`: more training rows: unanswerable copies of answerable questions (`add_answer_removed_questions`).
 - `squad/features.py`: rows become tokenised windows with labels or offsets (`prepare_train_features`).
 - `squad/postprocess.py`: answers go out. Logits become answers and prediction files (`select_answers`), through
   the span search and decision rule of `squad/spans.py`.
@@ -29,7 +28,6 @@ from pathlib import Path
 
 from cli_errors import run_command
 from squad._shared import _few
-from squad.augment import add_answer_removed_questions, sentence_spans, without_answer_sentences
 from squad.calibration import article_keys, calibrated_null_threshold, split_calibration_articles
 from squad.data import (
     SQUAD_FEATURES,
@@ -88,8 +86,6 @@ __all__ = [
     # squad.postprocess
     "NULL_ODDS_WITHOUT_SPAN", "ContextOffsets", "NBestLists", "QAPredictions", "context_offsets",
     "feature_example_indices", "postprocess_qa_predictions", "select_answers", "stack_logits", "write_predictions",
-    # squad.augment
-    "add_answer_removed_questions", "sentence_spans", "without_answer_sentences",
     # squad.calibration
     "article_keys", "calibrated_null_threshold", "split_calibration_articles",
     # squad.metric
