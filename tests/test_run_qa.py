@@ -342,10 +342,7 @@ def test_reinit_top_layers_draws_only_the_top_layers_afresh(tmp_path):
     pretrained.save_pretrained(tmp_path)
     checkpoint = dict(run_qa.build_model(*_model_with(tmp_path)).named_parameters())
     model = run_qa.build_model(*_model_with(tmp_path, "--reinit_top_layers", "1"))
-    changed = set()
-    for name, parameter in model.named_parameters():
-        if not torch.equal(parameter, checkpoint[name]):
-            changed.add(name)
+    changed = {name for name, parameter in model.named_parameters() if not torch.equal(parameter, checkpoint[name])}
     encoder = {name for name in checkpoint if name.startswith("distilbert.")}
     assert changed & encoder == {name for name in encoder if name.startswith("distilbert.transformer.layer.2.")}
     top = model.distilbert.transformer.layer[2]
