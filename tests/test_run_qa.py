@@ -314,8 +314,7 @@ def save_tiny_distilbert(folder, **settings) -> None:
 def test_new_models_get_the_verifier_with_standardised_features_unless_told_otherwise(tmp_path, standardization):
     save_tiny_distilbert(tmp_path)
     flags = [] if standardization else ["--verifier_standardization", "false"]
-    model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(tmp_path), *flags])
-    model = run_qa.build_model(model_args, run_qa.load_base_config(model_args))
+    model = run_qa.build_model(*_model_with(tmp_path, *flags))
     assert model.config.answer_verifier and model.config.verifier_standardization == standardization
     assert isinstance(model.verifier.standardize, torch.nn.BatchNorm1d) == standardization
 
@@ -324,8 +323,7 @@ def test_new_models_get_the_verifier_with_standardised_features_unless_told_othe
 def test_dropout_flag_replaces_every_dropout_of_encoder_and_head_and_defaults_to_the_checkpoints(
         tmp_path, flags, expected):
     save_tiny_distilbert(tmp_path, dropout=0.3, attention_dropout=0.3, qa_dropout=0.3)
-    model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(tmp_path), *flags])
-    model = run_qa.build_model(model_args, run_qa.load_base_config(model_args))
+    model = run_qa.build_model(*_model_with(tmp_path, *flags))
     assert (model.config.dropout, model.config.attention_dropout, model.config.qa_dropout) == (expected,) * 3
     rates = {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
     assert rates == {expected}
@@ -360,13 +358,10 @@ def _model_with(folder, *flags) -> tuple:
 
 def test_null_span_loss_weight_is_the_runs_for_new_and_continued_models(tmp_path):
     save_tiny_distilbert(tmp_path / "plain")
-    model_args, _, _ = run_qa.parse_arguments(
-        ["--model_name_or_path", str(tmp_path / "plain"), "--null_span_loss_weight", "0.5"])
-    model = run_qa.build_model(model_args, run_qa.load_base_config(model_args))
+    model = run_qa.build_model(*_model_with(tmp_path / "plain", "--null_span_loss_weight", "0.5"))
     assert model.config.null_span_loss_weight == 0.5
     model.save_pretrained(tmp_path / "pointer")
-    model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(tmp_path / "pointer")])
-    continued = run_qa.build_model(model_args, run_qa.load_base_config(model_args))
+    continued = run_qa.build_model(*_model_with(tmp_path / "pointer"))
     assert continued.config.null_span_loss_weight == 1.0  # the flag's default, not the saved 0.5
 
 
