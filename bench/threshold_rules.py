@@ -37,6 +37,7 @@ BASELINE = "C, best F1"
 # A rule: (calibrate on the fold's other article as well, standard errors between articles), or a fixed threshold.
 RULES = {
     BASELINE: (False, 0.0),
+    "C, 1 SE": (False, 1.0),
     "C, 2 SE": (False, 2.0),
     "C + other, best F1": (True, 0.0),
     "C + other, 1 SE": (True, 1.0),
