@@ -310,6 +310,12 @@ def save_tiny_distilbert(folder, **settings) -> None:
     DistilBertForMaskedLM(encoder).save_pretrained(folder)
 
 
+def _model_with(folder, *flags) -> tuple:
+    """Return build_model's arguments for the checkpoint in `folder` and `flags`."""
+    model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(folder), *flags])
+    return model_args, run_qa.load_base_config(model_args)
+
+
 @pytest.mark.parametrize("standardization", [True, False])
 def test_new_models_get_the_verifier_with_standardised_features_unless_told_otherwise(tmp_path, standardization):
     save_tiny_distilbert(tmp_path)
@@ -348,12 +354,6 @@ def test_reinit_top_layers_draws_only_the_top_layers_afresh(tmp_path):
     assert torch.equal(top.output_layer_norm.weight, torch.ones_like(top.output_layer_norm.weight))
     with pytest.raises(UserError, match="--reinit_top_layers 4: the encoder has 3 layers"):
         run_qa.build_model(*_model_with(tmp_path, "--reinit_top_layers", "4"))
-
-
-def _model_with(folder, *flags) -> tuple:
-    """Return build_model's arguments for the checkpoint in `folder` and `flags`."""
-    model_args, _, _ = run_qa.parse_arguments(["--model_name_or_path", str(folder), *flags])
-    return model_args, run_qa.load_base_config(model_args)
 
 
 def test_null_span_loss_weight_is_the_runs_for_new_and_continued_models(tmp_path):
