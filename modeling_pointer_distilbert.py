@@ -67,7 +67,7 @@ class PointerDistilBertConfig(DistilBertConfig):
             Standardise the verifier's features over the batch (batch normalisation, running statistics at
             inference) before its MLP. The windows' [CLS] and mean states share a large common part and differ from
             each other in small directions; standardised, those differences are what the MLP sees, and it learns to
-            tell answerable windows from the rest within a few hundred steps instead of only fitting their share
+            tell answerable windows from the rest within a few hundred steps instead of only fitting their share.
             Off by default so that verifiers saved without it load unchanged.
         nonnull_loss_weight (`float`, *optional*, defaults to 0.0):
             Weight of a second span loss that leaves the null pointer out: a cross-entropy over the other tokens
@@ -80,6 +80,23 @@ class PointerDistilBertConfig(DistilBertConfig):
             the windows that hold one. The null is one position that every unanswerable window trains, while an
             answer's start and end are spread over the tokens, so a young model's null score outgrows its best span
             and it abstains too often; below 1 the null is learned more slowly.
+        answer_similarity (`bool`, *optional*, defaults to `False`):
+            Keep a frozen copy of the starting encoder as a [`SentenceMatcher`]: how close the question comes to
+            the window's closest context sentence, in that encoder's sentence-embedding space. A sentence encoder
+            (such as all-MiniLM-L6-v2) tells from this, untrained, which questions the passage answers about as well
+            as a fine-tuned reader does on articles neither has seen, and it fails on other questions than the
+            reader, so the two together separate answerable from unanswerable questions better than either. Only
+            useful when the starting checkpoint is a sentence encoder.
+        answer_similarity_weight (`float`, *optional*, defaults to 0.0):
+            How much the similarity lowers a window's null score: `weight * (similarity - center)` is taken off it,
+            like the verifier's logit is added. Chosen after training on held-out training articles (`run_qa.py`'s
+            calibration split); 0 leaves the null odds as the reader gives them and skips the matcher.
+        answer_similarity_center (`float`, *optional*, defaults to 0.0):
+            The similarity that leaves the null score unchanged (the calibration questions' mean), which keeps the
+            null odds, and so the shipped threshold, on the reader's own scale.
+        sentence_token_ids (`dict`, *optional*):
+            The tokenizer's ids that the matcher cuts windows with: `{"cls": id, "sep": id, "sentence_ends": [ids]}`
+            (the ids of ".", "?" and "!"). Required with `answer_similarity`.
         qa_settings (`dict`, *optional*):
             How the model was evaluated, so that every consumer answers the same way without repeating arguments:
             the window settings (`max_seq_length`, `doc_stride`, `max_query_length`), the answer settings
@@ -111,6 +128,10 @@ class PointerDistilBertConfig(DistilBertConfig):
         verifier_standardization=False,
         nonnull_loss_weight=0.0,
         null_span_loss_weight=1.0,
+        answer_similarity=False,
+        answer_similarity_weight=0.0,
+        answer_similarity_center=0.0,
+        sentence_token_ids=None,
         qa_settings=None,
         **kwargs,
     ):
@@ -144,6 +165,11 @@ class PointerDistilBertConfig(DistilBertConfig):
                 f"null_span_loss_weight={null_span_loss_weight!r} must be a number >= 0 (1 weighs windows without an "
                 "answer like the others)."
             )
+        if answer_similarity and not is_sentence_token_ids(sentence_token_ids):
+            raise ValueError(
+                f"sentence_token_ids={sentence_token_ids!r}: answer_similarity needs the tokenizer's ids as "
+                '{"cls": id, "sep": id, "sentence_ends": [ids of ".", "?", "!"]}'
+            )
         self.qa_head = qa_head
         self.pointer_attention = pointer_attention
         self.pointer_hidden_size = pointer_hidden_size
@@ -152,12 +178,22 @@ class PointerDistilBertConfig(DistilBertConfig):
         self.verifier_standardization = bool(verifier_standardization)
         self.nonnull_loss_weight = float(nonnull_loss_weight)
         self.null_span_loss_weight = float(null_span_loss_weight)
+        self.answer_similarity = bool(answer_similarity)
+        self.answer_similarity_weight = float(answer_similarity_weight)
+        self.answer_similarity_center = float(answer_similarity_center)
+        self.sentence_token_ids = sentence_token_ids
         if qa_settings is not None and not isinstance(qa_settings, dict):
             raise ValueError(f"qa_settings={qa_settings!r} must be a dict of evaluation settings or None.")
         self.qa_settings = qa_settings
         # A DistilBERT config.json says model_type "distilbert"; the class's own type must stay the one in use.
         kwargs.pop("model_type", None)
         super().__init__(**kwargs)
+
+
+def is_sentence_token_ids(value) -> bool:
+    """True for `{"cls": int, "sep": int, "sentence_ends": [int, ...]}`."""
+    return (isinstance(value, dict) and isinstance(value.get("cls"), int) and isinstance(value.get("sep"), int)
+            and isinstance(value.get("sentence_ends"), list) and all(isinstance(i, int) for i in value["sentence_ends"]))
 
 
 def mask_padding(logits: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -344,6 +380,78 @@ class AnswerVerifier(nn.Module):
         return self.classifier(self.activation(self.dense(features))).squeeze(-1)  # (batch,)
 
 
+def window_segments(token_ids: list[int], sep_id: int, sentence_ends: set[int]) -> list[list[int]]:
+    """Returns the question's tokens, then each context sentence's, of one window `[CLS] question [SEP] context
+    [SEP]` (padding already dropped).
+
+    A sentence ends after a token in `sentence_ends`; the context's last words form a sentence whether or not a
+    window edge cut it. A window without a context gives the question alone.
+    """
+    separators = [index for index, token in enumerate(token_ids) if token == sep_id]
+    if not separators:
+        return [token_ids[1:]]
+    question_end = separators[0]
+    context_end = separators[1] if len(separators) > 1 else len(token_ids)
+    segments, sentence = [token_ids[1:question_end]], []
+    for token in token_ids[question_end + 1:context_end]:
+        sentence.append(token)
+        if token in sentence_ends:
+            segments.append(sentence)
+            sentence = []
+    if sentence:
+        segments.append(sentence)
+    return segments
+
+
+class SentenceMatcher(nn.Module):
+    """How close a window's question comes to its closest context sentence: the largest cosine similarity between
+    the question's and a sentence's mean-pooled embedding, each encoded on its own as `[CLS] text [SEP]`.
+
+    The encoder is a frozen copy of the starting checkpoint's (`copy_encoder`): a sentence encoder keeps its
+    embedding space only as long as fine-tuning leaves it alone. It never trains and always runs in inference
+    mode, so it costs nothing until a calibrated weight asks for it.
+    """
+
+    def __init__(self, config: PointerDistilBertConfig):
+        super().__init__()
+        self.encoder = DistilBertModel(config)
+        token_ids = config.sentence_token_ids
+        self.cls_id, self.sep_id = token_ids["cls"], token_ids["sep"]
+        self.sentence_ends = set(token_ids["sentence_ends"])
+        self.pad_id = config.pad_token_id or 0
+        self.requires_grad_(False)
+
+    @torch.no_grad()
+    def copy_encoder(self, encoder: DistilBertModel) -> None:
+        """Make the matcher's encoder a copy of `encoder` (the starting checkpoint's, before any training)."""
+        self.encoder.load_state_dict(encoder.state_dict())
+
+    def train(self, mode: bool = True) -> "SentenceMatcher":
+        """Stays in inference mode: the matcher's embeddings are the starting encoder's, dropout included."""
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Returns each window's question–sentence similarity, shape (batch,), in [-1, 1]; -1 without a sentence."""
+        lengths = attention_mask.sum(dim=-1).tolist() if attention_mask is not None else [input_ids.size(1)] * len(
+            input_ids)
+        windows = [window_segments(ids[:length], self.sep_id, self.sentence_ends)
+                   for ids, length in zip(input_ids.tolist(), lengths)]
+        texts = [torch.tensor([self.cls_id, *segment, self.sep_id]) for segments in windows for segment in segments]
+        token_ids = nn.utils.rnn.pad_sequence(texts, batch_first=True, padding_value=self.pad_id).to(input_ids.device)
+        widths = torch.tensor([len(text) for text in texts], device=input_ids.device)
+        mask = (torch.arange(token_ids.size(1), device=input_ids.device) < widths.unsqueeze(1)).long()
+        states = self.encoder(input_ids=token_ids, attention_mask=mask).last_hidden_state  # (segments, width, dim)
+        weights = mask.unsqueeze(-1).to(states.dtype)
+        embeddings = nn.functional.normalize(((states * weights).sum(dim=1) / weights.sum(dim=1)).float(), dim=-1)
+        similarities, row = [], 0
+        for segments in windows:
+            question, sentences = embeddings[row], embeddings[row + 1 : row + len(segments)]  # (dim,), (n, dim)
+            similarities.append((sentences @ question).max() if len(sentences) else question.new_tensor(-1.0))
+            row += len(segments)
+        return torch.stack(similarities)  # (batch,)
+
+
 def add_to_null_logits(
     start_logits: torch.Tensor, end_logits: torch.Tensor, no_answer_logit: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -433,6 +541,7 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
         self.dropout = nn.Dropout(config.qa_dropout)
         self.qa_outputs = SPAN_HEADS[config.qa_head](config)
         self.verifier = AnswerVerifier(config) if config.answer_verifier else None
+        self.sentence_matcher = SentenceMatcher(config) if config.answer_similarity else None
         self.post_init()
 
     def _init_weights(self, module: nn.Module):
@@ -505,6 +614,13 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
         if self.verifier is not None:
             no_answer_logit = self.verifier(hidden_states, start_logits, end_logits, attention_mask)  # (batch,)
             start_logits, end_logits = add_to_null_logits(start_logits, end_logits, no_answer_logit)
+        if self.sentence_matcher is not None and self.config.answer_similarity_weight:
+            if input_ids is None:
+                raise ValueError("this model's null score uses its question–sentence similarity, which reads "
+                                 "input_ids: pass input_ids, not inputs_embeds")
+            similarity = self.sentence_matcher(input_ids, attention_mask)  # (batch,)
+            shift = -self.config.answer_similarity_weight * (similarity - self.config.answer_similarity_center)
+            start_logits, end_logits = add_to_null_logits(start_logits, end_logits, shift)
 
         loss = None
         if start_positions is not None and end_positions is not None:
