@@ -18,8 +18,10 @@ from utils_qa import (
     article_keys,
     calibrated_null_threshold,
     compute_squad_metrics,
+    null_odds_auc,
     references_from_dataset,
     select_answers,
+    similarity_weight,
     stack_logits,
     write_predictions,
 )
@@ -189,10 +191,12 @@ class QuestionAnsweringTrainer(Trainer):
         other ways of choosing replayed without training again (bench/threshold_rules.py).
         """
         dataloader = self.get_test_dataloader(features)
+        references = references_from_dataset(examples)
         result, _ = self._answers(dataloader, features, examples, "Calibration", None, "calibration")
+        if getattr(self.model, "sentence_matcher", None) is not None:
+            result = self._weigh_answer_similarity(dataloader, features, examples, references, result)
         if self.is_world_process_zero():
             write_predictions(result, self.args.output_dir, prefix="calibration")
-        references = references_from_dataset(examples)
         articles = dict(zip(examples["id"], article_keys(examples)))
         threshold = calibrated_null_threshold(references, result.non_null_answers, result.null_odds, articles,
                                               standard_errors)
@@ -207,6 +211,33 @@ class QuestionAnsweringTrainer(Trainer):
                     threshold, source, scores["f1"], scores["null_odds_auc"])
         keep = ("f1", "exact", "null_odds_auc", "forced_HasAns_f1", "total")
         return {f"calibration_{name}": scores[name] for name in keep if name in scores}
+
+    def _weigh_answer_similarity(self, dataloader, features, examples, references, reader):
+        """Give the model's question–sentence similarity its weight in the null odds (see `similarity_weight`), and
+        return the calibration answers with it; keep it out (weight 0) unless it separates the calibration
+        questions better than the `reader`'s null odds alone (answers made with weight 0).
+
+        A second pass with weight 1 measures what the similarity does to each question's null odds; the weight
+        then puts it on the reader's scale, and a third pass gives the answers the model will give.
+        """
+        config = self.model.config
+        config.answer_similarity_weight, config.answer_similarity_center = 1.0, 0.0
+        probe, _ = self._answers(dataloader, features, examples, "Calibration (similarity)", None, "calibration")
+        similarity = {q: reader.null_odds[q] - probe.null_odds[q] for q in reader.null_odds}
+        weight, center = similarity_weight(reader.null_odds, similarity)
+        config.answer_similarity_weight, config.answer_similarity_center = weight, center
+        combined, _ = self._answers(dataloader, features, examples, "Calibration (weighed)", None, "calibration")
+        has_answer = {q: bool(golds) for q, golds in references.items()}
+        reader_auc = null_odds_auc(reader.null_odds, has_answer)
+        combined_auc = null_odds_auc(combined.null_odds, has_answer)
+        if not combined_auc > reader_auc:
+            config.answer_similarity_weight, config.answer_similarity_center = 0.0, 0.0
+            logger.info("question–sentence similarity left out: null-odds AUC %.3f with it, %.3f without, on the "
+                        "calibration split", combined_auc, reader_auc)
+            return reader
+        logger.info("question–sentence similarity weighed %.4f (centre %.4f): null-odds AUC %.3f with it, %.3f "
+                    "without, on the calibration split", weight, center, combined_auc, reader_auc)
+        return combined
 
     def _answers(self, dataloader, features, examples, description, ignore_keys, prefix):
         """Run the model over `features` and turn its logits into answers; return (QAPredictions, loop output)."""

@@ -28,7 +28,12 @@ from pathlib import Path
 
 from cli_errors import run_command
 from squad._shared import _few
-from squad.calibration import article_keys, calibrated_null_threshold, split_calibration_articles
+from squad.calibration import (
+    article_keys,
+    calibrated_null_threshold,
+    similarity_weight,
+    split_calibration_articles,
+)
 from squad.data import (
     SQUAD_FEATURES,
     AlignmentReport,
@@ -87,7 +92,7 @@ __all__ = [
     "NULL_ODDS_WITHOUT_SPAN", "ContextOffsets", "NBestLists", "QAPredictions", "context_offsets",
     "feature_example_indices", "postprocess_qa_predictions", "select_answers", "stack_logits", "write_predictions",
     # squad.calibration
-    "article_keys", "calibrated_null_threshold", "split_calibration_articles",
+    "article_keys", "calibrated_null_threshold", "similarity_weight", "split_calibration_articles",
     # squad.metric
     "apply_no_answer_threshold", "best_null_score_diff_threshold", "compute_exact", "compute_f1",
     "compute_squad_metrics", "find_best_thresh", "forced_answer_scores", "normalize_answer", "null_odds_auc",

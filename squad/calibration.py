@@ -95,6 +95,27 @@ def calibrated_null_threshold(
     return float(levels[best])
 
 
+def similarity_weight(null_odds: dict[str, float], similarity: dict[str, float]) -> tuple[float, float]:
+    """Return (weight, centre) that put a question–passage similarity on the null odds' scale: odds minus
+    weight × (similarity − centre) ranks the held-out questions by both with equal say.
+
+    Each score standardised over the held-out questions and the two added is the plainest combination that needs
+    no fitting: a regression fitted on two articles follows those articles. The weight is the null odds' standard
+    deviation over the similarity's and the centre the similarity's mean, so the combined odds keep the reader's
+    scale and typical value. A similarity that does not vary gets weight 0.
+    """
+    _require_ids(null_odds, similarity, "similarity")
+    if not null_odds:
+        raise ValueError("weighing the similarity needs at least one question")
+    ids = list(null_odds)
+    odds = np.array([null_odds[q] for q in ids], dtype=np.float64)
+    scores = np.array([similarity[q] for q in ids], dtype=np.float64)
+    spread = scores.std()
+    if not spread > 0:
+        return 0.0, 0.0
+    return float(odds.std() / spread), float(scores.mean())
+
+
 def _gain_curve(odds: np.ndarray, gain: np.ndarray, groups: list[str]) -> tuple[np.ndarray, ...]:
     """Return (ascending distinct odds; for each, the gain per question of answering every question up to it; the
     cluster-robust standard error of that gain, the clusters being `groups`)."""
