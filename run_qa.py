@@ -139,6 +139,13 @@ class ModelArguments:
                   "stock loss). Below 1 the null pointer is learned more slowly, which also shifts the null odds "
                   "towards answering (see PointerDistilBertConfig)."},
     )
+    answer_similarity: bool = field(
+        default=False,
+        metadata={"help": "Keep a frozen copy of the starting encoder to measure how close the question comes to the "
+                  "window's closest sentence, weighed into the null odds on the calibration split (see "
+                  "PointerDistilBertConfig). For a sentence-encoder start such as the MiniLM of "
+                  "configs/cpu_small.json; needs --calibration_fraction above 0."},
+    )
     dropout: float | None = field(
         default=None,
         metadata={"help": "Dropout of the encoder (hidden states and attention weights) and of the answer head. "
@@ -560,9 +567,10 @@ def load_base_config(model_args: ModelArguments):
         raise unreadable_checkpoint(source, "config", error) from None
 
 
-def build_model(model_args: ModelArguments, base_config) -> PointerDistilBertForQuestionAnswering:
+def build_model(model_args: ModelArguments, base_config, tokenizer=None) -> PointerDistilBertForQuestionAnswering:
     """Return the pointer model: loaded from a pointer checkpoint with this run's loss weights, or built on a plain
-    DistilBERT encoder with the head the arguments ask for."""
+    DistilBERT encoder with the head the arguments ask for (and, with `--answer_similarity`, a frozen copy of that
+    encoder as the sentence matcher, cutting sentences with `tokenizer`'s ids)."""
     source = model_args.config_name or model_args.model_name_or_path
     hub_kwargs = hub_arguments(model_args)
     if base_config.model_type == "pointer_distilbert":
@@ -574,6 +582,8 @@ def build_model(model_args: ModelArguments, base_config) -> PointerDistilBertFor
         head_fields = ("qa_head", "pointer_attention", "pointer_hidden_size", "answer_verifier",
                        "verifier_standardization", *LOSS_WEIGHTS)
         head = {name: getattr(model_args, name) for name in head_fields}
+        if model_args.answer_similarity:
+            head.update(answer_similarity=True, sentence_token_ids=sentence_token_ids(tokenizer))
         config = PointerDistilBertConfig(**{**base_config.to_dict(), **head})
     else:
         raise UserError(
@@ -589,12 +599,23 @@ def build_model(model_args: ModelArguments, base_config) -> PointerDistilBertFor
         )
     except OSError as error:
         raise unreadable_checkpoint(model_args.model_name_or_path, "weights", error) from None
+    if model.sentence_matcher is not None and base_config.model_type == "distilbert":
+        model.sentence_matcher.copy_encoder(model.distilbert)
     layers = model.distilbert.transformer.layer
     if model_args.reinit_top_layers > len(layers):
         raise UserError(f"--reinit_top_layers {model_args.reinit_top_layers}: the encoder has {len(layers)} layers")
     for layer in layers[len(layers) - model_args.reinit_top_layers:]:
         reinitialize(layer, model.config.initializer_range)
     return model
+
+
+def sentence_token_ids(tokenizer) -> dict:
+    """Return the ids the sentence matcher cuts windows with: [CLS], [SEP] and the sentence-ending punctuation."""
+    ends = [tokenizer.convert_tokens_to_ids(mark) for mark in (".", "?", "!")]
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise UserError("--answer_similarity needs a tokenizer with [CLS] and [SEP] tokens")
+    return {"cls": tokenizer.cls_token_id, "sep": tokenizer.sep_token_id,
+            "sentence_ends": [token for token in ends if token != tokenizer.unk_token_id]}
 
 
 @torch.no_grad()
@@ -682,7 +703,7 @@ def prepare_run(model_args: ModelArguments, data_args: DataTrainingArguments, tr
         features = make_features(raw, tokenizer, settings, data_args, training_args)
     else:
         features = {"train": train_features}
-    model = build_model(model_args, base_config)
+    model = build_model(model_args, base_config, tokenizer)
     return build_trainer(model, tokenizer, raw, features, settings, data_args, training_args), raw, features
 
 
@@ -696,6 +717,12 @@ def run_training(trainer: QuestionAnsweringTrainer, training_args, calibration: 
         checkpoint = get_last_checkpoint(training_args.output_dir)
         if checkpoint is not None:
             logger.info("Resuming from %s (found in --output_dir)", checkpoint)
+    if getattr(trainer.model, "sentence_matcher", None) is not None:
+        # Weighed anew on this run's calibration split; unweighed while training.
+        trainer.model.config.answer_similarity_weight = trainer.model.config.answer_similarity_center = 0.0
+        if calibration is None:
+            logger.warning("the question–sentence similarity is weighed on a calibration split, and this run has "
+                           "none (--calibration_fraction 0): the model will not use it")
     result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = dict(result.metrics, train_samples=len(trainer.train_dataset))
     trainer.log_metrics("train", metrics)
