@@ -64,6 +64,7 @@ VARIANTS = {
     "layer-decay": {"layerwise_learning_rate_decay": 0.8},
     "reinit-top-layer": {"reinit_top_layers": 1},
     "four-epochs": {"num_train_epochs": 4},
+    "answer-similarity": {"answer_similarity": True},
 }
 # Settings of an argument file that the protocol replaces: the data, where runs go, and when they evaluate and save.
 REPLACED = ("dataset_name", "dataset_config_name", "load_best_model_at_end", "metric_for_best_model", "eval_steps",
