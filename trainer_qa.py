@@ -176,6 +176,8 @@ class QuestionAnsweringTrainer(Trainer):
                     "qa_head": getattr(self.model.config, "qa_head", None)}
         if args.optim_args:
             settings["optim_args"] = args.optim_args
+        if getattr(self.model.config, "answer_similarity", False):
+            settings["answer_similarity_weight"] = self.model.config.answer_similarity_weight
         model_id = args.hub_model_id or Path(args.output_dir).resolve().name
         base_model = finetuned_from or "distilbert-base-uncased"
         write_model_card(args.output_dir, model_id, base_model, card_data or CardData(), settings)

@@ -4,17 +4,26 @@ import json
 import os
 import pathlib
 import random
+import shutil
 import subprocess
 import sys
+import types
 from dataclasses import asdict
 
 import datasets
 import pytest
+import torch
 
 import run_qa
 from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering
 from trainer_qa import QASettings
-from utils_qa import article_keys, calibrated_null_threshold, compute_squad_metrics, split_calibration_articles
+from utils_qa import (
+    article_keys,
+    calibrated_null_threshold,
+    compute_squad_metrics,
+    similarity_weight,
+    split_calibration_articles,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "data" / "sample_train.json"
@@ -256,3 +265,129 @@ def test_prediction_uses_the_saved_settings(tmp_path, calibrated_model):
     tokenizer = run_qa.build_tokenizer(model_args)
     features = run_qa.make_features(raw, tokenizer, settings, data_args, training_args)
     assert max(len(ids) for ids in features["test"]["input_ids"]) == 128, "the saved max_seq_length"
+
+
+def test_similarity_weight_puts_the_similarity_on_the_null_odds_scale():
+    odds = {"a": 0.0, "b": 2.0, "c": 4.0}
+    weight, center = similarity_weight(odds, {"a": 0.3, "b": 0.2, "c": 0.1})
+    assert (weight, center) == (pytest.approx(20.0), pytest.approx(0.2))
+    assert similarity_weight(odds, {"a": 0.5, "b": 0.5, "c": 0.5}) == (0.0, 0.0), "a constant says nothing"
+    with pytest.raises(ValueError, match="similarity lack 1 of 3 question ids"):
+        similarity_weight(odds, {"a": 0.3, "b": 0.2})
+
+
+@pytest.fixture(scope="module")
+def similarity_model(tmp_path_factory, tokenizer) -> tuple[pathlib.Path, pathlib.Path]:
+    """(start, trained): a tiny plain DistilBERT over the real vocabulary, and the model trained from it a few steps
+    with --answer_similarity and a calibration split."""
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    start = tmp_path_factory.mktemp("plain-distilbert")
+    torch.manual_seed(0)
+    DistilBertForMaskedLM(DistilBertConfig(vocab_size=tokenizer.vocab_size, dim=32, n_layers=2, n_heads=2,
+                                           hidden_dim=64, dropout=0.0, attention_dropout=0.0)).save_pretrained(start)
+    tokenizer.save_pretrained(start)
+    trained = tmp_path_factory.mktemp("similarity") / "model"
+    run_qa.main(run_args(
+        start, trained, "--train_file", str(TRAIN), "--do_train", "--do_eval", "--max_steps", "3",
+        "--per_device_train_batch_size", "8", "--learning_rate", "1e-3", "--save_strategy", "no",
+        "--calibration_fraction", "0.3", "--max_seq_length", "128", "--doc_stride", "48", "--answer_similarity", "true",
+    ))
+    return start, trained
+
+
+def test_the_matcher_is_the_starting_encoder_and_its_weight_travels_with_the_model(tmp_path, similarity_model):
+    from safetensors.torch import load_file
+
+    start, trained = similarity_model
+    encoder = {name.removeprefix("distilbert."): value for name, value in load_file(start / "model.safetensors").items()
+               if name.startswith("distilbert.")}
+    weights = load_file(trained / "model.safetensors")
+    matcher = {name.removeprefix("sentence_matcher.encoder."): value for name, value in weights.items()
+               if name.startswith("sentence_matcher.encoder.")}
+    assert matcher.keys() == encoder.keys() and all(torch.equal(matcher[name], encoder[name]) for name in encoder)
+    assert not all(torch.equal(weights[f"distilbert.{name}"], encoder[name]) for name in encoder), "the reader trained"
+    config = json.loads((trained / "config.json").read_text())
+    assert config["answer_similarity"] and config["sentence_token_ids"]["sep"] == 102
+    assert config["answer_similarity_weight"] >= 0
+    assert f"answer_similarity_weight: {config['answer_similarity_weight']}" in (trained / "README.md").read_text()
+
+    run_qa.main(run_args(trained, tmp_path / "again", "--do_eval"))
+    for name in ("eval_null_odds.json", "eval_predictions.json"):
+        assert json.loads((tmp_path / "again" / name).read_text()) == json.loads((trained / name).read_text())
+
+
+def test_a_weighed_model_answers_alike_in_evaluation_and_in_the_pipeline(tmp_path, similarity_model):
+    from transformers import pipeline
+
+    _, trained = similarity_model
+    shutil.copytree(trained, tmp_path / "weighed")
+    config_file = tmp_path / "weighed" / "config.json"
+    config = json.loads(config_file.read_text())
+    config.update(answer_similarity_weight=3.0, answer_similarity_center=0.5)
+    config_file.write_text(json.dumps(config))
+    run_qa.main(run_args(tmp_path / "weighed", tmp_path / "eval", "--do_eval"))
+    weighed = json.loads((tmp_path / "eval" / "eval_null_odds.json").read_text())
+    unweighed = json.loads((trained / "eval_null_odds.json").read_text())
+    assert weighed.keys() == unweighed.keys() and weighed != unweighed, "the saved weight moves the null odds"
+
+    evaluation = json.loads((tmp_path / "eval" / "eval_predictions.json").read_text())
+    questions = [question for article in json.loads(DEV.read_text())["data"] for paragraph in article["paragraphs"]
+                 for question in [dict(qa, context=paragraph["context"]) for qa in paragraph["qas"]]
+                 if question["id"] in evaluation]
+    qa = pipeline(model=str(tmp_path / "weighed"), trust_remote_code=True)
+    answers = qa(question=[q["question"] for q in questions], context=[q["context"] for q in questions])
+    assert [answer["answer"] for answer in answers] == [evaluation[q["id"]] for q in questions]
+
+
+class _Predictions:
+    def __init__(self, null_odds):
+        self.null_odds = null_odds
+
+
+class _CalibrationStub:
+    """What `_weigh_answer_similarity` needs of a trainer: a model config, and answers whose null odds fall by
+    weight × (similarity − centre), as the model's do."""
+
+    def __init__(self, reader_odds, similarity):
+        self.model = types.SimpleNamespace(config=types.SimpleNamespace(
+            answer_similarity_weight=0.0, answer_similarity_center=0.0))
+        self.reader_odds, self.similarity = reader_odds, similarity
+
+    def _answers(self, *_):
+        weight, center = self.model.config.answer_similarity_weight, self.model.config.answer_similarity_center
+        return _Predictions({q: odds - weight * (self.similarity[q] - center)
+                             for q, odds in self.reader_odds.items()}), None
+
+
+@pytest.mark.parametrize("informative", [True, False], ids=["informative", "misleading"])
+def test_the_similarity_is_weighed_in_only_when_it_separates_the_calibration_questions_better(informative):
+    from trainer_qa import QuestionAnsweringTrainer
+
+    references = {"a": ["x"], "b": [], "c": ["y"], "d": []}
+    reader_odds = {"a": 0.0, "b": 1.0, "c": 2.0, "d": 1.5}  # c (answerable) ranks above b: AUC 0.75
+    similarity = ({"a": 0.9, "b": 0.1, "c": 0.9, "d": 0.2} if informative  # high for the answerable ones
+                  else {"a": 0.1, "b": 0.9, "c": 0.1, "d": 0.8})
+    stub = _CalibrationStub(reader_odds, similarity)
+    chosen = QuestionAnsweringTrainer._weigh_answer_similarity(stub, None, None, None, references,
+                                                               _Predictions(reader_odds))
+    config = stub.model.config
+    if informative:
+        assert (config.answer_similarity_weight, config.answer_similarity_center) == pytest.approx(
+            similarity_weight(reader_odds, similarity))
+        assert chosen.null_odds["c"] < chosen.null_odds["b"], "the answerable question now ranks as such"
+    else:
+        assert (config.answer_similarity_weight, config.answer_similarity_center) == (0.0, 0.0)
+        assert chosen.null_odds == reader_odds
+
+
+def test_without_a_calibration_split_the_similarity_stays_unweighed(tmp_path, similarity_model, caplog):
+    start, _ = similarity_model
+    with caplog.at_level("WARNING"):
+        run_qa.main(run_args(
+            start, tmp_path / "model", "--train_file", str(TRAIN), "--do_train", "--max_steps", "1",
+            "--per_device_train_batch_size", "8", "--save_strategy", "no", "--calibration_fraction", "0",
+            "--max_seq_length", "128", "--doc_stride", "48", "--answer_similarity", "true",
+        ))
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["answer_similarity_weight"] == 0.0
+    assert "this run has none (--calibration_fraction 0): the model will not use it" in caplog.text

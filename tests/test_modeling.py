@@ -22,6 +22,7 @@ from modeling_pointer_distilbert import (
     POINTER_ATTENTIONS,
     PointerDistilBertConfig,
     PointerDistilBertForQuestionAnswering,
+    window_segments,
 )
 
 TINY_ENCODER = dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=64)
@@ -33,6 +34,9 @@ HEAD_SETTINGS = {
                              null_span_loss_weight=0.3),
     "pointer-verifier-nonnull": dict(qa_head="pointer", answer_verifier=True, nonnull_loss_weight=0.7),
     "pointer-verifier-standardized": dict(qa_head="pointer", answer_verifier=True, verifier_standardization=True),
+    "pointer-verifier-similarity": dict(qa_head="pointer", answer_verifier=True, answer_similarity=True,
+                                        answer_similarity_weight=1.5, answer_similarity_center=0.2,
+                                        sentence_token_ids={"cls": 1, "sep": 2, "sentence_ends": [3]}),
 }
 SERIALISATION_ONLY_FIELDS = {"transformers_version", "_name_or_path"}
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
@@ -329,6 +333,72 @@ def test_verifier_logit_moves_the_null_score_and_nothing_else():
     torch.testing.assert_close(null_after - null_before, torch.full((3,), 1.5))
     assert torch.equal(after.start_logits[:, 1:], before.start_logits[:, 1:])
     assert torch.equal(after.end_logits[:, 1:], before.end_logits[:, 1:])
+
+
+def similarity_model(tokenizer, **settings) -> PointerDistilBertForQuestionAnswering:
+    """Returns a tiny model over the real vocabulary with a sentence matcher, in eval mode."""
+    token_ids = {"cls": tokenizer.cls_token_id, "sep": tokenizer.sep_token_id,
+                 "sentence_ends": tokenizer.convert_tokens_to_ids([".", "?", "!"])}
+    return build_model(**{**TINY_ENCODER, "vocab_size": tokenizer.vocab_size, "max_position_embeddings": 128},
+                       answer_similarity=True, sentence_token_ids=token_ids, **settings)
+
+
+def test_window_segments_are_the_question_and_each_context_sentence(tokenizer):
+    window = tokenizer("Where is Paris?", "Paris is in France. It is big! Its old town")["input_ids"]
+    ends = set(tokenizer.convert_tokens_to_ids([".", "?", "!"]))
+    segments = window_segments(window, tokenizer.sep_token_id, ends)
+    assert [tokenizer.decode(segment) for segment in segments] == [
+        "where is paris?", "paris is in france.", "it is big!", "its old town"]
+    question_only = tokenizer("Where is Paris?")["input_ids"]
+    assert [tokenizer.decode(s) for s in window_segments(question_only, tokenizer.sep_token_id, ends)] == [
+        "where is paris?"]
+
+
+def test_matcher_finds_the_sentence_that_repeats_the_question_whatever_the_padding(tokenizer):
+    model = similarity_model(tokenizer)
+    batch = tokenizer(["Where is Paris?"] * 3,
+                      ["The sky is blue. Where is Paris? Rain falls.", "The sky is blue. Rain falls.",
+                       "The sky is blue. Where is Paris? Rain falls. " * 3], padding=True, return_tensors="pt")
+    similarity = model.sentence_matcher(batch["input_ids"], batch["attention_mask"])
+    torch.testing.assert_close(similarity[[0, 2]], torch.ones(2))
+    assert -1 <= similarity[1] < 0.999
+    alone = tokenizer(["Where is Paris?"], ["The sky is blue. Rain falls."], return_tensors="pt")
+    torch.testing.assert_close(model.sentence_matcher(alone["input_ids"], alone["attention_mask"]), similarity[[1]])
+
+
+def test_weighed_similarity_moves_the_null_score_and_nothing_else(tokenizer):
+    model = similarity_model(tokenizer, answer_similarity_weight=0.0)
+    batch = tokenizer(["Where is Paris?", "Who wrote it?"], ["Paris is in France. It is big.", "Rain falls."],
+                      padding=True, return_tensors="pt")
+    with torch.no_grad():
+        before = model(**batch)
+        model.config.answer_similarity_weight, model.config.answer_similarity_center = 2.0, 0.3
+        after = model(**batch)
+        similarity = model.sentence_matcher(batch["input_ids"], batch["attention_mask"])
+    null_before = before.start_logits[:, 0] + before.end_logits[:, 0]
+    null_after = after.start_logits[:, 0] + after.end_logits[:, 0]
+    torch.testing.assert_close(null_after - null_before, -2.0 * (similarity - 0.3))
+    assert torch.equal(after.start_logits[:, 1:], before.start_logits[:, 1:])
+    assert torch.equal(after.end_logits[:, 1:], before.end_logits[:, 1:])
+    with pytest.raises(ValueError, match="reads input_ids: pass input_ids, not inputs_embeds"):
+        model(inputs_embeds=model.distilbert.embeddings.word_embeddings(batch["input_ids"]),
+              attention_mask=batch["attention_mask"])
+
+
+def test_matcher_never_trains_and_stays_in_inference_mode(tokenizer):
+    model = similarity_model(tokenizer, answer_similarity_weight=1.0, dropout=0.5, attention_dropout=0.5).train()
+    assert not model.sentence_matcher.training and model.distilbert.training
+    batch = tokenizer(["Where is Paris?"], ["Paris is in France. It is big."], return_tensors="pt")
+    model(**batch, start_positions=torch.tensor([6]), end_positions=torch.tensor([6])).loss.backward()
+    assert all(parameter.grad is None and not parameter.requires_grad
+               for parameter in model.sentence_matcher.parameters())
+    first = model.sentence_matcher(batch["input_ids"], batch["attention_mask"])
+    torch.testing.assert_close(model.sentence_matcher(batch["input_ids"], batch["attention_mask"]), first)
+
+
+def test_similarity_needs_the_tokenizers_ids():
+    with pytest.raises(ValueError, match="answer_similarity needs the tokenizer's ids"):
+        PointerDistilBertConfig(answer_similarity=True)
 
 
 def test_verifier_loss_adds_the_weighted_binary_loss_of_windows_without_answer():
