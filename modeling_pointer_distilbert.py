@@ -192,8 +192,9 @@ class PointerDistilBertConfig(DistilBertConfig):
 
 def is_sentence_token_ids(value) -> bool:
     """True for `{"cls": int, "sep": int, "sentence_ends": [int, ...]}`."""
-    return (isinstance(value, dict) and isinstance(value.get("cls"), int) and isinstance(value.get("sep"), int)
-            and isinstance(value.get("sentence_ends"), list) and all(isinstance(i, int) for i in value["sentence_ends"]))
+    if not isinstance(value, dict) or not isinstance(value.get("sentence_ends"), list):
+        return False
+    return all(isinstance(token, int) for token in [value.get("cls"), value.get("sep"), *value["sentence_ends"]])
 
 
 def mask_padding(logits: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
