@@ -420,6 +420,7 @@ class SentenceMatcher(nn.Module):
         self.cls_id, self.sep_id = token_ids["cls"], token_ids["sep"]
         self.sentence_ends = set(token_ids["sentence_ends"])
         self.pad_id = config.pad_token_id or 0
+        self.max_segment_length = config.max_position_embeddings - 2  # room for [CLS] and [SEP]
         self.requires_grad_(False)
 
     @torch.no_grad()
@@ -433,12 +434,14 @@ class SentenceMatcher(nn.Module):
 
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Returns each window's question–sentence similarity, shape (batch,), in [-1, 1]; -1 without a sentence."""
+        """Returns each window's question–sentence similarity, shape (batch,), in [-1, 1]; -1 without a sentence.
+        Windows are right-padded, as the recipe's collator and pipeline pad them."""
         lengths = attention_mask.sum(dim=-1).tolist() if attention_mask is not None else [input_ids.size(1)] * len(
             input_ids)
         windows = [window_segments(ids[:length], self.sep_id, self.sentence_ends)
                    for ids, length in zip(input_ids.tolist(), lengths)]
-        texts = [torch.tensor([self.cls_id, *segment, self.sep_id]) for segments in windows for segment in segments]
+        texts = [torch.tensor([self.cls_id, *segment[: self.max_segment_length], self.sep_id])
+                 for segments in windows for segment in segments]
         token_ids = nn.utils.rnn.pad_sequence(texts, batch_first=True, padding_value=self.pad_id).to(input_ids.device)
         widths = torch.tensor([len(text) for text in texts], device=input_ids.device)
         mask = (torch.arange(token_ids.size(1), device=input_ids.device) < widths.unsqueeze(1)).long()
