@@ -432,6 +432,26 @@ class SentenceMatcher(nn.Module):
         """Stays in inference mode: the matcher's embeddings are the starting encoder's, dropout included."""
         return super().train(False)
 
+    def embed(self, texts: list[list[int]], device: torch.device, chunk: int = 64) -> torch.Tensor:
+        """Returns the unit-length mean-pooled embedding of each token list, shape (len(texts), dim).
+
+        A window's question and sentences differ in length several-fold, so they are encoded in chunks of similar
+        lengths, each padded only to its own longest.
+        """
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        embeddings = torch.empty(len(texts), self.encoder.config.dim, device=device)
+        for first in range(0, len(order), chunk):
+            rows = order[first : first + chunk]
+            tokens = [torch.tensor(texts[row]) for row in rows]
+            token_ids = nn.utils.rnn.pad_sequence(tokens, batch_first=True, padding_value=self.pad_id).to(device)
+            widths = torch.tensor([len(text) for text in tokens], device=device)
+            mask = (torch.arange(token_ids.size(1), device=device) < widths.unsqueeze(1)).long()
+            states = self.encoder(input_ids=token_ids, attention_mask=mask).last_hidden_state  # (rows, width, dim)
+            weights = mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * weights).sum(dim=1) / weights.sum(dim=1)  # (rows, dim)
+            embeddings[rows] = nn.functional.normalize(pooled.float(), dim=-1)
+        return embeddings
+
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Returns each window's question–sentence similarity, shape (batch,), in [-1, 1]; -1 without a sentence.
@@ -440,14 +460,9 @@ class SentenceMatcher(nn.Module):
             input_ids)
         windows = [window_segments(ids[:length], self.sep_id, self.sentence_ends)
                    for ids, length in zip(input_ids.tolist(), lengths)]
-        texts = [torch.tensor([self.cls_id, *segment[: self.max_segment_length], self.sep_id])
+        texts = [[self.cls_id, *segment[: self.max_segment_length], self.sep_id]
                  for segments in windows for segment in segments]
-        token_ids = nn.utils.rnn.pad_sequence(texts, batch_first=True, padding_value=self.pad_id).to(input_ids.device)
-        widths = torch.tensor([len(text) for text in texts], device=input_ids.device)
-        mask = (torch.arange(token_ids.size(1), device=input_ids.device) < widths.unsqueeze(1)).long()
-        states = self.encoder(input_ids=token_ids, attention_mask=mask).last_hidden_state  # (segments, width, dim)
-        weights = mask.unsqueeze(-1).to(states.dtype)
-        embeddings = nn.functional.normalize(((states * weights).sum(dim=1) / weights.sum(dim=1)).float(), dim=-1)
+        embeddings = self.embed(texts, input_ids.device)  # (segments, dim)
         similarities, row = [], 0
         for segments in windows:
             question, sentences = embeddings[row], embeddings[row + 1 : row + len(segments)]  # (dim,), (n, dim)
