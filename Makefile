@@ -28,7 +28,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
-build/minilm-distilbert: convert_bert_to_distilbert.py | setup
+build/minilm-distilbert: | setup
 	$(OFFLINE) $(BIN)/python convert_bert_to_distilbert.py minilm $@
 
 demo: setup build/minilm-distilbert

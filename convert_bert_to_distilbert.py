@@ -10,13 +10,11 @@ Usage:
     python convert_bert_to_distilbert.py SOURCE OUTPUT_DIR
 
 SOURCE is a local folder or a Hub id of a BertModel / BertFor* checkpoint, or the word `minilm` for the packaged
-MiniLM. A sentence-transformers checkpoint stays one: its `modules.json` and pooling settings are copied along, which
-is how `run_qa.py` knows to keep it as a sentence matcher (`--answer_similarity`).
+MiniLM.
 """
 
 import argparse
 import importlib.util
-import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +22,6 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel, DistilBertConfig, DistilBertModel
 from transformers.activations import ACT2FN
-from transformers.utils import cached_file
 
 from cli_errors import UserError, run_command
 
@@ -49,9 +46,6 @@ LAYER_MODULES = {
     "ffn.lin2": "output.dense",
     "output_layer_norm": "output.LayerNorm",
 }
-# sentence-transformers' description of a checkpoint as a sentence encoder: what it runs and how it pools.
-SENTENCE_ENCODER_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
-                          "1_Pooling/config.json")
 POSITION_KEY = "embeddings.position_embeddings.weight"
 TOKEN_TYPE_KEY = "embeddings.token_type_embeddings.weight"
 
@@ -192,40 +186,7 @@ def convert_bert_checkpoint(source: str | Path, output_dir: str | Path) -> Path:
     output_dir = Path(output_dir)
     distilbert.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
-    copy_sentence_encoder_files(source, output_dir)
     return output_dir
-
-
-def checkpoint_file(source: str | Path, name: str, **hub_kwargs) -> str | None:
-    """Return the local path of file `name` of checkpoint `source` (a folder or a Hub id), or None where it has no
-    such file or the Hub cannot be reached."""
-    if Path(source).is_dir():
-        path = Path(source) / name
-        return str(path) if path.is_file() else None
-    try:
-        return cached_file(str(source), name, _raise_exceptions_for_missing_entries=False,
-                           _raise_exceptions_for_connection_errors=False, **hub_kwargs)
-    except OSError:
-        return None
-
-
-def is_sentence_encoder(source: str | Path, **hub_kwargs) -> bool:
-    """True when checkpoint `source` describes itself as a sentence-transformers model (it has `modules.json`)."""
-    return checkpoint_file(source, SENTENCE_ENCODER_FILES[0], **hub_kwargs) is not None
-
-
-def copy_sentence_encoder_files(source: str | Path, output_dir: Path) -> list[str]:
-    """Copy the sentence-transformers files that `source` has (`SENTENCE_ENCODER_FILES`) into `output_dir`; return
-    their names. The converted weights compute the same embeddings, so the description still holds."""
-    copied = []
-    for name in SENTENCE_ENCODER_FILES:
-        found = checkpoint_file(source, name)
-        if found is not None:
-            target = output_dir / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(found, target)
-            copied.append(name)
-    return copied
 
 
 def packaged_minilm_dir() -> Path:

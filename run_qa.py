@@ -36,7 +36,6 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from cli_errors import UserError, run_command
-from convert_bert_to_distilbert import is_sentence_encoder
 from modeling_pointer_distilbert import (
     POINTER_ATTENTIONS,
     QA_HEADS,
@@ -140,13 +139,12 @@ class ModelArguments:
                   "stock loss). Below 1 the null pointer is learned more slowly, which also shifts the null odds "
                   "towards answering (see PointerDistilBertConfig)."},
     )
-    answer_similarity: bool | None = field(
-        default=None,
+    answer_similarity: bool = field(
+        default=False,
         metadata={"help": "Keep a frozen copy of the starting encoder to measure how close the question comes to the "
                   "window's closest sentence, weighed into the null odds on the calibration split (see "
-                  "PointerDistilBertConfig); needs --calibration_fraction above 0. Default: on when the starting "
-                  "checkpoint is a sentence encoder (it has sentence-transformers' modules.json, as the converted "
-                  "MiniLM has), off otherwise."},
+                  "PointerDistilBertConfig). For a sentence-encoder start such as the MiniLM of "
+                  "configs/cpu_small.json; needs --calibration_fraction above 0."},
     )
     dropout: float | None = field(
         default=None,
@@ -571,8 +569,8 @@ def load_base_config(model_args: ModelArguments):
 
 def build_model(model_args: ModelArguments, base_config, tokenizer=None) -> PointerDistilBertForQuestionAnswering:
     """Return the pointer model: loaded from a pointer checkpoint with this run's loss weights, or built on a plain
-    DistilBERT encoder with the head the arguments ask for (and, with `--answer_similarity`, by default for a sentence
-    encoder, a frozen copy of that encoder as the sentence matcher, cutting sentences with `tokenizer`'s ids)."""
+    DistilBERT encoder with the head the arguments ask for (and, with `--answer_similarity`, a frozen copy of that
+    encoder as the sentence matcher, cutting sentences with `tokenizer`'s ids)."""
     source = model_args.config_name or model_args.model_name_or_path
     hub_kwargs = hub_arguments(model_args)
     if base_config.model_type == "pointer_distilbert":
@@ -584,10 +582,7 @@ def build_model(model_args: ModelArguments, base_config, tokenizer=None) -> Poin
         head_fields = ("qa_head", "pointer_attention", "pointer_hidden_size", "answer_verifier",
                        "verifier_standardization", *LOSS_WEIGHTS)
         head = {name: getattr(model_args, name) for name in head_fields}
-        similarity = model_args.answer_similarity
-        if similarity is None:
-            similarity = is_sentence_encoder(model_args.model_name_or_path, **hub_kwargs)
-        if similarity:
+        if model_args.answer_similarity:
             tokenizer = tokenizer or build_tokenizer(model_args)
             head.update(answer_similarity=True, sentence_token_ids=sentence_token_ids(tokenizer))
         config = PointerDistilBertConfig(**{**base_config.to_dict(), **head})

@@ -52,7 +52,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 # Used when no --config is given: one epoch, Adafactor at 3e-4 with 10 % warm-up, batch 16.
 SMALL_BUDGET = {"per_device_train_batch_size": 16, "learning_rate": 3e-4, "warmup_steps": 0.1, "num_train_epochs": 1}
 POINTER = {"qa_head": "pointer", "answer_verifier": False, "verifier_standardization": False,
-           "nonnull_loss_weight": 0.0, "null_span_loss_weight": 1.0, "answer_similarity": False}
+           "nonnull_loss_weight": 0.0, "null_span_loss_weight": 1.0}
 # A variant is a name and the run_qa.py arguments it sets; add one here to compare it.
 VARIANTS = {
     "as-configured": {},
@@ -64,7 +64,8 @@ VARIANTS = {
     "layer-decay": {"layerwise_learning_rate_decay": 0.8},
     "reinit-top-layer": {"reinit_top_layers": 1},
     "four-epochs": {"num_train_epochs": 4},
-    "reader-only": {"answer_similarity": False},  # the null odds of the fine-tuned reader alone
+    "sentence-matcher": {"answer_similarity": True},
+    "reader-only": {"answer_similarity": False},  # the fine-tuned reader's null odds alone, without the matcher
 }
 # Settings of an argument file that the protocol replaces: the data, where runs go, and when they evaluate and save.
 REPLACED = ("dataset_name", "dataset_config_name", "load_best_model_at_end", "metric_for_best_model", "eval_steps",

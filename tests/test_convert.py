@@ -6,12 +6,9 @@ from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering, Be
 
 from cli_errors import UserError
 from convert_bert_to_distilbert import (
-    SENTENCE_ENCODER_FILES,
     convert_bert_checkpoint,
     convert_bert_weights,
-    copy_sentence_encoder_files,
     distilbert_config_from_bert,
-    is_sentence_encoder,
     main,
     packaged_minilm_dir,
 )
@@ -87,15 +84,6 @@ def test_converted_folder_is_a_distilbert_checkpoint_with_tokenizer(converted_mi
     assert not [name for name in names if name.endswith((".bin", ".pt", ".pth"))]
     text = "Who wrote the pointer network paper?"
     assert AutoTokenizer.from_pretrained(converted_minilm_dir)(text) == AutoTokenizer.from_pretrained(minilm_dir)(text)
-
-
-def test_a_sentence_encoder_stays_one_and_a_plain_bert_does_not_become_one(converted_minilm_dir, minilm_dir, tmp_path):
-    for name in SENTENCE_ENCODER_FILES:
-        assert (converted_minilm_dir / name).read_bytes() == (minilm_dir / name).read_bytes(), name
-    assert is_sentence_encoder(converted_minilm_dir)
-    plain = tmp_path / "plain"
-    BertModel(BertConfig(vocab_size=99, **TINY_BERT)).save_pretrained(plain)
-    assert copy_sentence_encoder_files(plain, tmp_path / "out") == [] and not is_sentence_encoder(plain)
 
 
 def test_converted_folder_loads_into_the_pointer_model_with_only_the_head_missing(converted_minilm_dir):

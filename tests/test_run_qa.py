@@ -526,19 +526,14 @@ def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(tmp_path, monke
     assert ("set bf16 to false" in caplog.text) is not native
 
 
-@pytest.mark.parametrize("flags, sentence_encoder, expected", [
-    ([], True, True), ([], False, False), (["--answer_similarity", "false"], True, False),
-    (["--answer_similarity", "true"], False, True),
-], ids=["sentence-encoder", "plain-encoder", "turned-off", "turned-on"])
-def test_a_sentence_encoder_start_gets_its_frozen_copy_as_the_matcher_unless_told_otherwise(
-        tmp_path, tokenizer, flags, sentence_encoder, expected):
+@pytest.mark.parametrize("flags, expected", [([], False), (["--answer_similarity", "true"], True)],
+                         ids=["default", "asked-for"])
+def test_the_matcher_is_a_frozen_copy_of_the_starting_encoder_when_asked_for(tmp_path, tokenizer, flags, expected):
     save_tiny_distilbert(tmp_path, vocab_size=tokenizer.vocab_size)
     tokenizer.save_pretrained(tmp_path)
-    if sentence_encoder:
-        (tmp_path / "modules.json").write_text("[]")
     model = run_qa.build_model(*_model_with(tmp_path, *flags))
     assert (model.sentence_matcher is not None) == expected == model.config.answer_similarity
     if expected:
-        start = model.distilbert.state_dict()
-        assert all(torch.equal(value, start[name]) for name, value in model.sentence_matcher.encoder.state_dict().items())
+        start, matcher = model.distilbert.state_dict(), model.sentence_matcher.encoder.state_dict()
+        assert matcher.keys() == start.keys() and all(torch.equal(matcher[name], start[name]) for name in start)
         assert model.config.sentence_token_ids == {"cls": 101, "sep": 102, "sentence_ends": [1012, 1029, 999]}
