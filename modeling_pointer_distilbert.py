@@ -216,6 +216,13 @@ def without_null(logits: torch.Tensor) -> torch.Tensor:
     return masked
 
 
+def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Returns the mean of each row's token states over its unmasked tokens (a sentence encoder's pooling), shape
+    (batch, dim); a row without any token gives zeros."""
+    weights = attention_mask.to(hidden_states.dtype).unsqueeze(-1)  # (batch, seq_len, 1)
+    return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+
 def attention_summary(logits: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
     """Returns sum_i softmax(logits)_i * h_i, the token state a pointer distribution expects.
 
@@ -373,8 +380,7 @@ class AnswerVerifier(nn.Module):
             confidences += [best_span, log_probabilities[:, 0]]
         if attention_mask is None:
             attention_mask = torch.ones_like(start_logits)
-        weights = attention_mask.to(hidden_states.dtype).unsqueeze(-1)  # (batch, seq_len, 1)
-        mean_state = (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)  # (batch, dim)
+        mean_state = masked_mean(hidden_states, attention_mask)  # (batch, dim)
         confidence = torch.stack(confidences, dim=-1).to(hidden_states.dtype)  # (batch, 4)
         features = torch.cat([hidden_states[:, 0], mean_state, *summaries, confidence], dim=-1)  # (batch, 4 * dim + 4)
         features = self.standardize(features)
@@ -447,8 +453,7 @@ class SentenceMatcher(nn.Module):
             widths = torch.tensor([len(text) for text in tokens], device=device)
             mask = (torch.arange(token_ids.size(1), device=device) < widths.unsqueeze(1)).long()
             states = self.encoder(input_ids=token_ids, attention_mask=mask).last_hidden_state  # (rows, width, dim)
-            weights = mask.unsqueeze(-1).to(states.dtype)
-            pooled = (states * weights).sum(dim=1) / weights.sum(dim=1)  # (rows, dim)
+            pooled = masked_mean(states, mask)  # (rows, dim)
             embeddings[rows] = nn.functional.normalize(pooled.float(), dim=-1)
         return embeddings
 
@@ -456,8 +461,9 @@ class SentenceMatcher(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Returns each window's question–sentence similarity, shape (batch,), in [-1, 1]; -1 without a sentence.
         Windows are right-padded, as the recipe's collator and pipeline pad them."""
-        lengths = attention_mask.sum(dim=-1).tolist() if attention_mask is not None else [input_ids.size(1)] * len(
-            input_ids)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        lengths = attention_mask.sum(dim=-1).tolist()
         windows = [window_segments(ids[:length], self.sep_id, self.sentence_ends)
                    for ids, length in zip(input_ids.tolist(), lengths)]
         texts = [[self.cls_id, *segment[: self.max_segment_length], self.sep_id]
