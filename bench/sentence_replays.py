@@ -93,6 +93,11 @@ class SentenceSimilarities:
         return self.cache[question_id]
 
 
+def sentence_of_spans(sentence_starts: list[int], span_starts: list[int]) -> np.ndarray:
+    """Index of the sentence holding each span's first character, given each sentence's first character."""
+    return np.maximum(np.searchsorted(sentence_starts, span_starts, "right") - 1, 0)
+
+
 def read_split(folder: Path, part: str, questions: dict, similarities: SentenceSimilarities, weight: float,
                centre: float) -> dict[str, dict]:
     """Return question id → {null: the reader's null score (matcher shift undone), spans: [(score, text,
@@ -104,7 +109,7 @@ def read_split(folder: Path, part: str, questions: dict, similarities: SentenceS
         starts, sims, alignment = similarities.sentence_starts_and_similarities(question_id, record)
         closest = float(sims.max())
         null = next(entry["score"] for entry in entries if not entry["text"])
-        sentence_of = np.maximum(np.searchsorted(starts, [entry["start"] for entry in entries], "right") - 1, 0)
+        sentence_of = sentence_of_spans(starts, [entry["start"] for entry in entries])
         spans = [(entry["score"], entry["text"], float(sims[sentence]))
                  for entry, sentence in zip(entries, sentence_of) if entry["text"]]
         split[question_id] = {"null": null + weight * (closest - centre), "spans": spans, "closest": closest,
