@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 from real_data import format_spread  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-from modeling_pointer_distilbert import PointerDistilBertForQuestionAnswering  # noqa: E402
+from modeling_pointer_distilbert import PointerDistilBertForQuestionAnswering, window_segments  # noqa: E402
 from squad.calibration import calibrated_null_threshold, similarity_weight  # noqa: E402
-from squad.metric import compute_f1, null_odds_auc  # noqa: E402
+from squad.metric import compute_squad_metrics, null_odds_auc, raw_scores  # noqa: E402
 
 
 def read_questions(path: Path) -> dict[str, dict]:
@@ -57,12 +57,16 @@ class SentenceSimilarities:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.cache: dict[str, tuple[list[int], np.ndarray, float]] = {}
 
+    def wrapped(self, tokens: list[int]) -> list[int]:
+        """`[CLS] tokens [SEP]`, cut to the encoder's length: a text as the matcher encodes it."""
+        return [self.matcher.cls_id, *tokens[:510], self.matcher.sep_id]
+
     def states(self, texts: list[list[int]]) -> list[torch.Tensor]:
         """Unit-length contextual vectors of each token list's words ([CLS] and [SEP] added, then dropped)."""
         vectors = []
         with torch.no_grad():
             for tokens in texts:
-                ids = torch.tensor([[self.matcher.cls_id, *tokens[:510], self.matcher.sep_id]])
+                ids = torch.tensor([self.wrapped(tokens)])
                 hidden = self.matcher.encoder(input_ids=ids).last_hidden_state[0, 1:-1]
                 vectors.append(torch.nn.functional.normalize(hidden, dim=-1))
         return vectors
@@ -71,21 +75,16 @@ class SentenceSimilarities:
         """Return each sentence's first character, its similarity to the question, and the token alignment of the
         question with the closest sentence."""
         if question_id not in self.cache:
-            encoded = self.tokenizer(record["context"], add_special_tokens=False, return_offsets_mapping=True)
-            sentences, starts, current = [], [], []
-            for token, (start, _) in zip(encoded["input_ids"], encoded["offset_mapping"]):
-                if not current:
-                    starts.append(start)
-                current.append(token)
-                if token in self.matcher.sentence_ends:
-                    sentences.append(current)
-                    current = []
-            if current:
-                sentences.append(current)
+            context = self.tokenizer(record["context"], add_special_tokens=False, return_offsets_mapping=True)
             question = self.tokenizer(record["question"], add_special_tokens=False)["input_ids"]
-            texts = [[self.matcher.cls_id, *tokens[:510], self.matcher.sep_id] for tokens in [question, *sentences]]
+            cls_id, sep_id = self.matcher.cls_id, self.matcher.sep_id
+            question, *sentences = window_segments([cls_id, *question, sep_id, *context["input_ids"], sep_id], sep_id,
+                                                   self.matcher.sentence_ends)
+            first_tokens = np.cumsum([0, *map(len, sentences[:-1])])
+            starts = [context["offset_mapping"][token][0] for token in first_tokens]
             with torch.no_grad():
-                embeddings = self.matcher.embed(texts, torch.device("cpu")).numpy()
+                embeddings = self.matcher.embed([self.wrapped(tokens) for tokens in [question, *sentences]],
+                                                torch.device("cpu")).numpy()
             similarities = embeddings[1:] @ embeddings[0]
             question_words, closest_words = self.states([question, sentences[int(similarities.argmax())]])
             alignment = float((question_words @ closest_words.T).max(dim=1).values.mean())
@@ -145,7 +144,8 @@ def logistic_threshold(references: dict, texts: dict, odds: dict) -> float:
     intercept, slope = coefficients[0] - coefficients[1] * mean / spread, coefficients[1] / spread
     if slope >= 0:
         return float(x.min() - 1)
-    span_f1 = statistics.fmean(max(compute_f1(gold, texts[q]) for gold in references[q]) for q in ids if references[q])
+    _, f1 = raw_scores({q: golds for q, golds in references.items() if golds}, texts)
+    span_f1 = statistics.fmean(f1.values())
     return float((np.log(1 / span_f1) - intercept) / slope)  # p * f = 1 - p  <=>  logit(p) = -log(f)
 
 
@@ -170,17 +170,11 @@ def replay(folder: Path, questions: dict, similarities: SentenceSimilarities, se
     else:
         articles = {q: entry["title"] for q, entry in calibration.items()}
         threshold = calibrated_null_threshold(cal_refs, cal_texts, cal_odds, articles, 2.0)
-    f1, forced = [], []
-    for q, entry in held_out.items():
-        golds = entry["answers"]
-        answer = texts[q] if odds[q] <= threshold else ""
-        f1.append(max(compute_f1(gold, answer) for gold in golds) if golds else float(answer == ""))
-        if golds:
-            forced.append(max(compute_f1(gold, texts[q]) for gold in golds))
-    no_answer_share = 100 * statistics.fmean(not entry["answers"] for entry in held_out.values())
-    return {"gain": 100 * statistics.fmean(f1) - no_answer_share, "forced": 100 * statistics.fmean(forced),
-            "auc": null_odds_auc(odds, {q: bool(e["answers"]) for q, e in held_out.items()}),
-            "answered": 100 * statistics.fmean(odds[q] <= threshold for q in odds)}
+    references = {q: entry["answers"] for q, entry in held_out.items()}
+    metrics = compute_squad_metrics(references, texts, odds, null_odds_threshold=threshold, non_null_predictions=texts)
+    no_answer_share = 100 * statistics.fmean(not golds for golds in references.values())
+    return {"gain": metrics["f1"] - no_answer_share, "forced": metrics["forced_HasAns_f1"],
+            "auc": metrics["null_odds_auc"], "answered": 100 * statistics.fmean(odds[q] <= threshold for q in odds)}
 
 
 ALTERNATIVES = {
