@@ -4,13 +4,14 @@
     accelerate launch run_qa.py --model_name_or_path distilbert-base-uncased
 
 trains on SQuAD 2.0 from the Hub, evaluates, and writes everything to out/distilbert-base-uncased-squad_v2.
-`python run_qa.py configs/squad_v2_gpu.json`: a single .json/.yaml file holds the same arguments.
+`python run_qa.py configs/squad_v2_gpu.json`: a .json/.yaml file holds the same arguments; flags after it win.
 Every flag of Hugging Face's `examples/pytorch/question-answering/run_qa.py` keeps its name and meaning.
 
 The file is longer than the project's other modules because it holds the argument dataclasses, whose help texts
 are the command line's documentation (about 150 lines); the rest is one named step per function, read in `main()`.
 """
 
+import argparse
 import importlib.util
 import json
 import logging
@@ -331,18 +332,36 @@ class QATrainingArguments(TrainingArguments):
 
 
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataTrainingArguments, QATrainingArguments]:
-    """Return the three argument groups from the command line or one .json/.yaml argument file.
+    """Return the three argument groups from the command line, or from a .json/.yaml argument file and the flags
+    that follow it (`run_qa.py configs/cpu_small.json --train_file mine.json`: a flag wins over the file).
 
     What the headline command leaves out is filled in first (`headline_defaults`); a value that the argument
     classes refuse is a `UserError` naming the argument file when there is one.
     """
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, QATrainingArguments))
-    from_file = len(argv) == 1 and argv[0].endswith(ARGUMENT_FILE_SUFFIXES)
-    values = read_argument_file(Path(argv[0])) if from_file else vars(parser.parse_args(argv))
+    from_file = bool(argv) and argv[0].endswith(ARGUMENT_FILE_SUFFIXES) and not argv[0].startswith("-")
+    if from_file:
+        values = {**read_argument_file(Path(argv[0])), **given_flags(parser, argv[1:])}
+    else:
+        values = vars(parser.parse_args(argv))
     try:
         return parser.parse_dict({**values, **headline_defaults(values)})
     except (ValueError, TypeError) as error:  # __post_init__ checks, unknown or missing keys in a file
         raise UserError(f"{argv[0]}: {error}" if from_file else str(error)) from None
+
+
+def given_flags(parser: HfArgumentParser, argv: list[str]) -> dict:
+    """Return the flags `argv` sets, by name, converted by their types; none of the parser's defaults.
+
+    Parsing into a namespace whose every name is already set leaves argparse no default to fill in, so what changes
+    is exactly what was given, even a value equal to the default (`--bf16 false` over a file's `"bf16": true`).
+    """
+    unset = object()
+    names = {action.dest for action in parser._actions if action.dest != "help"}
+    for action in parser._actions:
+        action.required = False  # the argument file may hold them; parse_dict reports what is still missing
+    namespace = parser.parse_args(argv, namespace=argparse.Namespace(**dict.fromkeys(names, unset)))
+    return {name: value for name, value in vars(namespace).items() if value is not unset}
 
 
 def read_argument_file(path: Path) -> dict:
@@ -403,7 +422,7 @@ def warn_about_slow_bf16(training_args: TrainingArguments) -> None:
                  for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     if training_args.bf16 and on_cpu and not native:
         logger.warning("bf16 on a CPU without AVX512-BF16 or AMX runs emulated and far slower than float32: "
-                       "set bf16 to false on this machine (lscpu lists the CPU's flags)")
+                       "pass --bf16 false on this machine (lscpu lists the CPU's flags)")
 
 
 def setup_logging(training_args: TrainingArguments) -> None:
