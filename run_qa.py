@@ -331,6 +331,16 @@ class QATrainingArguments(TrainingArguments):
                              "(the average replaces the final weights of the whole, unsharded model): drop one of them")
 
 
+class CommandLineParser(HfArgumentParser):
+    """The three argument groups' parser, whose command-line mistakes are one-line `UserError`s.
+
+    argparse would print the usage of some 200 flags (once per process under a launcher) before its message.
+    """
+
+    def error(self, message: str):
+        raise UserError(f"{message}; `python run_qa.py --help` lists every argument")
+
+
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataTrainingArguments, QATrainingArguments]:
     """Return the three argument groups from the command line, or from a .json/.yaml argument file and the flags
     that follow it (`run_qa.py configs/cpu_small.json --train_file mine.json`: a flag wins over the file).
@@ -338,7 +348,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataTrainingArgume
     What the headline command leaves out is filled in first (`headline_defaults`); a value that the argument
     classes refuse is a `UserError` naming the argument file when there is one.
     """
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, QATrainingArguments))
+    parser = CommandLineParser((ModelArguments, DataTrainingArguments, QATrainingArguments))
     from_file = bool(argv) and argv[0].endswith(ARGUMENT_FILE_SUFFIXES) and not argv[0].startswith("-")
     if from_file:
         values = {**read_argument_file(Path(argv[0])), **given_flags(parser, argv[1:])}
@@ -350,7 +360,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataTrainingArgume
         raise UserError(f"{argv[0]}: {error}" if from_file else str(error)) from None
 
 
-def given_flags(parser: HfArgumentParser, argv: list[str]) -> dict:
+def given_flags(parser: CommandLineParser, argv: list[str]) -> dict:
     """Return the flags `argv` sets, by name, converted by their types; none of the parser's defaults.
 
     Parsing into a namespace whose every name is already set leaves argparse no default to fill in, so what changes

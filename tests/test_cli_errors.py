@@ -50,6 +50,10 @@ def test_bad_input_ends_in_one_line_naming_file_record_and_field(tmp_path, tiny_
     cases = {name: {"argv": [*common, "--train_file", str(path), "--do_train"]} for name, (path, _) in files.items()}
     cases["unreachable Hub dataset"] = {"argv": [*common, "--dataset_name", "someone/absent-dataset"]}
     cases["headline command offline"] = {"argv": ["--model_name_or_path", str(tiny_model_dir)]}
+    cases["misspelt flag"] = {"argv": [*common, "--max_seq_lenght", "128"]}
+    cases["bad flag value"] = {"argv": [*common, "--learning_rate", "fast"]}
+    (tmp_path / "run.json").write_text(json.dumps({"model_name_or_path": str(tiny_model_dir)}))
+    cases["bad flag after a file"] = {"argv": [str(tmp_path / "run.json"), "--doc_stride"]}
     cases["traceback asked for"] = {"argv": cases["missing file"]["argv"], "env": {"QA_TRACEBACK": "1"}}
     (tmp_path / "cases.json").write_text(json.dumps(list(cases.values())))
     environment = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
@@ -64,6 +68,9 @@ def test_bad_input_ends_in_one_line_naming_file_record_and_field(tmp_path, tiny_
     expected = {name: f"{path}: {what}" for name, (path, what) in files.items()}
     expected["unreachable Hub dataset"] = "could not load dataset 'someone/absent-dataset'"
     expected["headline command offline"] = "could not load dataset 'squad_v2'"
+    expected["misspelt flag"] = "unrecognized arguments: --max_seq_lenght 128; `python run_qa.py --help`"
+    expected["bad flag value"] = "argument --learning_rate/--learning-rate: invalid float value: 'fast'"
+    expected["bad flag after a file"] = "argument --doc_stride/--doc-stride: expected one argument"
     for name, says in expected.items():
         result = results[name]
         lines = result["stderr"].strip().splitlines()
