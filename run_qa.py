@@ -367,9 +367,9 @@ def given_flags(parser: CommandLineParser, argv: list[str]) -> dict:
     is exactly what was given, even a value equal to the default (`--bf16 false` over a file's `"bf16": true`).
     """
     unset = object()
-    names = {action.dest for action in parser._actions if action.dest != "help"}
     for action in parser._actions:
         action.required = False  # the argument file may hold them; parse_dict reports what is still missing
+    names = {action.dest for action in parser._actions}
     namespace = parser.parse_args(argv, namespace=argparse.Namespace(**dict.fromkeys(names, unset)))
     return {name: value for name, value in vars(namespace).items() if value is not unset}
 

@@ -260,11 +260,14 @@ def test_explicit_version_flag_that_contradicts_data_is_refused(tmp_path, tiny_m
         run_qa.main(tiny_run_args(tiny_model_dir, tmp_path / "o", "--do_eval", "--version_2_with_negative", "false"))
 
 
+def argument_file_values(argv: list[str]) -> dict:
+    """Return the `--flag value` pairs of `argv` as an argument file holds them (a lone last flag is left out)."""
+    return {flag.lstrip("-"): json_value(value) for flag, value in zip(argv[::2], argv[1::2])}
+
+
 def test_argument_file_gives_same_arguments_as_command_line(tmp_path, tiny_model_dir):
     argv = tiny_run_args(tiny_model_dir, tmp_path / "o", "--do_eval")
-    as_json = {"do_eval": True}
-    for flag, value in zip(argv[::2], argv[1::2]):
-        as_json[flag.lstrip("-")] = json_value(value)
+    as_json = {"do_eval": True, **argument_file_values(argv)}
     (tmp_path / "args.json").write_text(json.dumps(as_json))
     from_file = run_qa.parse_arguments([str(tmp_path / "args.json")])
     from_cli = run_qa.parse_arguments(argv)
@@ -274,9 +277,7 @@ def test_argument_file_gives_same_arguments_as_command_line(tmp_path, tiny_model
 
 def test_flags_after_an_argument_file_win_over_it_even_at_their_default_values(tmp_path, tiny_model_dir):
     argv = tiny_run_args(tiny_model_dir, tmp_path / "o", "--do_eval")
-    as_json = {"do_eval": True}
-    for flag, value in zip(argv[::2], argv[1::2]):
-        as_json[flag.lstrip("-")] = json_value(value)
+    as_json = {"do_eval": True, **argument_file_values(argv)}
     as_json.update(bf16=True, learning_rate=3e-4, seed=7)
     (tmp_path / "args.json").write_text(json.dumps(as_json))
     overrides = ["--bf16", "false", "--learning_rate", "1e-4", "--output_dir", str(tmp_path / "mine")]
