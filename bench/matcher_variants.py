@@ -1,0 +1,151 @@
+"""Could the sentence matcher say more with another sentence split or another summary of its similarities? The
+untouched matcher's null-odds AUC per article for each alternative, with no training.
+
+    python bench/matcher_variants.py --data ../shared/data/squad_v2_sample_train.json [--model build/minilm-distilbert]
+
+What ships is the largest cosine similarity between the question and a sentence, the matcher ending a sentence at
+every ".", "?" or "!" token, so "e.g.", "U.S.", "St. Paul", initials and decimals ("1.5") cut a sentence in two.
+The alternatives: a split where those marks end no sentence; the closest similarity relative to the others (minus
+their mean, minus the second closest), as SQuAD 2.0's unanswerable questions were written to resemble one passage
+sentence; the closest of two adjacent sentences, or of sentences and pairs, for answers that need two sentences; the
+whole context as one text; and the question without its question mark. The matcher is the untouched starting
+encoder (what `--answer_similarity` copies before training), so the comparison needs no trained model: for every
+question, each summary over its whole context is ranked as null odds (less similar = more likely unanswerable),
+scored per article by ROC AUC and paired against what ships.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from machine import ROOT, cpu_name, use_repository_offline
+
+use_repository_offline()
+sys.path.insert(0, str(ROOT))
+
+from real_data import format_spread  # noqa: E402
+from sentence_replays import read_questions  # noqa: E402
+from transformers import AutoTokenizer  # noqa: E402
+from transformers.utils import logging as transformers_logging  # noqa: E402
+
+from modeling_pointer_distilbert import PointerDistilBertForQuestionAnswering, window_segments  # noqa: E402
+from run_qa import sentence_token_ids  # noqa: E402
+from squad.metric import null_odds_auc  # noqa: E402
+
+ABBREVIATIONS = ("mr", "mrs", "dr", "st", "jr", "sr", "vs", "etc", "no", "inc", "co", "ltd")
+
+
+def every_mark(matcher, context_ids: list[int]) -> list[list[int]]:
+    """The matcher's own split: a sentence ends after every sentence-ending token."""
+    return window_segments([matcher.cls_id, matcher.sep_id, *context_ids, matcher.sep_id], matcher.sep_id,
+                           matcher.sentence_ends)[1:]
+
+
+def keeping_abbreviations(matcher, context_ids: list[int], tokens: list[str]) -> list[list[int]]:
+    """A split where a "." after a single letter or a common abbreviation, or between two digits, ends no sentence."""
+    sentences, sentence = [], []
+    for index, token_id in enumerate(context_ids):
+        sentence.append(token_id)
+        before, after = tokens[index - 1] if index else "", tokens[index + 1] if index + 1 < len(tokens) else ""
+        initial_or_abbreviation = (len(before) == 1 and before.isalpha()) or before in ABBREVIATIONS
+        abbreviation = tokens[index] == "." and (initial_or_abbreviation or (before.isdigit() and after.isdigit()))
+        if token_id in matcher.sentence_ends and not abbreviation:
+            sentences.append(sentence)
+            sentence = []
+    return [*sentences, sentence] if sentence else sentences
+
+
+class Embeddings:
+    """Unit-length matcher embeddings of token lists, each computed once."""
+
+    def __init__(self, matcher):
+        self.matcher, self.cache = matcher, {}
+
+    def __call__(self, texts: list[list[int]]) -> np.ndarray:
+        keys = [tuple(text) for text in texts]
+        missing = [key for key in dict.fromkeys(keys) if key not in self.cache]
+        if missing:
+            wrapped = [[self.matcher.cls_id, *key[: self.matcher.max_segment_length], self.matcher.sep_id]
+                       for key in missing]
+            with torch.no_grad():
+                self.cache.update(zip(missing, self.matcher.embed(wrapped, torch.device("cpu")).numpy()))
+        return np.stack([self.cache[key] for key in keys])
+
+
+SHIPPED = "closest sentence (ships)"
+
+
+def similarities(record: dict, tokenizer, matcher, embed: Embeddings) -> tuple[dict[str, float], dict[str, int]]:
+    """Return each alternative's similarity of the question to `record`'s context (higher: more likely answerable),
+    and how many sentences each split cuts the context into."""
+    context_ids = tokenizer(record["context"], add_special_tokens=False)["input_ids"]
+    question_ids = tokenizer(record["question"], add_special_tokens=False)["input_ids"]
+    question = embed([question_ids])[0]
+    sentences = every_mark(matcher, context_ids)
+    kept = keeping_abbreviations(matcher, context_ids, tokenizer.convert_ids_to_tokens(context_ids))
+    pairs = [first + second for first, second in zip(sentences, sentences[1:])] or sentences
+    by_sentence = np.sort(embed(sentences) @ question)[::-1]
+    without_mark = embed([tokenizer(record["question"].rstrip(" ?"), add_special_tokens=False)["input_ids"]])[0]
+    closest_pair = float((embed(pairs) @ question).max())
+    values = {
+        SHIPPED: by_sentence[0],
+        "closest sentence, abbreviations kept together": (embed(kept) @ question).max(),
+        "closest sentence minus the mean of all": by_sentence[0] - by_sentence.mean(),
+        "closest sentence minus the second closest": by_sentence[0] - by_sentence[min(1, len(by_sentence) - 1)],
+        "closest pair of adjacent sentences": closest_pair,
+        "closest sentence or pair": max(by_sentence[0], closest_pair),
+        "whole context": embed([context_ids])[0] @ question,
+        "closest sentence, question without '?'": (embed(sentences) @ without_mark).max(),
+    }
+    return ({name: float(value) for name, value in values.items()},
+            {"every mark": len(sentences), "abbreviations kept together": len(kept)})
+
+
+def article_aucs(questions: dict, tokenizer, matcher) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """Return alternative → article title → null-odds AUC of its negated similarity, and split → how many
+    sentences it cuts the distinct contexts into."""
+    embed = Embeddings(matcher)
+    odds: dict[str, dict[str, dict[str, float]]] = {}
+    answerable: dict[str, dict[str, bool]] = {}
+    sentence_counts: dict[str, dict[str, int]] = {}
+    for question_id, record in questions.items():
+        values, counts = similarities(record, tokenizer, matcher, embed)
+        for name, value in values.items():
+            odds.setdefault(name, {}).setdefault(record["title"], {})[question_id] = -value
+        for split, count in counts.items():
+            sentence_counts.setdefault(split, {})[record["context"]] = count
+        answerable.setdefault(record["title"], {})[question_id] = bool(record["answers"])
+    aucs = {name: {title: null_odds_auc(article_odds, answerable[title]) for title, article_odds in by_title.items()}
+            for name, by_title in odds.items()}
+    return aucs, {split: sum(counts.values()) for split, counts in sentence_counts.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="nested SQuAD 2.0 JSON with answers")
+    parser.add_argument("--model", type=Path, default=ROOT / "build" / "minilm-distilbert",
+                        help="the starting sentence encoder in the DistilBERT layout")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    transformers_logging.set_verbosity_error()  # the start checkpoint has no head: its load report is expected
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model = PointerDistilBertForQuestionAnswering.from_pretrained(
+        args.model, answer_similarity=True, sentence_token_ids=sentence_token_ids(tokenizer)).eval()
+    model.sentence_matcher.copy_encoder(model.distilbert)
+    aucs, sentences = article_aucs(read_questions(args.data), tokenizer, model.sentence_matcher)
+    titles = list(aucs[SHIPPED])
+    print(f"Untouched matcher ({args.model.name}) on {len(titles)} articles, null-odds AUC per article: mean ± sd, "
+          f"paired against what ships; {cpu_name()}, one thread. The contexts fall into {sentences['every mark']} "
+          f"sentences at every mark, {sentences['abbreviations kept together']} with abbreviations kept together.\n")
+    print("| similarity | AUC | paired difference | higher on |")
+    print("|---|---|---|---|")
+    for name, by_title in aucs.items():
+        differences = [by_title[title] - aucs[SHIPPED][title] for title in titles]
+        print(f"| {name} | {format_spread(list(by_title.values()), 3)} | {format_spread(differences, 3)} | "
+              f"{sum(difference > 0 for difference in differences)} of {len(titles)} |")
+
+
+if __name__ == "__main__":
+    main()
