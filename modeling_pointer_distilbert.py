@@ -438,12 +438,17 @@ class SentenceMatcher(nn.Module):
         """Stays in inference mode: the matcher's embeddings are the starting encoder's, dropout included."""
         return super().train(False)
 
-    def embed(self, texts: list[list[int]], device: torch.device, chunk: int = 64) -> torch.Tensor:
-        """Returns the unit-length mean-pooled embedding of each token list, shape (len(texts), dim).
+    def wrap(self, segment: list[int]) -> list[int]:
+        """Returns a segment's token ids as the matcher encodes it: `[CLS] segment [SEP]`, cut to fit the encoder."""
+        return [self.cls_id, *segment[: self.max_segment_length], self.sep_id]
+
+    def embed(self, segments: list[list[int]], device: torch.device, chunk: int = 64) -> torch.Tensor:
+        """Returns the unit-length mean-pooled embedding of each segment (`wrap`ped), shape (len(segments), dim).
 
         A window's question and sentences differ in length several-fold, so they are encoded in chunks of similar
         lengths, each padded only to its own longest.
         """
+        texts = [self.wrap(segment) for segment in segments]
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         embeddings = torch.empty(len(texts), self.encoder.config.dim, device=device)
         for first in range(0, len(order), chunk):
@@ -466,9 +471,7 @@ class SentenceMatcher(nn.Module):
         lengths = attention_mask.sum(dim=-1).tolist()
         windows = [window_segments(ids[:length], self.sep_id, self.sentence_ends)
                    for ids, length in zip(input_ids.tolist(), lengths)]
-        texts = [[self.cls_id, *segment[: self.max_segment_length], self.sep_id]
-                 for segments in windows for segment in segments]
-        embeddings = self.embed(texts, input_ids.device)  # (segments, dim)
+        embeddings = self.embed([segment for segments in windows for segment in segments], input_ids.device)
         similarities, row = [], 0
         for segments in windows:
             question, sentences = embeddings[row], embeddings[row + 1 : row + len(segments)]  # (dim,), (n, dim)

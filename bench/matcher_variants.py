@@ -48,13 +48,17 @@ def keeping_abbreviations(matcher, context_ids: list[int], tokens: list[str]) ->
     sentences, sentence = [], []
     for index, token_id in enumerate(context_ids):
         sentence.append(token_id)
-        before, after = tokens[index - 1] if index else "", tokens[index + 1] if index + 1 < len(tokens) else ""
-        initial_or_abbreviation = (len(before) == 1 and before.isalpha()) or before in ABBREVIATIONS
-        abbreviation = tokens[index] == "." and (initial_or_abbreviation or (before.isdigit() and after.isdigit()))
-        if token_id in matcher.sentence_ends and not abbreviation:
+        if token_id in matcher.sentence_ends and not abbreviation_mark(tokens, index):
             sentences.append(sentence)
             sentence = []
     return [*sentences, sentence] if sentence else sentences
+
+
+def abbreviation_mark(tokens: list[str], index: int) -> bool:
+    """Whether `tokens[index]` is a "." after a single letter or a common abbreviation, or between two digits."""
+    before, after = tokens[index - 1] if index else "", tokens[index + 1] if index + 1 < len(tokens) else ""
+    initial_or_abbreviation = (len(before) == 1 and before.isalpha()) or before in ABBREVIATIONS
+    return tokens[index] == "." and (initial_or_abbreviation or (before.isdigit() and after.isdigit()))
 
 
 class Embeddings:
@@ -67,10 +71,9 @@ class Embeddings:
         keys = [tuple(text) for text in texts]
         missing = [key for key in dict.fromkeys(keys) if key not in self.cache]
         if missing:
-            wrapped = [[self.matcher.cls_id, *key[: self.matcher.max_segment_length], self.matcher.sep_id]
-                       for key in missing]
             with torch.no_grad():
-                self.cache.update(zip(missing, self.matcher.embed(wrapped, torch.device("cpu")).numpy()))
+                embeddings = self.matcher.embed(missing, torch.device("cpu"))
+            self.cache.update(zip(missing, embeddings.numpy()))
         return np.stack([self.cache[key] for key in keys])
 
 
@@ -86,7 +89,8 @@ def similarities(record: dict, tokenizer, matcher, embed: Embeddings) -> tuple[d
     sentences = every_mark(matcher, context_ids)
     kept = keeping_abbreviations(matcher, context_ids, tokenizer.convert_ids_to_tokens(context_ids))
     pairs = [first + second for first, second in zip(sentences, sentences[1:])] or sentences
-    by_sentence = np.sort(embed(sentences) @ question)[::-1]
+    sentence_embeddings = embed(sentences)
+    by_sentence = np.sort(sentence_embeddings @ question)[::-1]
     without_mark = embed([tokenizer(record["question"].rstrip(" ?"), add_special_tokens=False)["input_ids"]])[0]
     closest_pair = float((embed(pairs) @ question).max())
     values = {
@@ -97,7 +101,7 @@ def similarities(record: dict, tokenizer, matcher, embed: Embeddings) -> tuple[d
         "closest pair of adjacent sentences": closest_pair,
         "closest sentence or pair": max(by_sentence[0], closest_pair),
         "whole context": embed([context_ids])[0] @ question,
-        "closest sentence, question without '?'": (embed(sentences) @ without_mark).max(),
+        "closest sentence, question without '?'": (sentence_embeddings @ without_mark).max(),
     }
     return ({name: float(value) for name, value in values.items()},
             {"every mark": len(sentences), "abbreviations kept together": len(kept)})

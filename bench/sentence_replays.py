@@ -57,16 +57,12 @@ class SentenceSimilarities:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.cache: dict[str, tuple[list[int], np.ndarray, float]] = {}
 
-    def wrapped(self, tokens: list[int]) -> list[int]:
-        """`[CLS] tokens [SEP]`, cut to the encoder's length: a text as the matcher encodes it."""
-        return [self.matcher.cls_id, *tokens[:510], self.matcher.sep_id]
-
     def states(self, texts: list[list[int]]) -> list[torch.Tensor]:
         """Unit-length contextual vectors of each token list's words ([CLS] and [SEP] added, then dropped)."""
         vectors = []
         with torch.no_grad():
             for tokens in texts:
-                ids = torch.tensor([self.wrapped(tokens)])
+                ids = torch.tensor([self.matcher.wrap(tokens)])
                 hidden = self.matcher.encoder(input_ids=ids).last_hidden_state[0, 1:-1]
                 vectors.append(torch.nn.functional.normalize(hidden, dim=-1))
         return vectors
@@ -83,8 +79,7 @@ class SentenceSimilarities:
             first_tokens = np.cumsum([0, *map(len, sentences[:-1])])
             starts = [context["offset_mapping"][token][0] for token in first_tokens]
             with torch.no_grad():
-                embeddings = self.matcher.embed([self.wrapped(tokens) for tokens in [question, *sentences]],
-                                                torch.device("cpu")).numpy()
+                embeddings = self.matcher.embed([question, *sentences], torch.device("cpu")).numpy()
             similarities = embeddings[1:] @ embeddings[0]
             question_words, closest_words = self.states([question, sentences[int(similarities.argmax())]])
             alignment = float((question_words @ closest_words.T).max(dim=1).values.mean())
