@@ -79,13 +79,20 @@ def auc(is_positive: np.ndarray, scores: np.ndarray) -> float:
     return float(greater / (len(positive) * len(negative)))
 
 
-def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = 1.0, steps: int = 2000) -> np.ndarray:
-    """Return the weights (last: bias) of an L2-regularised logistic regression fitted by gradient descent."""
+def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = 1.0) -> np.ndarray:
+    """Return the weights (last: bias) of the logistic regression minimising the summed log loss plus
+    `l2` / 2 times the squared weights, found by Newton's method (exact where gradient descent stops short on
+    hundreds of correlated features)."""
     design = np.c_[features, np.ones(len(features))]
     weights = np.zeros(design.shape[1])
-    for _ in range(steps):
+    for _ in range(50):
         probability = 1 / (1 + np.exp(-design @ weights))
-        weights -= 0.5 * (design.T @ (probability - labels) + l2 * weights) / len(labels)
+        gradient = design.T @ (probability - labels) + l2 * weights
+        hessian = (design * (probability * (1 - probability))[:, None]).T @ design + l2 * np.eye(len(weights))
+        step = np.linalg.solve(hessian, gradient)
+        weights -= step
+        if np.abs(step).max() < 1e-8:
+            break
     return weights
 
 

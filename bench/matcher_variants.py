@@ -8,7 +8,11 @@ every ".", "?" or "!" token, so "e.g.", "U.S.", "St. Paul", initials and decimal
 The alternatives: a split where those marks end no sentence; the closest similarity relative to the others (minus
 their mean, minus the second closest), as SQuAD 2.0's unanswerable questions were written to resemble one passage
 sentence; the closest of two adjacent sentences, or of sentences and pairs, for answers that need two sentences; the
-whole context as one text; and the question without its question mark. The matcher is the untouched starting
+whole context as one text; the question without its question mark; and two logistic probes fitted on other
+articles, one over the closest, second closest and mean similarity and the number of sentences, one over those and
+the elementwise products and absolute differences of the question's and the closest sentence's embeddings (each
+fold of articles, dealt as `bench/real_data.py` deals them, scored by a probe fitted on the other folds, its L2
+weight chosen by leaving each of their articles out in turn). The matcher is the untouched starting
 encoder (what `--answer_similarity` copies before training), so the comparison needs no trained model: for every
 question, each summary over its whole context is ranked as null odds (less similar = more likely unanswerable),
 scored per article by ROC AUC and paired against what ships.
@@ -16,6 +20,7 @@ scored per article by ROC AUC and paired against what ships.
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +30,8 @@ from machine import ROOT, cpu_name, use_repository_offline
 use_repository_offline()
 sys.path.insert(0, str(ROOT))
 
-from real_data import format_spread  # noqa: E402
+from abstention_features import auc, fit_logistic  # noqa: E402
+from real_data import deal_articles, format_spread  # noqa: E402
 from sentence_replays import read_questions  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
@@ -78,11 +84,65 @@ class Embeddings:
 
 
 SHIPPED = "closest sentence (ships)"
+SUMMARIES = 4  # the leading columns of probe_features: closest, second closest, mean similarity, sentence count
+PROBES = {"probe over the similarity summaries": SUMMARIES, "probe over the summaries and embeddings": None}
+PROBE_L2 = (1.0, 10.0, 100.0, 1000.0)
 
 
-def similarities(record: dict, tokenizer, matcher, embed: Embeddings) -> tuple[dict[str, float], dict[str, int]]:
+def probe_features(question: np.ndarray, sentence_embeddings: np.ndarray) -> np.ndarray:
+    """Return what a probe sees of one question: the SUMMARIES, then the elementwise product and absolute
+    difference of the question's and its closest sentence's unit embeddings."""
+    similarity = sentence_embeddings @ question
+    ranked = np.argsort(-similarity)
+    closest = sentence_embeddings[ranked[0]]
+    return np.r_[similarity[ranked[0]], similarity[ranked[min(1, len(ranked) - 1)]], similarity.mean(),
+                 len(similarity), question * closest, np.abs(question - closest)]
+
+
+def standardised(train: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return both scaled by the mean and standard deviation of `train`'s columns."""
+    mean, scale = train.mean(axis=0), train.std(axis=0) + 1e-9
+    return (train - mean) / scale, (other - mean) / scale
+
+
+def probe_scores(features: np.ndarray, unanswerable: np.ndarray, train: np.ndarray, l2: float) -> np.ndarray:
+    """Return the null odds of every row from a probe fitted on the `train` rows alone."""
+    train_features, all_features = standardised(features[train], features)
+    weights = fit_logistic(train_features, unanswerable[train].astype(np.float64), l2)
+    return np.c_[all_features, np.ones(len(features))] @ weights
+
+
+def left_out_auc(features: np.ndarray, unanswerable: np.ndarray, titles: np.ndarray, training: np.ndarray,
+                 l2: float) -> float:
+    """Return the mean AUC on each article of the `training` rows of a probe fitted on that selection's other
+    articles."""
+    aucs = []
+    for title in dict.fromkeys(titles[training].tolist()):
+        left_out = titles == title
+        aucs.append(auc(unanswerable[left_out],
+                        probe_scores(features, unanswerable, training & ~left_out, l2)[left_out]))
+    return float(np.mean(aucs))
+
+
+def probe_aucs(features: np.ndarray, unanswerable: np.ndarray, titles: np.ndarray, folds: int) -> dict[str, float]:
+    """Return article title → AUC of a probe's null odds, each article's from a probe that never saw its fold: the
+    articles are dealt into `folds` in order of first appearance, and each fold's probe takes the L2 weight of
+    PROBE_L2 with the best `left_out_auc` on the fold's training articles."""
+    order = list(dict.fromkeys(titles.tolist()))
+    aucs = {}
+    for held_out in deal_articles(len(order), folds):
+        test = np.isin(titles, [order[index] for index in held_out])
+        l2 = max(PROBE_L2, key=partial(left_out_auc, features, unanswerable, titles, ~test))
+        scores = probe_scores(features, unanswerable, ~test, l2)
+        aucs.update({order[index]: auc(unanswerable[titles == order[index]], scores[titles == order[index]])
+                     for index in held_out})
+    return aucs
+
+
+def similarities(record: dict, tokenizer, matcher,
+                 embed: Embeddings) -> tuple[dict[str, float], dict[str, int], np.ndarray]:
     """Return each alternative's similarity of the question to `record`'s context (higher: more likely answerable),
-    and how many sentences each split cuts the context into."""
+    how many sentences each split cuts the context into, and the question's probe features."""
     context_ids = tokenizer(record["context"], add_special_tokens=False)["input_ids"]
     question_ids = tokenizer(record["question"], add_special_tokens=False)["input_ids"]
     question = embed([question_ids])[0]
@@ -104,18 +164,24 @@ def similarities(record: dict, tokenizer, matcher, embed: Embeddings) -> tuple[d
         "closest sentence, question without '?'": (sentence_embeddings @ without_mark).max(),
     }
     return ({name: float(value) for name, value in values.items()},
-            {"every mark": len(sentences), "abbreviations kept together": len(kept)})
+            {"every mark": len(sentences), "abbreviations kept together": len(kept)},
+            probe_features(question, sentence_embeddings))
 
 
-def article_aucs(questions: dict, tokenizer, matcher) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
-    """Return alternative → article title → null-odds AUC of its negated similarity, and split → how many
-    sentences it cuts the distinct contexts into."""
+def article_aucs(questions: dict, tokenizer, matcher,
+                 folds: int) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """Return alternative → article title → null-odds AUC of its negated similarity (of its null odds for the
+    probes, fitted over `folds` folds of articles), and split → how many sentences it cuts the distinct contexts
+    into."""
     embed = Embeddings(matcher)
     odds: dict[str, dict[str, dict[str, float]]] = {}
     answerable: dict[str, dict[str, bool]] = {}
     sentence_counts: dict[str, dict[str, int]] = {}
+    features, titles = [], []
     for question_id, record in questions.items():
-        values, counts = similarities(record, tokenizer, matcher, embed)
+        values, counts, question_features = similarities(record, tokenizer, matcher, embed)
+        features.append(question_features)
+        titles.append(record["title"])
         for name, value in values.items():
             odds.setdefault(name, {}).setdefault(record["title"], {})[question_id] = -value
         for split, count in counts.items():
@@ -123,6 +189,9 @@ def article_aucs(questions: dict, tokenizer, matcher) -> tuple[dict[str, dict[st
         answerable.setdefault(record["title"], {})[question_id] = bool(record["answers"])
     aucs = {name: {title: null_odds_auc(article_odds, answerable[title]) for title, article_odds in by_title.items()}
             for name, by_title in odds.items()}
+    unanswerable = np.array([not record["answers"] for record in questions.values()])
+    for name, columns in PROBES.items():
+        aucs[name] = probe_aucs(np.array(features)[:, :columns], unanswerable, np.array(titles), folds)
     return aucs, {split: sum(counts.values()) for split, counts in sentence_counts.items()}
 
 
@@ -131,6 +200,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="nested SQuAD 2.0 JSON with answers")
     parser.add_argument("--model", type=Path, default=ROOT / "build" / "minilm-distilbert",
                         help="the starting sentence encoder in the DistilBERT layout")
+    parser.add_argument("--folds", type=int, default=5, help="folds of articles the probes are cross-validated on")
     args = parser.parse_args()
     torch.set_num_threads(1)
     transformers_logging.set_verbosity_error()  # the start checkpoint has no head: its load report is expected
@@ -138,7 +208,7 @@ def main() -> None:
     model = PointerDistilBertForQuestionAnswering.from_pretrained(
         args.model, answer_similarity=True, sentence_token_ids=sentence_token_ids(tokenizer)).eval()
     model.sentence_matcher.copy_encoder(model.distilbert)
-    aucs, sentences = article_aucs(read_questions(args.data), tokenizer, model.sentence_matcher)
+    aucs, sentences = article_aucs(read_questions(args.data), tokenizer, model.sentence_matcher, args.folds)
     titles = list(aucs[SHIPPED])
     print(f"Untouched matcher ({args.model.name}) on {len(titles)} articles, null-odds AUC per article: mean ± sd, "
           f"paired against what ships; {cpu_name()}, one thread. The contexts fall into {sentences['every mark']} "

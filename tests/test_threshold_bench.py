@@ -80,3 +80,14 @@ def test_the_answer_sentence_is_the_one_holding_the_answer():
     context = "Paris is in France. The Seine flows through it! Rivers matter?"
     assert abstention_features.sentence_around(context, "Seine").strip() == "The Seine flows through it!"
     assert abstention_features.sentence_around(context, "absent") == context
+
+
+def test_the_logistic_fit_reaches_the_regularised_optimum():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(300, 5))
+    labels = (features @ np.array([2.0, -1.0, 0.0, 0.5, 0.0]) + rng.normal(size=300) > 0).astype(np.float64)
+    weights = abstention_features.fit_logistic(features, labels, l2=3.0)
+    design = np.c_[features, np.ones(300)]
+    gradient = design.T @ (1 / (1 + np.exp(-design @ weights)) - labels) + 3.0 * weights
+    assert np.abs(gradient).max() < 1e-6
+    assert weights[0] > 1 and weights[1] < -0.5  # the signs and order of the generating weights
