@@ -31,6 +31,7 @@ from machine import ROOT, use_repository_offline
 use_repository_offline()
 sys.path.insert(0, str(ROOT))
 
+from abstention_features import fit_logistic  # noqa: E402
 from real_data import format_spread  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
@@ -130,13 +131,8 @@ def logistic_threshold(references: dict, texts: dict, odds: dict) -> float:
     x = np.array([odds[q] for q in ids])
     y = np.array([bool(references[q]) for q in ids], dtype=np.float64)
     mean, spread = x.mean(), x.std() or 1.0
-    design = np.stack([np.ones_like(x), (x - mean) / spread], axis=1)
-    coefficients = np.zeros(2)
-    for _ in range(50):  # Newton steps
-        p = 1 / (1 + np.exp(-design @ coefficients))
-        hessian = (design * (p * (1 - p))[:, None]).T @ design + 1e-6 * np.eye(2)
-        coefficients += np.linalg.solve(hessian, design.T @ (y - p))
-    intercept, slope = coefficients[0] - coefficients[1] * mean / spread, coefficients[1] / spread
+    standard_slope, standard_intercept = fit_logistic(((x - mean) / spread)[:, None], y, l2=1e-6)
+    intercept, slope = standard_intercept - standard_slope * mean / spread, standard_slope / spread
     if slope >= 0:
         return float(x.min() - 1)
     _, f1 = raw_scores({q: golds for q, golds in references.items() if golds}, texts)
