@@ -96,6 +96,15 @@ def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = 1.0) -> n
     return weights
 
 
+def fitted_null_odds(train_features: np.ndarray, train_labels: np.ndarray, features: np.ndarray,
+                     l2: float = 1.0) -> np.ndarray:
+    """Return the null odds of `features` from `fit_logistic` on the training rows, every column standardised by the
+    training rows' mean and standard deviation."""
+    mean, scale = train_features.mean(axis=0), train_features.std(axis=0) + 1e-9
+    weights = fit_logistic((train_features - mean) / scale, train_labels.astype(np.float64), l2)
+    return np.c_[(features - mean) / scale, np.ones(len(features))] @ weights
+
+
 def run_aucs(folder: Path) -> dict[str, float] | None:
     """Return each feature's and the fitted combination's AUC on the run's held-out fold, None without files."""
     model = folder / "model"
@@ -107,10 +116,8 @@ def run_aucs(folder: Path) -> dict[str, float] | None:
     held_out = read_split(Path(arguments["validation_file"]), model / "eval_null_odds.json",
                           model / "eval_nonnull_predictions.json")
     aucs = {name: auc(held_out[1], held_out[0][:, index]) for index, name in enumerate(FEATURES)}
-    mean, scale = calibration[0].mean(axis=0), calibration[0].std(axis=0) + 1e-9
-    weights = fit_logistic((calibration[0] - mean) / scale, calibration[1].astype(np.float64))
-    combined = np.c_[(held_out[0] - mean) / scale, np.ones(len(held_out[0]))] @ weights
-    aucs["all four, fitted on the calibration split"] = auc(held_out[1], combined)
+    aucs["all four, fitted on the calibration split"] = auc(
+        held_out[1], fitted_null_odds(calibration[0], calibration[1], held_out[0]))
     return aucs
 
 

@@ -30,7 +30,7 @@ from machine import ROOT, cpu_name, use_repository_offline
 use_repository_offline()
 sys.path.insert(0, str(ROOT))
 
-from abstention_features import auc, fit_logistic  # noqa: E402
+from abstention_features import auc, fitted_null_odds  # noqa: E402
 from real_data import deal_articles, format_spread  # noqa: E402
 from sentence_replays import read_questions  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
@@ -99,19 +99,6 @@ def probe_features(question: np.ndarray, sentence_embeddings: np.ndarray) -> np.
                  len(similarity), question * closest, np.abs(question - closest)]
 
 
-def standardised(train: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return both scaled by the mean and standard deviation of `train`'s columns."""
-    mean, scale = train.mean(axis=0), train.std(axis=0) + 1e-9
-    return (train - mean) / scale, (other - mean) / scale
-
-
-def probe_scores(features: np.ndarray, unanswerable: np.ndarray, train: np.ndarray, l2: float) -> np.ndarray:
-    """Return the null odds of every row from a probe fitted on the `train` rows alone."""
-    train_features, all_features = standardised(features[train], features)
-    weights = fit_logistic(train_features, unanswerable[train].astype(np.float64), l2)
-    return np.c_[all_features, np.ones(len(features))] @ weights
-
-
 def left_out_auc(features: np.ndarray, unanswerable: np.ndarray, titles: np.ndarray, training: np.ndarray,
                  l2: float) -> float:
     """Return the mean AUC on each article of the `training` rows of a probe fitted on that selection's other
@@ -119,8 +106,9 @@ def left_out_auc(features: np.ndarray, unanswerable: np.ndarray, titles: np.ndar
     aucs = []
     for title in dict.fromkeys(titles[training].tolist()):
         left_out = titles == title
+        fitted_on = training & ~left_out
         aucs.append(auc(unanswerable[left_out],
-                        probe_scores(features, unanswerable, training & ~left_out, l2)[left_out]))
+                        fitted_null_odds(features[fitted_on], unanswerable[fitted_on], features[left_out], l2)))
     return float(np.mean(aucs))
 
 
@@ -133,9 +121,10 @@ def probe_aucs(features: np.ndarray, unanswerable: np.ndarray, titles: np.ndarra
     for held_out in deal_articles(len(order), folds):
         test = np.isin(titles, [order[index] for index in held_out])
         l2 = max(PROBE_L2, key=partial(left_out_auc, features, unanswerable, titles, ~test))
-        scores = probe_scores(features, unanswerable, ~test, l2)
-        aucs.update({order[index]: auc(unanswerable[titles == order[index]], scores[titles == order[index]])
-                     for index in held_out})
+        for index in held_out:
+            article = titles == order[index]
+            aucs[order[index]] = auc(unanswerable[article],
+                                     fitted_null_odds(features[~test], unanswerable[~test], features[article], l2))
     return aucs
 
 
@@ -150,22 +139,23 @@ def similarities(record: dict, tokenizer, matcher,
     kept = keeping_abbreviations(matcher, context_ids, tokenizer.convert_ids_to_tokens(context_ids))
     pairs = [first + second for first, second in zip(sentences, sentences[1:])] or sentences
     sentence_embeddings = embed(sentences)
-    by_sentence = np.sort(sentence_embeddings @ question)[::-1]
+    features = probe_features(question, sentence_embeddings)
+    closest, second_closest, mean = features[:3]
     without_mark = embed([tokenizer(record["question"].rstrip(" ?"), add_special_tokens=False)["input_ids"]])[0]
     closest_pair = float((embed(pairs) @ question).max())
     values = {
-        SHIPPED: by_sentence[0],
+        SHIPPED: closest,
         "closest sentence, abbreviations kept together": (embed(kept) @ question).max(),
-        "closest sentence minus the mean of all": by_sentence[0] - by_sentence.mean(),
-        "closest sentence minus the second closest": by_sentence[0] - by_sentence[min(1, len(by_sentence) - 1)],
+        "closest sentence minus the mean of all": closest - mean,
+        "closest sentence minus the second closest": closest - second_closest,
         "closest pair of adjacent sentences": closest_pair,
-        "closest sentence or pair": max(by_sentence[0], closest_pair),
+        "closest sentence or pair": max(closest, closest_pair),
         "whole context": embed([context_ids])[0] @ question,
         "closest sentence, question without '?'": (sentence_embeddings @ without_mark).max(),
     }
     return ({name: float(value) for name, value in values.items()},
             {"every mark": len(sentences), "abbreviations kept together": len(kept)},
-            probe_features(question, sentence_embeddings))
+            features)
 
 
 def article_aucs(questions: dict, tokenizer, matcher,
