@@ -34,85 +34,55 @@ from transformers.utils import can_return_tuple
 logger = logging.getLogger(__name__)
 
 QA_HEADS = ("pointer", "linear")
-POINTER_ATTENTIONS = ("additive", "bilinear")
+# Settings of checkpoints saved before they were retired, and the one value of each that still describes the model.
+RETIRED_ARCHITECTURE = {"pointer_attention": "bilinear", "pointer_hidden_size": None}
+RETIRED_TRAINING = ("verifier_loss_weight", "nonnull_loss_weight")
+RETIRED_COMMIT = "e7becc9"
 
 
 class PointerDistilBertConfig(DistilBertConfig):
     r"""
     Configuration of [`PointerDistilBertForQuestionAnswering`]: a DistilBERT encoder configuration plus the answer
     head's settings. Every other argument is DistilBERT's and is passed on to [`DistilBertConfig`]; the head's dropout
-    on the encoder states is DistilBERT's own `qa_dropout`.
+    on the encoder states is DistilBERT's own `qa_dropout`. The defaults are `run_qa.py`'s.
 
     Args:
         qa_head (`str`, *optional*, defaults to `"pointer"`):
-            Which answer head sits on the encoder: `"pointer"` for the answer-pointer head ([`AnswerPointerHead`]), or
-            `"linear"` for the stock per-token linear layer ([`LinearSpanHead`]), the ablation baseline.
-        pointer_attention (`str`, *optional*, defaults to `"bilinear"`):
-            How the pointer scores a token state `h_i` against a query `q`: `"bilinear"` computes
-            `(W_k h_i) . (W_q q + b)`, `"additive"` computes `v^T tanh(W_k h_i + W_q q + b)` (the Pointer Networks /
-            Match-LSTM answer-pointer form). Bilinear is the default because it skips the `tanh` over every token
-            and pointer dimension: +1.5 % of a distilbert-base training step against +5.4 % for additive
-            (bench/bench_head.py, 2 CPU threads). Ignored by the linear head.
-        pointer_hidden_size (`int`, *optional*):
-            Width of the pointer's keys and queries. `None` uses the encoder width `dim`. Ignored by the linear head.
-        answer_verifier (`bool`, *optional*, defaults to `False`):
-            Add an [`AnswerVerifier`]: a has-answer classifier over the [CLS] and mean token states, the states the
-            start and end pointers expect among the other tokens and the pointers' confidences, trained with a
-            binary cross-entropy on "this window holds no answer". Its no-answer logit is added to the [CLS] (null)
-            start and end logits, half to each, so the null score of a window is the span head's plus the verifier's
-            logit (Read + Verify, Hu et al. 2019).
-        verifier_loss_weight (`float`, *optional*, defaults to 1.0):
-            Weight of the verifier's binary loss next to the span loss. Ignored without `answer_verifier`.
-        verifier_standardization (`bool`, *optional*, defaults to `False`):
-            Standardise the verifier's features over the batch (batch normalisation, running statistics at
-            inference) before its MLP. The windows' [CLS] and mean states share a large common part and differ from
-            each other in small directions; standardised, those differences are what the MLP sees, and it learns to
-            tell answerable windows from the rest within a few hundred steps instead of only fitting their share.
-            Off by default so that verifiers saved without it load unchanged.
-        nonnull_loss_weight (`float`, *optional*, defaults to 0.0):
-            Weight of a second span loss that leaves the null pointer out: a cross-entropy over the other tokens
-            toward where the answer is, or, for an unanswerable question, where its plausible answer is (the
-            `nonnull_*_positions` labels). The span head then learns where answers are from every question, not
-            only from the answerable ones, while the first span loss still teaches when to point at the null
-            (plausible answers as in Read + Verify, Hu et al. 2019). 0 trains without it.
+            The answer head: `"pointer"`, the answer pointer ([`AnswerPointerHead`]), or `"linear"`, the stock
+            per-token linear layer ([`LinearSpanHead`]).
+        answer_verifier (`bool`, *optional*, defaults to `True`):
+            Add an [`AnswerVerifier`], a has-answer classifier with its own binary loss whose no-answer logit is
+            added to the null score.
+        verifier_standardization (`bool`, *optional*, defaults to `True`):
+            Standardise the verifier's features over the batch (batch normalisation; running statistics at
+            inference) before its MLP.
         null_span_loss_weight (`float`, *optional*, defaults to 1.0):
-            Weight of the span loss on windows that hold no answer, whose target is the null pointer, against 1 for
-            the windows that hold one. The null is one position that every unanswerable window trains, while an
-            answer's start and end are spread over the tokens, so a young model's null score outgrows its best span
-            and it abstains too often; below 1 the null is learned more slowly.
+            Weight of the span loss on windows without an answer (target: the null pointer) against 1 for the
+            others; 1 is the stock loss.
         answer_similarity (`bool`, *optional*, defaults to `False`):
-            Keep a frozen copy of the starting encoder as a [`SentenceMatcher`]: how close the question comes to
-            the window's closest context sentence, in that encoder's sentence-embedding space. A sentence encoder
-            (such as all-MiniLM-L6-v2) tells from this, untrained, which questions the passage answers about as well
-            as a fine-tuned reader does on articles neither has seen, and it fails on other questions than the
-            reader, so the two together separate answerable from unanswerable questions better than either. Only
-            useful when the starting checkpoint is a sentence encoder.
-        answer_similarity_weight (`float`, *optional*, defaults to 0.0):
-            How much the similarity lowers a window's null score: `weight * (similarity - center)` is taken off it,
-            like the verifier's logit is added. Chosen after training on held-out training articles (`run_qa.py`'s
-            calibration split); 0 leaves the null odds as the reader gives them and skips the matcher.
-        answer_similarity_center (`float`, *optional*, defaults to 0.0):
-            The similarity that leaves the null score unchanged (the calibration questions' mean), which keeps the
-            null odds, and so the shipped threshold, on the reader's own scale.
+            Keep a frozen copy of the starting encoder as a [`SentenceMatcher`], whose question–sentence similarity
+            lowers the null score by `qa_settings["answer_similarity_weight"]` × (similarity −
+            `qa_settings["answer_similarity_center"]`).
         sentence_token_ids (`dict`, *optional*):
-            The tokenizer's ids that the matcher cuts windows with: `{"cls": id, "sep": id, "sentence_ends": [ids]}`
-            (the ids of ".", "?" and "!"). Required with `answer_similarity`.
+            The tokenizer's ids the matcher cuts windows with: `{"cls": id, "sep": id, "sentence_ends": [ids]}` (the
+            ids of ".", "?" and "!"). Required with `answer_similarity`.
         qa_settings (`dict`, *optional*):
-            How the model was evaluated, so that every consumer answers the same way without repeating arguments:
-            the window settings (`max_seq_length`, `doc_stride`, `max_query_length`), the answer settings
-            (`max_answer_length`, `n_best_size`, `version_2_with_negative`), the null-odds threshold
-            `null_score_diff_threshold` (answer "" when null score minus best span score exceeds it) and
-            `null_score_diff_threshold_source` (where that threshold came from, e.g. a calibration split of
-            held-out training articles). `run_qa.py` writes it after training; `None` (checkpoints saved before it
-            existed) leaves each consumer's own defaults.
+            How the model answers, read by evaluation, prediction and the pipeline: the window settings
+            (`max_seq_length`, `doc_stride`, `max_query_length`), the answer settings (`max_answer_length`,
+            `n_best_size`, `version_2_with_negative`), the null-odds threshold (`null_score_diff_threshold`: answer
+            "" when null score minus best span score exceeds it) and its origin (`null_score_diff_threshold_source`),
+            and the similarity's weight and centre. Written by `run_qa.py` after training; `None` leaves each
+            consumer's defaults.
+
+    Checkpoints saved with the retired settings `pointer_attention="bilinear"`, `pointer_hidden_size=None`,
+    `verifier_loss_weight`, `nonnull_loss_weight` or a top-level `answer_similarity_weight`/`_center` load as before.
 
     Example:
 
     ```python
     >>> from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering
 
-    >>> config = PointerDistilBertConfig(pointer_attention="bilinear")
-    >>> model = PointerDistilBertForQuestionAnswering(config)
+    >>> model = PointerDistilBertForQuestionAnswering(PointerDistilBertConfig(qa_head="pointer"))
     ```
     """
 
@@ -121,73 +91,71 @@ class PointerDistilBertConfig(DistilBertConfig):
     def __init__(
         self,
         qa_head="pointer",
-        pointer_attention="bilinear",
-        pointer_hidden_size=None,
-        answer_verifier=False,
-        verifier_loss_weight=1.0,
-        verifier_standardization=False,
-        nonnull_loss_weight=0.0,
+        answer_verifier=True,
+        verifier_standardization=True,
         null_span_loss_weight=1.0,
         answer_similarity=False,
-        answer_similarity_weight=0.0,
-        answer_similarity_center=0.0,
         sentence_token_ids=None,
         qa_settings=None,
         **kwargs,
     ):
         if qa_head not in QA_HEADS:
-            raise ValueError(
-                f"qa_head={qa_head!r} is not supported: set qa_head to 'pointer' (answer-pointer head) "
-                "or 'linear' (the stock per-token linear head)."
-            )
-        if pointer_attention not in POINTER_ATTENTIONS:
-            raise ValueError(
-                f"pointer_attention={pointer_attention!r} is not supported: set it to 'additive' or 'bilinear'."
-            )
-        is_positive_int = type(pointer_hidden_size) is int and pointer_hidden_size > 0
-        if pointer_hidden_size is not None and not is_positive_int:
-            raise ValueError(
-                f"pointer_hidden_size={pointer_hidden_size!r} is not a positive integer: set it to the width you want "
-                "for the pointer's keys and queries, or to None to use the encoder width `dim`."
-            )
-        if not verifier_loss_weight >= 0:
-            raise ValueError(
-                f"verifier_loss_weight={verifier_loss_weight!r} must be a number >= 0 (0 trains the verifier only "
-                "through the span loss)."
-            )
-        if not nonnull_loss_weight >= 0:
-            raise ValueError(
-                f"nonnull_loss_weight={nonnull_loss_weight!r} must be a number >= 0 (0 trains without the non-null "
-                "span loss)."
-            )
+            raise ValueError(f"qa_head={qa_head!r} is not supported: set it to 'pointer' or 'linear'.")
         if not null_span_loss_weight >= 0:
-            raise ValueError(
-                f"null_span_loss_weight={null_span_loss_weight!r} must be a number >= 0 (1 weighs windows without an "
-                "answer like the others)."
-            )
+            raise ValueError(f"null_span_loss_weight={null_span_loss_weight!r} must be a number >= 0.")
         if answer_similarity and not is_sentence_token_ids(sentence_token_ids):
             raise ValueError(
                 f"sentence_token_ids={sentence_token_ids!r}: answer_similarity needs the tokenizer's ids as "
                 '{"cls": id, "sep": id, "sentence_ends": [ids of ".", "?", "!"]}'
             )
-        self.qa_head = qa_head
-        self.pointer_attention = pointer_attention
-        self.pointer_hidden_size = pointer_hidden_size
-        self.answer_verifier = bool(answer_verifier)
-        self.verifier_loss_weight = float(verifier_loss_weight)
-        self.verifier_standardization = bool(verifier_standardization)
-        self.nonnull_loss_weight = float(nonnull_loss_weight)
-        self.null_span_loss_weight = float(null_span_loss_weight)
-        self.answer_similarity = bool(answer_similarity)
-        self.answer_similarity_weight = float(answer_similarity_weight)
-        self.answer_similarity_center = float(answer_similarity_center)
-        self.sentence_token_ids = sentence_token_ids
         if qa_settings is not None and not isinstance(qa_settings, dict):
             raise ValueError(f"qa_settings={qa_settings!r} must be a dict of evaluation settings or None.")
-        self.qa_settings = qa_settings
+        self.qa_head = qa_head
+        self.answer_verifier = bool(answer_verifier)
+        self.verifier_standardization = bool(verifier_standardization)
+        self.null_span_loss_weight = float(null_span_loss_weight)
+        self.answer_similarity = bool(answer_similarity)
+        self.sentence_token_ids = sentence_token_ids
+        self.qa_settings = with_retired_similarity(qa_settings, kwargs)
+        drop_retired_settings(kwargs)
         # A DistilBERT config.json says model_type "distilbert"; the class's own type must stay the one in use.
         kwargs.pop("model_type", None)
         super().__init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """Builds the config from a saved dict. A pointer config saved before the verifier's settings existed has
+        no verifier, or one without standardisation: absent from such a file, they are False, not the defaults."""
+        if config_dict.get("model_type") == cls.model_type:
+            config_dict = {"answer_verifier": False, "verifier_standardization": False, **config_dict}
+        return super().from_dict(config_dict, **kwargs)
+
+
+def with_retired_similarity(qa_settings: dict | None, kwargs: dict) -> dict | None:
+    """Return `qa_settings` with the similarity weight and centre that older checkpoints kept at the config's top
+    level (taken out of `kwargs`), where `qa_settings` does not hold them already."""
+    retired = {name: kwargs.pop(name) for name in ("answer_similarity_weight", "answer_similarity_center")
+               if name in kwargs}
+    if not retired.get("answer_similarity_weight"):
+        return qa_settings
+    return {**retired, **(qa_settings or {})}
+
+
+def drop_retired_settings(kwargs: dict) -> None:
+    """Take the retired settings out of `kwargs`; raise ValueError for a model built with a retired architecture."""
+    for name, supported in RETIRED_ARCHITECTURE.items():
+        value = kwargs.pop(name, supported)
+        if value != supported and not (name == "pointer_hidden_size" and value == kwargs.get("dim", 768)):
+            raise ValueError(f"{name}={value!r}: this model was built with a setting retired after commit "
+                             f"{RETIRED_COMMIT}; load it with the code of that commit")
+    for name in RETIRED_TRAINING:
+        kwargs.pop(name, None)
+
+
+def similarity_weighting(config: PointerDistilBertConfig) -> tuple[float, float]:
+    """Returns the (weight, centre) of the question–sentence similarity in the null score; (0, 0) leaves it out."""
+    settings = config.qa_settings or {}
+    return settings.get("answer_similarity_weight", 0.0), settings.get("answer_similarity_center", 0.0)
 
 
 def is_sentence_token_ids(value) -> bool:
@@ -232,21 +200,6 @@ def attention_summary(logits: torch.Tensor, hidden_states: torch.Tensor) -> torc
     return torch.bmm(weights.unsqueeze(1), hidden_states).squeeze(1)  # (batch, dim)
 
 
-class AdditiveScorer(nn.Module):
-    """Scores keys against a query with v^T tanh(k_i + W_q q + b) (Bahdanau et al., 2015; Vinyals et al., 2015)."""
-
-    def __init__(self, pointer_dim: int):
-        super().__init__()
-        self.query_proj = nn.Linear(pointer_dim, pointer_dim)
-        self.scoring_vector = nn.Linear(pointer_dim, 1, bias=False)
-
-    def forward(self, keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        """Returns one score per key, shape (batch, seq_len)."""
-        projected_query = self.query_proj(query).unsqueeze(1)  # (batch, 1, pointer_dim)
-        energies = torch.tanh(keys + projected_query)  # (batch, seq_len, pointer_dim)
-        return self.scoring_vector(energies).squeeze(-1)  # (batch, seq_len)
-
-
 class BilinearScorer(nn.Module):
     """Scores keys against a query with k_i . (W_q q + b), the bilinear ("general") form of Luong et al., 2015."""
 
@@ -260,9 +213,6 @@ class BilinearScorer(nn.Module):
         return torch.bmm(keys, projected_query).squeeze(-1)  # (batch, seq_len)
 
 
-SCORERS = {"additive": AdditiveScorer, "bilinear": BilinearScorer}
-
-
 class AnswerPointerHead(nn.Module):
     """Answer pointer (Wang & Jiang, 2016): start and end distributions over the tokens, the end given the start.
 
@@ -274,25 +224,22 @@ class AnswerPointerHead(nn.Module):
 
     def __init__(self, config: PointerDistilBertConfig):
         super().__init__()
-        pointer_dim = config.pointer_hidden_size or config.dim
-        scorer_class = SCORERS[config.pointer_attention]
-        # No bias: a per-feature key offset is either folded into the scorer's query bias (additive) or adds the same
-        # amount to every position (bilinear), so it would never be trained.
-        self.key_proj = nn.Linear(config.dim, pointer_dim, bias=False)
-        self.start_query = nn.Parameter(torch.empty(pointer_dim))
-        self.start_scorer = scorer_class(pointer_dim)
-        self.end_query_cell = nn.GRUCell(config.dim, pointer_dim)
-        self.end_scorer = scorer_class(pointer_dim)
+        # No bias: a per-feature key offset adds the same amount to every position's score, so it would never train.
+        self.key_proj = nn.Linear(config.dim, config.dim, bias=False)
+        self.start_query = nn.Parameter(torch.empty(config.dim))
+        self.start_scorer = BilinearScorer(config.dim)
+        self.end_query_cell = nn.GRUCell(config.dim, config.dim)
+        self.end_scorer = BilinearScorer(config.dim)
 
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (start_logits, end_logits), each (batch, seq_len), padding set to the dtype's minimum."""
-        keys = self.key_proj(hidden_states)  # (batch, seq_len, pointer_dim)
-        start_query = self.start_query.expand(hidden_states.size(0), -1)  # (batch, pointer_dim)
+        keys = self.key_proj(hidden_states)  # (batch, seq_len, dim)
+        start_query = self.start_query.expand(hidden_states.size(0), -1)  # (batch, dim)
         start_logits = mask_padding(self.start_scorer(keys, start_query), attention_mask)  # (batch, seq_len)
         start_summary = attention_summary(start_logits, hidden_states)  # (batch, dim)
-        end_query = self.end_query_cell(start_summary, start_query)  # (batch, pointer_dim)
+        end_query = self.end_query_cell(start_summary, start_query)  # (batch, dim)
         end_logits = mask_padding(self.end_scorer(keys, end_query), attention_mask)  # (batch, seq_len)
         return start_logits, end_logits
 
@@ -533,27 +480,6 @@ def span_loss(
     return total / 2
 
 
-def nonnull_span_loss(
-    start_logits: torch.Tensor,
-    end_logits: torch.Tensor,
-    nonnull_start_positions: torch.Tensor,
-    nonnull_end_positions: torch.Tensor,
-) -> torch.Tensor:
-    """Returns the mean start and end cross-entropy over every token but the null one (index 0), in float32.
-
-    Windows labelled -100 (neither an answer nor a plausible one inside) are left out; a batch without any labelled
-    window gives 0 rather than NaN.
-    """
-    labelled = (nonnull_start_positions.reshape(-1) != -100).sum().clamp(min=1)
-    losses = [
-        nn.functional.cross_entropy(
-            without_null(logits).float(), positions.reshape(-1), ignore_index=-100, reduction="sum"
-        )
-        for logits, positions in ((start_logits, nonnull_start_positions), (end_logits, nonnull_end_positions))
-    ]
-    return (losses[0] + losses[1]) / (2 * labelled)
-
-
 class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
     """DistilBERT with an answer-pointer (or, for ablation, linear) span head for extractive question answering.
 
@@ -608,69 +534,53 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
         start_positions: torch.Tensor | None = None,
         end_positions: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        nonnull_start_positions: torch.Tensor | None = None,
-        nonnull_end_positions: torch.Tensor | None = None,
         **kwargs,
     ) -> QuestionAnsweringModelOutput | tuple[torch.Tensor, ...]:
-        r"""Returns span logits (and the loss when both label tensors are given).
+        r"""Returns span logits (and the loss when both label tensors are given) as `DistilBertForQuestionAnswering`.
 
-        Args:
-            input_ids (`torch.LongTensor` of shape `(batch, seq_len)`): token ids, or pass `inputs_embeds` instead.
-            attention_mask (`torch.Tensor` of shape `(batch, seq_len)`): 1 for tokens, 0 for padding; padding logits
-                are set to the dtype's minimum.
-            inputs_embeds (`torch.Tensor` of shape `(batch, seq_len, dim)`): embedded tokens instead of `input_ids`.
-            start_positions, end_positions (`torch.LongTensor` of shape `(batch,)`): answer token indices, 0 for no
-                answer; indices outside the sequence are ignored by the loss.
-            position_ids (`torch.LongTensor` of shape `(batch, seq_len)`): positions, default 0..seq_len-1.
-            nonnull_start_positions, nonnull_end_positions (`torch.LongTensor` of shape `(batch,)`): where the answer
-                or a plausible answer is, -100 where the window holds neither; used by the loss when
-                `config.nonnull_loss_weight` > 0 and the span labels are given too.
-            kwargs: passed to the encoder (`output_hidden_states`, `output_attentions`); `return_dict=False` gives
-                a tuple in the stock order.
+        The null score of a window is start_logits[:, 0] + end_logits[:, 0]: the span head's null pointer, plus the
+        verifier's no-answer logit, minus the weighed question–sentence similarity (`null_score_shift`).
+        Args are the stock model's: `input_ids` or `inputs_embeds` (batch, seq_len); `attention_mask` (1 for tokens,
+        0 for padding, whose logits are the dtype's minimum); `start_positions`/`end_positions` (batch,), 0 for no
+        answer, indices outside the sequence ignored; `kwargs` go to the encoder (`output_hidden_states`, ...).
         """
-        encoder_outputs = self.distilbert(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            position_ids=position_ids,
-            return_dict=True,
-            **kwargs,
-        )
+        encoder_outputs = self.distilbert(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                          inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
         hidden_states = self.dropout(encoder_outputs.last_hidden_state)  # (batch, seq_len, dim)
         start_logits, end_logits = self.qa_outputs(hidden_states, attention_mask)  # 2 x (batch, seq_len)
         no_answer_logit = None
         if self.verifier is not None:
             no_answer_logit = self.verifier(hidden_states, start_logits, end_logits, attention_mask)  # (batch,)
             start_logits, end_logits = add_to_null_logits(start_logits, end_logits, no_answer_logit)
-        if self.sentence_matcher is not None and self.config.answer_similarity_weight:
-            if input_ids is None:
-                raise ValueError("this model's null score uses its question–sentence similarity, which reads "
-                                 "input_ids: pass input_ids, not inputs_embeds")
-            similarity = self.sentence_matcher(input_ids, attention_mask)  # (batch,)
-            shift = -self.config.answer_similarity_weight * (similarity - self.config.answer_similarity_center)
-            start_logits, end_logits = add_to_null_logits(start_logits, end_logits, shift)
-
+        similarity_shift = self.similarity_shift(input_ids, attention_mask)  # (batch,) or None
+        if similarity_shift is not None:
+            start_logits, end_logits = add_to_null_logits(start_logits, end_logits, similarity_shift)
         loss = None
         if start_positions is not None and end_positions is not None:
-            loss = span_loss(
-                start_logits, end_logits, start_positions, end_positions, self.config.null_span_loss_weight
-            )
-            if no_answer_logit is not None:
-                weight = self.config.verifier_loss_weight
-                loss = loss + weight * verifier_loss(no_answer_logit, start_positions, start_logits.size(1))
-            nonnull_weight = self.config.nonnull_loss_weight
-            if nonnull_weight > 0 and nonnull_start_positions is not None and nonnull_end_positions is not None:
-                loss = loss + nonnull_weight * nonnull_span_loss(
-                    start_logits, end_logits, nonnull_start_positions, nonnull_end_positions
-                )
+            loss = self.answer_loss(start_logits, end_logits, no_answer_logit, start_positions, end_positions)
+        return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                            hidden_states=encoder_outputs.hidden_states,
+                                            attentions=encoder_outputs.attentions)
 
-        return QuestionAnsweringModelOutput(
-            loss=loss,
-            start_logits=start_logits,
-            end_logits=end_logits,
-            hidden_states=encoder_outputs.hidden_states,
-            attentions=encoder_outputs.attentions,
-        )
+    def similarity_shift(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None
+                         ) -> torch.Tensor | None:
+        """Returns -weight × (similarity − centre) per window, shape (batch,), what the question–sentence similarity
+        adds to the null score; None without a matcher or with weight 0."""
+        weight, center = similarity_weighting(self.config)
+        if self.sentence_matcher is None or not weight:
+            return None
+        if input_ids is None:
+            raise ValueError("this model's null score uses its question–sentence similarity, which reads input_ids: "
+                             "pass input_ids, not inputs_embeds")
+        return -weight * (self.sentence_matcher(input_ids, attention_mask) - center)
+
+    def answer_loss(self, start_logits: torch.Tensor, end_logits: torch.Tensor, no_answer_logit: torch.Tensor | None,
+                    start_positions: torch.Tensor, end_positions: torch.Tensor) -> torch.Tensor:
+        """Returns the span loss, plus the verifier's binary loss when the model has a verifier."""
+        loss = span_loss(start_logits, end_logits, start_positions, end_positions, self.config.null_span_loss_weight)
+        if no_answer_logit is not None:
+            loss = loss + verifier_loss(no_answer_logit, start_positions, start_logits.size(1))
+        return loss
 
 
 PIPELINE_TASK = "question-answering"

@@ -13,11 +13,12 @@ are the command line's documentation (about 150 lines); the rest is one named st
 
 import argparse
 import importlib.util
+import inspect
 import json
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
 
@@ -37,18 +38,16 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from cli_errors import UserError, run_command
-from modeling_pointer_distilbert import (
-    POINTER_ATTENTIONS,
-    QA_HEADS,
-    PointerDistilBertConfig,
-    PointerDistilBertForQuestionAnswering,
-)
+from modeling_pointer_distilbert import QA_HEADS, PointerDistilBertConfig, PointerDistilBertForQuestionAnswering
 from report_qa import CardData, write_figures
-from trainer_qa import QASettings, QuestionAnsweringTrainer, WeightAveraging, adafactor_options
+from trainer_qa import QuestionAnsweringTrainer, adafactor_options
 from utils_qa import (
+    FLAG_DEFAULTS,
     DataFormatError,
+    QASettings,
     align_answers,
     article_keys,
+    check_window_settings,
     has_unanswerable,
     load_qa_datasets,
     prepare_eval_features,
@@ -63,30 +62,22 @@ LOCAL_DATA_EXTENSIONS = (".json", ".jsonl", ".csv", ".parquet")
 ARGUMENT_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 DATA_FLAGS = ("dataset_name", "train_file", "validation_file", "test_file")
 DEFAULT_DATASET = "squad_v2"
-# Window and answer settings when neither a flag nor the model's saved `qa_settings` gives one.
-QA_DEFAULTS = {name: getattr(QASettings, name) for name in ("max_seq_length", "doc_stride", "max_query_length",
-                                                            "max_answer_length", "n_best_size")}
+SIMILARITY_SETTINGS = ("answer_similarity_weight", "answer_similarity_center")
 FROM_MODEL = "Default: the value the model was saved with (config.json, qa_settings), else"
-
-
-def check_window_settings(values: dict) -> None:
-    """Raise a ValueError naming the flags when windows of these settings cannot hold a context.
-
-    A setting that is None (not given) is not checked; `resolve_qa_settings` checks the settings a run ends up with.
-    """
-    max_seq_length, doc_stride, max_query_length = (values.get(name) for name in
-                                                    ("max_seq_length", "doc_stride", "max_query_length"))
-    if max_seq_length is not None and doc_stride is not None and not 0 < doc_stride < max_seq_length:
-        raise ValueError(f"--doc_stride ({doc_stride}) must be positive and below --max_seq_length ({max_seq_length})")
-    if max_seq_length is not None and max_query_length is not None and max_query_length + 3 >= max_seq_length:
-        raise ValueError("--max_query_length must leave room for the context: lower it or raise --max_seq_length")
+# The answer head's settings: the command line's defaults are the config class's, so a model built from flags and one
+# built from `PointerDistilBertConfig()` are the same model.
+HEAD_DEFAULTS = {name: parameter.default for name, parameter in
+                 inspect.signature(PointerDistilBertConfig.__init__).parameters.items()
+                 if name in ("qa_head", "answer_verifier", "verifier_standardization", "null_span_loss_weight",
+                             "answer_similarity")}
 
 
 @dataclass
 class ModelArguments:
     """Which checkpoint to start from and which answer head to put on it."""
 
-    model_name_or_path: str = field(
+    model_name_or_path: str | None = field(
+        default=None,
         metadata={
             "help": "A DistilBERT checkpoint (hub id such as distilbert-base-uncased, or a folder) to build the "
             "pointer model on, or a pointer-model checkpoint to continue from. BERT checkpoints: convert them "
@@ -102,46 +93,29 @@ class ModelArguments:
         default=False, metadata={"help": "Allow modeling code that lives next to the checkpoint on the Hub."}
     )
     qa_head: str = field(
-        default="pointer",
+        default=HEAD_DEFAULTS["qa_head"],
         metadata={"help": "Answer head: 'pointer' (start-conditioned answer pointer) or 'linear' (stock baseline).",
                   "choices": QA_HEADS},
     )
-    pointer_attention: str = field(
-        default="bilinear",
-        metadata={"help": "Scoring of the pointer head: 'bilinear' or 'additive'.", "choices": POINTER_ATTENTIONS},
-    )
-    pointer_hidden_size: int | None = field(
-        default=None, metadata={"help": "Width of the pointer's attention space (default: the encoder's width)."}
-    )
     answer_verifier: bool = field(
-        default=True,
+        default=HEAD_DEFAULTS["answer_verifier"],
         metadata={"help": "Add a has-answer classifier, trained with its own binary loss, whose no-answer logit "
                   "joins the null score (see PointerDistilBertConfig). --answer_verifier false gives the plain "
                   "pointer head."},
     )
-    verifier_loss_weight: float = field(
-        default=1.0, metadata={"help": "Weight of the answer verifier's binary loss next to the span loss."}
-    )
     verifier_standardization: bool = field(
-        default=True,
+        default=HEAD_DEFAULTS["verifier_standardization"],
         metadata={"help": "Standardise the verifier's features over each batch (running statistics at inference): "
                   "without it the verifier barely learns within a small budget."},
     )
-    nonnull_loss_weight: float = field(
-        default=0.0,
-        metadata={"help": "Weight of the non-null span loss: the span head also learns where the answer is, or where "
-                  "an unanswerable question's plausible answer is, with the null left out (see "
-                  "PointerDistilBertConfig). 0 turns it off; off by default because on unseen articles it finds "
-                  "answers better but abstains worse (bench/results/plausible_spans.md)."},
-    )
     null_span_loss_weight: float = field(
-        default=1.0,
+        default=HEAD_DEFAULTS["null_span_loss_weight"],
         metadata={"help": "Weight of the span loss on windows without an answer, against 1 for the others (1: the "
                   "stock loss). Below 1 the null pointer is learned more slowly, which also shifts the null odds "
                   "towards answering (see PointerDistilBertConfig)."},
     )
     answer_similarity: bool = field(
-        default=False,
+        default=HEAD_DEFAULTS["answer_similarity"],
         metadata={"help": "Keep a frozen copy of the starting encoder to measure how close the question comes to the "
                   "window's closest sentence, weighed into the null odds on the calibration split (see "
                   "PointerDistilBertConfig). For a sentence-encoder start such as the MiniLM of "
@@ -152,25 +126,18 @@ class ModelArguments:
         metadata={"help": "Dropout of the encoder (hidden states and attention weights) and of the answer head. "
                   "Default: the checkpoint's own (0.1 for DistilBERT)."},
     )
-    reinit_top_layers: int = field(
-        default=0,
-        metadata={"help": "Start the top this many encoder layers afresh instead of from the checkpoint: their "
-                  "pretraining task's features may suit question answering less than random ones."},
-    )
     attn_implementation: str | None = field(
         default=None,
         metadata={"help": "Encoder attention: 'sdpa' (default where available), 'eager' or 'flash_attention_2'."},
     )
 
     def __post_init__(self):
+        if not self.model_name_or_path:
+            raise ValueError("--model_name_or_path is required: a DistilBERT checkpoint or a folder run_qa.py saved")
         if self.qa_head not in QA_HEADS:
             raise ValueError(f"--qa_head must be one of {QA_HEADS}, got {self.qa_head!r}")
-        if self.pointer_attention not in POINTER_ATTENTIONS:
-            raise ValueError(f"--pointer_attention must be one of {POINTER_ATTENTIONS}, got {self.pointer_attention!r}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"--dropout must be at least 0 and below 1, got {self.dropout}")
-        if self.reinit_top_layers < 0:
-            raise ValueError(f"--reinit_top_layers must be at least 0, got {self.reinit_top_layers}")
 
 
 @dataclass
@@ -191,7 +158,7 @@ class DataTrainingArguments:
     max_seq_length: int | None = field(
         default=None,
         metadata={"help": "Longest feature in tokens (question + context window + special tokens). "
-                  f"{FROM_MODEL} {QA_DEFAULTS['max_seq_length']}."},
+                  f"{FROM_MODEL} {FLAG_DEFAULTS['max_seq_length']}."},
     )
     pad_to_max_length: bool = field(
         default=False,
@@ -229,20 +196,20 @@ class DataTrainingArguments:
     doc_stride: int | None = field(
         default=None,
         metadata={"help": f"Tokens shared by consecutive windows of a long context. {FROM_MODEL} "
-                  f"{QA_DEFAULTS['doc_stride']}."},
+                  f"{FLAG_DEFAULTS['doc_stride']}."},
     )
     n_best_size: int | None = field(
         default=None,
-        metadata={"help": f"Start and end candidates kept per window. {FROM_MODEL} {QA_DEFAULTS['n_best_size']}."},
+        metadata={"help": f"Start and end candidates kept per window. {FROM_MODEL} {FLAG_DEFAULTS['n_best_size']}."},
     )
     max_answer_length: int | None = field(
         default=None,
-        metadata={"help": f"Longest answer in tokens. {FROM_MODEL} {QA_DEFAULTS['max_answer_length']}."},
+        metadata={"help": f"Longest answer in tokens. {FROM_MODEL} {FLAG_DEFAULTS['max_answer_length']}."},
     )
     max_query_length: int | None = field(
         default=None,
         metadata={"help": "Questions longer than this (tokens) are truncated. "
-                  f"{FROM_MODEL} {QA_DEFAULTS['max_query_length']}."},
+                  f"{FROM_MODEL} {FLAG_DEFAULTS['max_query_length']}."},
     )
 
     def __post_init__(self):
@@ -250,7 +217,7 @@ class DataTrainingArguments:
             path = getattr(self, flag)
             if path is not None and not path.endswith(LOCAL_DATA_EXTENSIONS):
                 raise ValueError(f"--{flag} {path}: use one of {', '.join(LOCAL_DATA_EXTENSIONS)}")
-        check_window_settings({name: getattr(self, name) for name in QA_DEFAULTS})
+        check_window_settings(self.max_seq_length, self.doc_stride, self.max_query_length)
         if not 0 <= self.calibration_fraction < 1:
             raise ValueError(f"--calibration_fraction must be at least 0 and below 1, got {self.calibration_fraction}")
         if not self.calibration_standard_errors >= 0:
@@ -273,15 +240,6 @@ class QATrainingArguments(TrainingArguments):
         default=1e-4,
         metadata={"help": "Peak learning rate (Adafactor, no relative step). Small data needs more: the CPU "
                   "argument files use 3e-4."},
-    )
-    head_learning_rate: float | None = field(
-        default=None,
-        metadata={"help": "Peak learning rate of the freshly initialised answer head (everything outside the "
-                  "pretrained encoder); default: --learning_rate."},
-    )
-    verifier_learning_rate: float | None = field(
-        default=None,
-        metadata={"help": "Peak learning rate of the answer verifier alone; default: the head's."},
     )
     layerwise_learning_rate_decay: float | None = field(
         default=None,
@@ -308,13 +266,6 @@ class QATrainingArguments(TrainingArguments):
         metadata={"help": "Loggers to report to (default: tensorboard if installed)."},
     )
     logging_steps: float = field(default=50, metadata={"help": "Log the training loss every this many steps."})
-    weight_averaging_decay: float = field(
-        default=0.0,
-        metadata={"help": "Evaluate and save the exponential moving average of the weights over the training steps "
-                  "instead of the last weights (trainer_qa.WeightAveraging); e.g. 0.99 averages over about the last "
-                  "100 steps. 0 turns it off."},
-    )
-
     def __post_init__(self):
         super().__post_init__()
         if self.optim == "adafactor":  # OptimizerNames is a str enum
@@ -322,13 +273,9 @@ class QATrainingArguments(TrainingArguments):
         if self.layerwise_learning_rate_decay is not None and not 0 < self.layerwise_learning_rate_decay <= 1:
             raise ValueError(f"--layerwise_learning_rate_decay must be above 0 and at most 1, got "
                              f"{self.layerwise_learning_rate_decay}")
-        if not 0 <= self.weight_averaging_decay < 1:
-            raise ValueError(
-                f"--weight_averaging_decay must be at least 0 and below 1, got {self.weight_averaging_decay}"
-            )
-        if self.weight_averaging_decay and (self.load_best_model_at_end or self.deepspeed):
-            raise ValueError("--weight_averaging_decay cannot be combined with --load_best_model_at_end or DeepSpeed "
-                             "(the average replaces the final weights of the whole, unsharded model): drop one of them")
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, QATrainingArguments)
 
 
 class CommandLineParser(HfArgumentParser):
@@ -348,10 +295,10 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataTrainingArgume
     What the headline command leaves out is filled in first (`headline_defaults`); a value that the argument
     classes refuse is a `UserError` naming the argument file when there is one.
     """
-    parser = CommandLineParser((ModelArguments, DataTrainingArguments, QATrainingArguments))
+    parser = CommandLineParser(ARGUMENT_CLASSES)
     from_file = bool(argv) and argv[0].endswith(ARGUMENT_FILE_SUFFIXES) and not argv[0].startswith("-")
     if from_file:
-        values = {**read_argument_file(Path(argv[0])), **given_flags(parser, argv[1:])}
+        values = {**read_argument_file(Path(argv[0])), **given_flags(argv[1:])}
     else:
         values = vars(parser.parse_args(argv))
     try:
@@ -360,17 +307,15 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataTrainingArgume
         raise UserError(f"{argv[0]}: {error}" if from_file else str(error)) from None
 
 
-def given_flags(parser: CommandLineParser, argv: list[str]) -> dict:
+def given_flags(argv: list[str]) -> dict:
     """Return the flags `argv` sets, by name, converted by their types; none of the parser's defaults.
 
     Parsing into a namespace whose every name is already set leaves argparse no default to fill in, so what changes
     is exactly what was given, even a value equal to the default (`--bf16 false` over a file's `"bf16": true`).
     """
     unset = object()
-    for action in parser._actions:
-        action.required = False  # the argument file may hold them; parse_dict reports what is still missing
-    names = {action.dest for action in parser._actions}
-    namespace = parser.parse_args(argv, namespace=argparse.Namespace(**dict.fromkeys(names, unset)))
+    names = [field.name for group in ARGUMENT_CLASSES for field in fields(group)]
+    namespace = CommandLineParser(ARGUMENT_CLASSES).parse_args(argv, argparse.Namespace(**dict.fromkeys(names, unset)))
     return {name: value for name, value in vars(namespace).items() if value is not unset}
 
 
@@ -424,12 +369,22 @@ def run_plan(model_args: ModelArguments, data_args: DataTrainingArguments, train
             f"outputs in {training_args.output_dir}")
 
 
-def warn_about_slow_bf16(training_args: TrainingArguments) -> None:
-    """Warn when bf16 is asked of a CPU without bf16 instructions: it is emulated there, about ten times slower than
-    float32, which turns the CPU argument files' half-hour runs into hours."""
+def cpu_flags() -> set[str] | None:
+    """Return the CPU's feature flags as Linux lists them in /proc/cpuinfo (what `lscpu` shows), or None where they
+    cannot be read. torch has no public probe for bf16 instructions."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    return {flag for line in lines if line.startswith(("flags", "Features")) for flag in line.split(":", 1)[1].split()}
+
+
+def warn_about_slow_bf16(training_args: TrainingArguments, flags: set[str] | None) -> None:
+    """Warn when bf16 is asked of a CPU whose `flags` lack bf16 instructions (AVX512-BF16, AMX, Arm's BF16): it is
+    emulated there, about ten times slower than float32, which turns the CPU argument files' half-hour runs into
+    hours. Unknown flags (None) give no warning."""
     on_cpu = training_args.use_cpu or not torch.cuda.is_available()
-    native = any(getattr(torch.cpu, probe, lambda: True)()
-                 for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    native = flags is None or bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
     if training_args.bf16 and on_cpu and not native:
         logger.warning("bf16 on a CPU without AVX512-BF16 or AMX runs emulated and far slower than float32: "
                        "pass --bf16 false on this machine (lscpu lists the CPU's flags)")
@@ -531,15 +486,16 @@ def resolve_qa_settings(data_args: DataTrainingArguments, saved_settings: dict |
     """Return this run's window, answer and threshold settings, with where the threshold comes from.
 
     Each window or answer setting is its flag, else the model's saved value, else the recipe's default. The
-    threshold is the flag's; else, when training, 0 until the calibration split replaces it; else the model's.
+    threshold is the flag's; else, when training, 0 until the calibration split replaces it; else the model's. The
+    answer similarity's weight is likewise the model's unless it is trained again (then 0 until calibration).
     """
     saved = saved_settings or {}
     values = {}
-    for name, default in QA_DEFAULTS.items():
+    for name, default in FLAG_DEFAULTS.items():
         given = getattr(data_args, name)
         values[name] = given if given is not None else saved.get(name, default)
     try:
-        check_window_settings(values)
+        check_window_settings(values["max_seq_length"], values["doc_stride"], values["max_query_length"])
     except ValueError as error:
         raise UserError(f"{error} (settings from the flags, then the model's qa_settings)") from None
     threshold, source = 0.0, "default"
@@ -548,8 +504,9 @@ def resolve_qa_settings(data_args: DataTrainingArguments, saved_settings: dict |
     elif not training and "null_score_diff_threshold" in saved:
         threshold = saved["null_score_diff_threshold"]
         source = f"saved with the model ({saved.get('null_score_diff_threshold_source', 'unknown origin')})"
+    similarity = {} if training else {name: saved[name] for name in SIMILARITY_SETTINGS if name in saved}
     return QASettings(**values, version_2_with_negative=version_2, null_score_diff_threshold=threshold,
-                      null_score_diff_threshold_source=source)
+                      null_score_diff_threshold_source=source, **similarity)
 
 
 def build_tokenizer(model_args: ModelArguments):
@@ -576,10 +533,6 @@ def unreadable_checkpoint(source: str, part: str, error: Exception) -> UserError
     )
 
 
-# The run's loss weights: set from its flags on every model, also when training continues from a pointer checkpoint.
-LOSS_WEIGHTS = ("verifier_loss_weight", "nonnull_loss_weight", "null_span_loss_weight")
-
-
 def hub_arguments(model_args: ModelArguments) -> dict:
     """Return the keyword arguments that every checkpoint download of this run shares."""
     return dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
@@ -597,20 +550,17 @@ def load_base_config(model_args: ModelArguments):
 
 
 def build_model(model_args: ModelArguments, base_config, tokenizer=None) -> PointerDistilBertForQuestionAnswering:
-    """Return the pointer model: loaded from a pointer checkpoint with this run's loss weights, or built on a plain
+    """Return the pointer model: loaded from a pointer checkpoint with this run's loss weight, or built on a plain
     DistilBERT encoder with the head the arguments ask for (and, with `--answer_similarity`, a frozen copy of that
     encoder as the sentence matcher, cutting sentences with `tokenizer`'s ids)."""
     source = model_args.config_name or model_args.model_name_or_path
     hub_kwargs = hub_arguments(model_args)
     if base_config.model_type == "pointer_distilbert":
-        # The head's shape is the checkpoint's; how this run weighs its losses is this run's.
+        # The head's shape is the checkpoint's; how this run weighs its loss is this run's.
         config = base_config
-        for name in LOSS_WEIGHTS:
-            setattr(config, name, getattr(model_args, name))
+        config.null_span_loss_weight = model_args.null_span_loss_weight
     elif base_config.model_type == "distilbert":
-        head_fields = ("qa_head", "pointer_attention", "pointer_hidden_size", "answer_verifier",
-                       "verifier_standardization", *LOSS_WEIGHTS)
-        head = {name: getattr(model_args, name) for name in head_fields}
+        head = {name: getattr(model_args, name) for name in HEAD_DEFAULTS if name != "answer_similarity"}
         if model_args.answer_similarity:
             tokenizer = tokenizer or build_tokenizer(model_args)
             head.update(answer_similarity=True, sentence_token_ids=sentence_token_ids(tokenizer))
@@ -631,11 +581,6 @@ def build_model(model_args: ModelArguments, base_config, tokenizer=None) -> Poin
         raise unreadable_checkpoint(model_args.model_name_or_path, "weights", error) from None
     if model.sentence_matcher is not None and base_config.model_type == "distilbert":
         model.sentence_matcher.copy_encoder(model.distilbert)
-    layers = model.distilbert.transformer.layer
-    if model_args.reinit_top_layers > len(layers):
-        raise UserError(f"--reinit_top_layers {model_args.reinit_top_layers}: the encoder has {len(layers)} layers")
-    for layer in layers[len(layers) - model_args.reinit_top_layers:]:
-        reinitialize(layer, model.config.initializer_range)
     return model
 
 
@@ -646,20 +591,6 @@ def sentence_token_ids(tokenizer) -> dict:
         raise UserError("--answer_similarity needs a tokenizer with [CLS] and [SEP] tokens")
     return {"cls": tokenizer.cls_token_id, "sep": tokenizer.sep_token_id,
             "sentence_ends": [token for token in ends if token != tokenizer.unk_token_id]}
-
-
-@torch.no_grad()
-def reinitialize(module: torch.nn.Module, std: float) -> None:
-    """Draw `module`'s linear weights afresh as DistilBERT initialises them (normal, `std`; zero biases) and reset
-    its layer norms. Done by hand: a loaded checkpoint's parameters are marked initialised, and transformers'
-    `_init_weights` leaves those alone."""
-    for part in module.modules():
-        if isinstance(part, torch.nn.Linear):
-            torch.nn.init.normal_(part.weight, mean=0.0, std=std)
-            torch.nn.init.zeros_(part.bias)
-        elif isinstance(part, torch.nn.LayerNorm):
-            torch.nn.init.ones_(part.weight)
-            torch.nn.init.zeros_(part.bias)
 
 
 def make_features(raw: datasets.DatasetDict, tokenizer, qa_settings: QASettings, data_args: DataTrainingArguments,
@@ -704,11 +635,10 @@ def build_trainer(model, tokenizer, raw, features, settings: QASettings, data_ar
         collator = default_data_collator
     else:
         collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
-    callbacks = [WeightAveraging(training_args.weight_averaging_decay)] if training_args.weight_averaging_decay else []
     return QuestionAnsweringTrainer(
         model=model, args=training_args, train_dataset=features.get("train"), eval_dataset=features.get("validation"),
         eval_examples=raw.get("validation"), processing_class=tokenizer, data_collator=collator,
-        answer_settings=settings, callbacks=callbacks,
+        answer_settings=settings,
     )
 
 
@@ -747,12 +677,9 @@ def run_training(trainer: QuestionAnsweringTrainer, training_args, calibration: 
         checkpoint = get_last_checkpoint(training_args.output_dir)
         if checkpoint is not None:
             logger.info("Resuming from %s (found in --output_dir)", checkpoint)
-    if getattr(trainer.model, "sentence_matcher", None) is not None:
-        # Weighed anew on this run's calibration split; unweighed while training.
-        trainer.model.config.answer_similarity_weight = trainer.model.config.answer_similarity_center = 0.0
-        if calibration is None:
-            logger.warning("the question–sentence similarity is weighed on a calibration split, and this run has "
-                           "none (--calibration_fraction 0): the model will not use it")
+    if getattr(trainer.model, "sentence_matcher", None) is not None and calibration is None:
+        logger.warning("the answer similarity is weighed on a calibration split, and this run has none "
+                       "(--calibration_fraction 0): the model will not use it")
     result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = dict(result.metrics, train_samples=len(trainer.train_dataset))
     trainer.log_metrics("train", metrics)
@@ -765,7 +692,6 @@ def run_training(trainer: QuestionAnsweringTrainer, training_args, calibration: 
         calibration_metrics = trainer.calibrate_null_threshold(features, examples, source, standard_errors)
         trainer.log_metrics("calibration", calibration_metrics)
         trainer.save_metrics("calibration", calibration_metrics)
-    trainer.model.config.qa_settings = asdict(trainer.answer_settings)
     trainer.save_model()
     trainer.save_state()
 
@@ -826,7 +752,7 @@ def end_run(trainer: QuestionAnsweringTrainer) -> None:
 def main(argv: list[str] | None = None) -> None:
     model_args, data_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     setup_logging(training_args)
-    warn_about_slow_bf16(training_args)
+    warn_about_slow_bf16(training_args, cpu_flags())
     logger.info("Run: %s", run_plan(model_args, data_args, training_args))
     logger.debug("Training arguments:\n%s", json.dumps(training_args.to_dict(), indent=1, default=str))
     set_seed(training_args.seed)

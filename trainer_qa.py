@@ -4,47 +4,30 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from huggingface_hub import HfApi
 from torch.utils.data import SequentialSampler
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PredictionOutput, speed_metrics
 
 from utils_qa import (
+    QASettings,
+    answer_similarity_scale,
     article_keys,
     calibrated_null_threshold,
     compute_squad_metrics,
     null_odds_auc,
     references_from_dataset,
     select_answers,
-    similarity_weight,
     stack_logits,
     write_predictions,
 )
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class QASettings:
-    """How questions become windows and logits become answers.
-
-    Saved with the model as `config.qa_settings` (`asdict`), so evaluation, prediction and the pipeline of a loaded
-    model answer alike without repeating an argument. The defaults here are the recipe's.
-    """
-
-    max_seq_length: int = 384
-    doc_stride: int = 128
-    max_query_length: int = 64
-    max_answer_length: int = 30
-    n_best_size: int = 20
-    version_2_with_negative: bool = True
-    null_score_diff_threshold: float = 0.0
-    null_score_diff_threshold_source: str = "default"
 
 
 class QuestionAnsweringTrainer(Trainer):
@@ -58,7 +41,13 @@ class QuestionAnsweringTrainer(Trainer):
     def __init__(self, *args, eval_examples=None, answer_settings: QASettings | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_examples = eval_examples
-        self.answer_settings = answer_settings or QASettings()
+        self.use_answer_settings(answer_settings or QASettings())
+
+    def use_answer_settings(self, settings: QASettings) -> None:
+        """Answer with `settings` from now on: evaluation reads them here, the model (whose null score weighs the
+        question–sentence similarity by them, and which saves them) from its `config.qa_settings`."""
+        self.answer_settings = settings
+        self.model.config.qa_settings = asdict(settings)
 
     def evaluate(self, eval_dataset=None, eval_examples=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         """Return the SQuAD metrics of the evaluation set, prefixed with `metric_key_prefix` and logged."""
@@ -87,36 +76,24 @@ class QuestionAnsweringTrainer(Trainer):
         return PredictionOutput(predictions=answers, label_ids=None, metrics=metrics)
 
     def create_optimizer(self, model=None):
-        """Create the stock optimizer, then apply Adafactor's `--optim_args` and give the freshly initialised parts
-        their own learning rates when asked.
-
-        The stock Trainer passes no `--optim_args` on to Adafactor; here they reach every parameter group (see
-        `adafactor_options`). `--head_learning_rate` applies to every parameter outside the pretrained encoder
-        (`model.base_model_prefix`), `--verifier_learning_rate` to the answer verifier's (`verifier.*`), which it
-        takes over from the head's. The scheduler, created afterwards, scales every rate alike.
-        """
-        optimizer = super().create_optimizer(model)
-        if not getattr(optimizer, "recipe_groups_applied", False):
-            if self.args.optim == "adafactor":
-                options = adafactor_options(self.args.optim_args)
-                for group in optimizer.param_groups:
-                    group.update(options)
+        """Create the optimizer over the recipe's parameter groups (`parameter_groups`), with Adafactor's
+        `--optim_args` applied (the stock Trainer passes none on to Adafactor); the scheduler, created afterwards,
+        scales every group's rate alike."""
+        if self.optimizer is None:
             model = self.model if model is None else model
-            parameters = dict(model.named_parameters())
-            rates = learning_rate_overrides(
-                list(parameters), model.base_model_prefix,
-                getattr(self.args, "head_learning_rate", None), getattr(self.args, "verifier_learning_rate", None),
-                self.args.learning_rate, getattr(self.args, "layerwise_learning_rate_decay", None),
-                getattr(model.config, "n_layers", 0),
-            )
-            if rates:
-                by_id = {id(parameters[name]): rate for name, rate in rates.items()}
-                optimizer.param_groups[:] = split_groups_by_learning_rate(optimizer.param_groups, by_id)
-            optimizer.recipe_groups_applied = True
-        return optimizer
+            optimizer_class, options = self.get_optimizer_cls_and_kwargs(self.args, model)
+            if self.args.optim == "adafactor":  # OptimizerNames is a str enum
+                options.update(adafactor_options(self.args.optim_args))
+            groups = parameter_groups(model, self.get_decay_parameter_names(model), self.args.weight_decay,
+                                      self.args.learning_rate, self.args.layerwise_learning_rate_decay)
+            self.optimizer = optimizer_class(groups, **options)
+        return self.optimizer
 
     def _get_eval_sampler(self, eval_dataset):
         """Keep evaluation windows in dataset order, whatever the training order.
+
+        The Trainer offers no public hook for the evaluation sampler, so this overrides its own method;
+        tests/test_run_qa.py pins the behaviour (answers under `group_by_length` equal those in dataset order).
 
         Logits are matched to features by position, so evaluation must never use the length-grouped sampler that
         the stock Trainer also applies to evaluation under `train_sampling_strategy="group_by_length"`. The
@@ -130,13 +107,13 @@ class QuestionAnsweringTrainer(Trainer):
         with torch.inference_mode():
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+    def save_model(self, output_dir: str | None = None, **kwargs) -> None:
         """Save as the stock Trainer does, but keep the training arguments as JSON instead of a pickle.
 
         A pickled `training_args.bin` is the only non-safetensors file the Trainer writes; Hub users are warned
         about pickles, and JSON says the same to a person.
         """
-        super().save_model(output_dir, _internal_call=_internal_call)
+        super().save_model(output_dir, **kwargs)
         folder = Path(output_dir or self.args.output_dir)
         pickled = folder / TRAINING_ARGS_NAME
         if self.is_world_process_zero() and pickled.exists():
@@ -177,7 +154,7 @@ class QuestionAnsweringTrainer(Trainer):
         if args.optim_args:
             settings["optim_args"] = args.optim_args
         if getattr(self.model.config, "answer_similarity", False):
-            settings["answer_similarity_weight"] = self.model.config.answer_similarity_weight
+            settings["answer_similarity_weight"] = self.answer_settings.answer_similarity_weight
         model_id = args.hub_model_id or Path(args.output_dir).resolve().name
         base_model = finetuned_from or "distilbert-base-uncased"
         write_model_card(args.output_dir, model_id, base_model, card_data or CardData(), settings)
@@ -202,9 +179,8 @@ class QuestionAnsweringTrainer(Trainer):
         articles = dict(zip(examples["id"], article_keys(examples)))
         threshold = calibrated_null_threshold(references, result.non_null_answers, result.null_odds, articles,
                                               standard_errors)
-        self.answer_settings = replace(
-            self.answer_settings, null_score_diff_threshold=threshold, null_score_diff_threshold_source=source
-        )
+        self.use_answer_settings(replace(self.answer_settings, null_score_diff_threshold=threshold,
+                                         null_score_diff_threshold_source=source))
         scores = compute_squad_metrics(
             references, result.non_null_answers, result.null_odds, null_odds_threshold=threshold,
             non_null_predictions=result.non_null_answers,
@@ -215,30 +191,33 @@ class QuestionAnsweringTrainer(Trainer):
         return {f"calibration_{name}": scores[name] for name in keep if name in scores}
 
     def _weigh_answer_similarity(self, dataloader, features, examples, references, reader):
-        """Give the model's question–sentence similarity its weight in the null odds (see `similarity_weight`), and
+        """Give the model's answer similarity its weight in the null odds (see `answer_similarity_scale`), and
         return the calibration answers with it; keep it out (weight 0) unless it separates the calibration
         questions better than the `reader`'s null odds alone (answers made with weight 0).
 
         A second pass with weight 1 measures what the similarity does to each question's null odds; the weight
         then puts it on the reader's scale, and a third pass gives the answers the model will give.
         """
-        config = self.model.config
-        config.answer_similarity_weight, config.answer_similarity_center = 1.0, 0.0
+        def weigh(weight: float, center: float) -> None:
+            self.use_answer_settings(replace(self.answer_settings, answer_similarity_weight=weight,
+                                             answer_similarity_center=center))
+
+        weigh(1.0, 0.0)
         probe, _ = self._answers(dataloader, features, examples, "Calibration (similarity)", None, "calibration")
         similarity = {q: reader.null_odds[q] - probe.null_odds[q] for q in reader.null_odds}
-        weight, center = similarity_weight(reader.null_odds, similarity)
-        config.answer_similarity_weight, config.answer_similarity_center = weight, center
+        weight, center = answer_similarity_scale(reader.null_odds, similarity)
+        weigh(weight, center)
         combined, _ = self._answers(dataloader, features, examples, "Calibration (weighed)", None, "calibration")
         has_answer = {q: bool(golds) for q, golds in references.items()}
         reader_auc = null_odds_auc(reader.null_odds, has_answer)
         combined_auc = null_odds_auc(combined.null_odds, has_answer)
         if not combined_auc > reader_auc:
-            config.answer_similarity_weight, config.answer_similarity_center = 0.0, 0.0
-            logger.info("question–sentence similarity left out: null-odds AUC %.3f with it, %.3f without, on the "
-                        "calibration split", combined_auc, reader_auc)
+            weigh(0.0, 0.0)
+            logger.info("answer similarity left out: null-odds AUC %.3f with it, %.3f without, on the calibration "
+                        "split", combined_auc, reader_auc)
             return reader
-        logger.info("question–sentence similarity weighed %.4f (centre %.4f): null-odds AUC %.3f with it, %.3f "
-                    "without, on the calibration split", weight, center, combined_auc, reader_auc)
+        logger.info("answer similarity weighed %.4f (centre %.4f): null-odds AUC %.3f with it, %.3f without, on the "
+                    "calibration split", weight, center, combined_auc, reader_auc)
         return combined
 
     def _answers(self, dataloader, features, examples, description, ignore_keys, prefix):
@@ -287,43 +266,6 @@ class QuestionAnsweringTrainer(Trainer):
         return metrics
 
 
-class WeightAveraging(TrainerCallback):
-    """Replace the trained weights by their exponential moving average over the optimizer steps when training ends.
-
-    Evaluation, calibration and the saved model then see the average, which drifts less with the last batches
-    than the final weights do. Early steps are averaged with a smaller decay, `min(decay, (1 + t) / (10 + t))`
-    after t steps, so the random head of step 0 does not linger. Buffers (the verifier's running statistics) stay
-    the model's own. The average lives in memory: a resumed run starts a new one.
-    """
-
-    def __init__(self, decay: float):
-        if not 0 < decay < 1:
-            raise ValueError(f"the weight-averaging decay must be between 0 and 1 (exclusive), got {decay}")
-        self.decay = decay
-        self.average: dict[str, torch.Tensor] = {}
-        self.updates = 0
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.average = {name: parameter.detach().float().clone()
-                        for name, parameter in model.named_parameters() if parameter.requires_grad}
-        self.updates = 0
-
-    def on_step_end(self, args, state, control, model=None, **kwargs):
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        with torch.no_grad():
-            for name, parameter in model.named_parameters():
-                if name in self.average:
-                    self.average[name].lerp_(parameter.detach().float(), 1 - decay)
-
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        with torch.no_grad():
-            for name, parameter in model.named_parameters():
-                if name in self.average:
-                    parameter.copy_(self.average[name])
-        self.average = {}
-
-
 # What `--optim_args` may set for Adafactor (transformers' `Adafactor` keeps them per parameter group).
 ADAFACTOR_OPTIONS = ("beta1", "decay_rate", "clip_threshold")
 
@@ -349,40 +291,28 @@ def adafactor_options(optim_args: str | None) -> dict[str, float]:
     return options
 
 
-def learning_rate_overrides(
-    names: list[str], encoder_prefix: str, head_learning_rate: float | None, verifier_learning_rate: float | None,
-    learning_rate: float | None = None, layer_decay: float | None = None, num_layers: int = 0,
-) -> dict[str, float]:
-    """Return `{parameter name: learning rate}` for the parameters that do not take the optimizer's own rate.
+def parameter_groups(model: torch.nn.Module, decay_names: list[str], weight_decay: float, learning_rate: float,
+                     layer_decay: float | None = None) -> list[dict]:
+    """Return the optimizer's parameter groups: the trainable parameters split by weight decay (the names in
+    `decay_names` take `weight_decay`, biases and norms none, as in the stock Trainer) and by learning rate.
 
-    With `layer_decay`, encoder layer i of `num_layers` (0 at the bottom) takes `learning_rate` times
-    layer_decay ** (num_layers - i) and the embeddings layer_decay ** (num_layers + 1), so the layers nearest the
-    input, whose features are the most general, move least.
+    Without `layer_decay` every parameter learns at `learning_rate`. With it, encoder layer i of n (0 at the bottom)
+    learns at `learning_rate` × layer_decay ** (n − i) and the embeddings at layer_decay ** (n + 1), so the layers
+    nearest the input, whose features are the most general, move least; the answer head keeps `learning_rate`.
     """
-    rates = {}
-    for name in names:
-        if verifier_learning_rate is not None and name.startswith("verifier."):
-            rates[name] = verifier_learning_rate
-        elif not name.startswith(f"{encoder_prefix}."):
-            if head_learning_rate is not None:
-                rates[name] = head_learning_rate
-        elif layer_decay is not None:
+    num_layers = getattr(model.config, "n_layers", 0)
+    encoder = f"{model.base_model_prefix}."
+    groups: dict[tuple[float, float], list] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        rate = learning_rate
+        if layer_decay is not None and name.startswith(encoder):
             layer = re.search(r"\.layer\.(\d+)\.", name)
-            depth = num_layers - int(layer.group(1)) if layer else num_layers + 1
-            rates[name] = learning_rate * layer_decay**depth
-    return rates
-
-
-def split_groups_by_learning_rate(param_groups: list[dict], rate_of: dict[int, float]) -> list[dict]:
-    """Return `param_groups` with each group split by the learning rate `rate_of` gives its parameters' ids (the
-    group's own where it gives none); every other setting of a group is kept."""
-    groups = []
-    for group in param_groups:
-        by_rate: dict[float, list] = {}
-        for parameter in group["params"]:
-            by_rate.setdefault(rate_of.get(id(parameter), group["lr"]), []).append(parameter)
-        groups += [{**group, "params": params, "lr": rate} for rate, params in by_rate.items()]
-    return groups
+            rate = learning_rate * layer_decay ** (num_layers - int(layer.group(1)) if layer else num_layers + 1)
+        decay = weight_decay if name in decay_names else 0.0
+        groups.setdefault((rate, decay), []).append(parameter)
+    return [{"params": params, "lr": rate, "weight_decay": decay} for (rate, decay), params in groups.items()]
 
 
 def _has_labels(examples) -> bool:

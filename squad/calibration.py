@@ -95,7 +95,7 @@ def calibrated_null_threshold(
     return float(levels[best])
 
 
-def similarity_weight(null_odds: dict[str, float], similarity: dict[str, float]) -> tuple[float, float]:
+def answer_similarity_scale(null_odds: dict[str, float], similarity: dict[str, float]) -> tuple[float, float]:
     """Return (weight, centre) that put a question–passage similarity on the null odds' scale: odds minus
     weight × (similarity − centre) ranks the held-out questions by both with equal say.
 

@@ -8,12 +8,11 @@ Each failure is a `DataFormatError` naming the file, the record and the field, w
 import csv
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 
-from squad._shared import _column, _few
+from squad._shared import _column
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +24,10 @@ SQUAD_FEATURES = datasets.Features(
         "context": datasets.Value("string"),
         "question": datasets.Value("string"),
         "answers": _ANSWERS,
-        # SQuAD 2.0's answers that an unanswerable question seems to have: not answers, but where the span head
-        # would point if the question had one (empty where the data has none, as on the Hub).
-        "plausible_answers": _ANSWERS,
     }
 )
 
 _FLAT_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
-_NO_ANSWERS = {"text": [], "answer_start": []}  # read only: rows without (plausible) answers share it
 
 
 class DataFormatError(ValueError):
@@ -57,10 +52,8 @@ def load_squad_file(path: str | Path) -> datasets.Dataset:
       (an empty `answer_text` means unanswerable). Rows come from a `.json` list (or `{"data": [rows]}`), `.jsonl`,
       `.csv` (UTF-8, header row) or `.parquet`. A `.json` file holding JSON Lines is read as JSON Lines.
 
-    Questions without answers (unlabelled test files, SQuAD 2.0 unanswerable questions) get empty answers.
-    `plausible_answers` (the official v2.0 field of unanswerable questions; in flat rows a field of the same
-    layouts as `answers`) are read and checked like answers, and are empty where a file has none.
-    Integer ids are turned into strings.
+    Questions without answers (unlabelled test files, SQuAD 2.0 unanswerable questions) get empty answers; their
+    `plausible_answers` (the official v2.0 field) are not answers and are not read. Integer ids are turned into strings.
     """
     path = Path(path)
     if not path.is_file():
@@ -148,8 +141,6 @@ def _conform_hub_split(split_data: datasets.Dataset, name: str, split: str) -> d
         )
     if "title" not in split_data.column_names:
         split_data = split_data.add_column("title", [""] * len(split_data))
-    if "plausible_answers" not in split_data.column_names:
-        split_data = split_data.add_column("plausible_answers", [_NO_ANSWERS] * len(split_data))
     try:
         return split_data.select_columns(list(SQUAD_FEATURES)).cast(SQUAD_FEATURES)
     except (ValueError, TypeError) as error:
@@ -265,8 +256,7 @@ def _nested_rows(path: Path, articles: list):
                 where = f"{where_paragraph}.qas[{question_index}]"
                 if not isinstance(qa, dict):
                     raise _field_error(path, where, "qas", f"each question must be an object, got {type(qa).__name__}")
-                record = {"id": qa.get("id"), "title": title, "context": context, "question": qa.get("question"),
-                          "plausible_answers": qa.get("plausible_answers")}
+                record = {"id": qa.get("id"), "title": title, "context": context, "question": qa.get("question")}
                 row = _validated_row(path, where, record, qa.get("answers", []), qa.get("is_impossible"), "id" in qa)
                 yield row, _where_with_id(where, row["id"])
 
@@ -329,11 +319,10 @@ def _validated_row(path: Path, where: str, record: dict, answers, is_impossible,
     context = _required_text(path, where, record, "context")
     question = _required_text(path, where, record, "question")
     texts, starts = _validated_answers(path, where, answers, context)
-    plausible = _answers_field(path, where, record, "plausible_answers")
-    plausible_texts, plausible_starts = _validated_answers(path, where, plausible, context, "plausible_answers")
     if is_impossible is True and texts:
         raise _field_error(
-            path, where, "answers", "is_impossible is true but answers is not empty; move them to plausible_answers"
+            path, where, "answers", "is_impossible is true but answers is not empty; set is_impossible to false or "
+            "move them to plausible_answers"
         )
     return {
         "id": question_id,
@@ -341,7 +330,6 @@ def _validated_row(path: Path, where: str, record: dict, answers, is_impossible,
         "context": context,
         "question": question,
         "answers": {"text": texts, "answer_start": starts},
-        "plausible_answers": {"text": plausible_texts, "answer_start": plausible_starts},
     }
 
 
@@ -432,93 +420,3 @@ def _where_with_id(where: str, question_id) -> str:
 def _field_error(path: Path, where: str, field_name: str, problem: str) -> DataFormatError:
     """Return the one error shape every validation failure uses: file, record, field, problem and fix."""
     return DataFormatError(f"{path}: {where}: field '{field_name}' {problem}")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Answer alignment
-# ----------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class AlignmentReport:
-    """What `align_answers` found: answers checked, realigned and unalignable, and the ids concerned."""
-
-    checked: int = 0
-    realigned: int = 0
-    unalignable: int = 0
-    unalignable_ids: list[str] = field(default_factory=list)
-    dropped_ids: list[str] = field(default_factory=list)
-
-
-def aligned_answer_start(context: str, text: str, answer_start: int, max_shift: int) -> int | None:
-    """Return where `text` really starts in `context`: `answer_start` itself, the nearest occurrence within
-    `max_shift` characters of it, or None when there is none."""
-    if context.startswith(text, answer_start):
-        return answer_start
-    window_end = min(len(context), answer_start + max_shift + len(text))
-    best = None
-    found = context.find(text, max(0, answer_start - max_shift), window_end)
-    while found != -1:
-        if best is None or abs(found - answer_start) < abs(best - answer_start):
-            best = found
-        found = context.find(text, found + 1, window_end)
-    return best
-
-
-def align_answers(dataset: datasets.Dataset, max_shift: int = 8) -> tuple[datasets.Dataset, AlignmentReport]:
-    """Return the dataset with every answer's `answer_start` checked against its text, and a report.
-
-    SQuAD answers are sometimes a character or two off; those are moved to the nearest occurrence of the text
-    within `max_shift` characters. Answers whose text cannot be found there are dropped from the example so they
-    never become labels. An answerable example that loses all of its answers is dropped entirely rather than
-    turned into a no-answer example, which would teach the model that the question has no answer. Plausible
-    answers are aligned the same way; losing them only loses their labels.
-    """
-    contexts = _column(dataset, "context")
-    ids = _column(dataset, "id")
-    report = AlignmentReport()
-    kept_rows, new_columns = [], {"answers": [], "plausible_answers": []}
-    all_plausible = (_column(dataset, "plausible_answers") if "plausible_answers" in dataset.column_names
-                     else [_NO_ANSWERS] * len(ids))  # datasets built without the column
-    for row, (context, question_id, answers, plausible) in enumerate(
-        zip(contexts, ids, _column(dataset, "answers"), all_plausible)
-    ):
-        aligned, aligned_plausible = (_aligned(context, given, max_shift, report) for given in (answers, plausible))
-        if len(aligned["text"]) + len(aligned_plausible["text"]) < len(answers["text"]) + len(plausible["text"]):
-            report.unalignable_ids.append(question_id)
-        if answers["text"] and not aligned["text"]:
-            report.dropped_ids.append(question_id)
-            continue
-        kept_rows.append(row)
-        new_columns["answers"].append(aligned)
-        new_columns["plausible_answers"].append(aligned_plausible)
-    if report.unalignable:
-        logger.warning(
-            "%d of %d answers are not found within %d characters of their answer_start and are not used as labels; "
-            "%d examples lost every answer and are dropped. Ids: %s",
-            report.unalignable, report.checked, max_shift, len(report.dropped_ids), _few(report.unalignable_ids, 20),
-        )
-    if report.realigned:
-        logger.info("realigned %d of %d answers to where their text starts", report.realigned, report.checked)
-    if not report.realigned and not report.unalignable:
-        return dataset, report
-    present = [name for name in new_columns if name in dataset.column_names]
-    aligned_dataset = dataset.select(kept_rows).remove_columns(present)
-    for name in present:
-        aligned_dataset = aligned_dataset.add_column(name, new_columns[name], feature=dataset.features[name])
-    return aligned_dataset, report
-
-
-def _aligned(context: str, answers: dict, max_shift: int, report: AlignmentReport) -> dict:
-    """Return `answers` with each start aligned to its text and unfindable answers left out, counted in `report`."""
-    texts, starts = [], []
-    for text, start in zip(answers["text"], answers["answer_start"]):
-        report.checked += 1
-        aligned = aligned_answer_start(context, text, start, max_shift)
-        if aligned is None:
-            report.unalignable += 1
-            continue
-        report.realigned += aligned != start
-        texts.append(text)
-        starts.append(aligned)
-    return {"text": texts, "answer_start": starts}

@@ -10,10 +10,6 @@ import logging
 
 logger = logging.getLogger(__name__)
 
-# Label of a window that holds neither an answer nor a plausible one: the cross-entropy's default ignore index.
-NO_SPAN_LABEL = -100
-
-
 def prepare_train_features(
     examples: dict,
     tokenizer,
@@ -22,38 +18,24 @@ def prepare_train_features(
     max_query_length: int = 64,
     pad_to_max_length: bool = False,
 ) -> dict:
-    """Return training windows (the tokenizer's model inputs) with two pairs of labels.
+    """Return training windows (the tokenizer's model inputs) with `start_positions`/`end_positions`: the token span
+    of the first answer when the window holds all of it, else the [CLS] token, as for unanswerable questions.
 
     A batched `Dataset.map` function (bind the settings with `functools.partial`). A context longer than a window is
     split into overlapping windows `doc_stride` tokens apart.
-
-    - `start_positions`/`end_positions`: the token span of the first answer when the window holds all of it, else
-      the [CLS] token, as for unanswerable questions.
-    - `nonnull_start_positions`/`nonnull_end_positions`: where the answer is, or would be: the first answer's span,
-      or for a question without answers its first plausible answer's (SQuAD 2.0's `plausible_answers`), and
-      `NO_SPAN_LABEL` when the window holds neither. They teach the span head where answers are on every question.
     """
     encoded = tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length)
     context_index = context_sequence_index(tokenizer)
     first_answers = [_first_answer_char_span(answers) for answers in examples["answers"]]
-    plausible = examples.get("plausible_answers") or [None] * len(first_answers)
-    first_plausible = [_first_answer_char_span(answers) if answers else None for answers in plausible]
-    labels = {name: [] for name in ("start_positions", "end_positions", "nonnull_start_positions",
-                                    "nonnull_end_positions")}
+    labels = {"start_positions": [], "end_positions": []}
     for window, example_index in enumerate(encoded["overflow_to_sample_mapping"]):
-        cls_index = _cls_index(encoded["input_ids"][window], tokenizer)
         char_span = first_answers[example_index]
-        nonnull_char_span = char_span or first_plausible[example_index]
-        token_span = nonnull_span = None
-        if nonnull_char_span is not None:
-            nonnull_span = answer_token_span(
-                encoded["offset_mapping"][window], encoded.sequence_ids(window), context_index, nonnull_char_span
-            )
-            token_span = nonnull_span if char_span is not None else None
+        token_span = None if char_span is None else answer_token_span(
+            encoded["offset_mapping"][window], encoded.sequence_ids(window), context_index, char_span)
+        cls_index = _cls_index(encoded["input_ids"][window], tokenizer)
         start, end = token_span or (cls_index, cls_index)
-        nonnull_start, nonnull_end = nonnull_span or (NO_SPAN_LABEL, NO_SPAN_LABEL)
-        for name, value in zip(labels, (start, end, nonnull_start, nonnull_end)):
-            labels[name].append(value)
+        labels["start_positions"].append(start)
+        labels["end_positions"].append(end)
     return {**_model_inputs(encoded, tokenizer), **labels}
 
 

@@ -17,106 +17,35 @@ import inspect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import count, islice
-from numbers import Real
 
 import numpy as np
 import torch
 from transformers.pipelines.base import Pipeline
 
 from .features import context_sequence_index, context_token_range, tokenize_windows
+from .settings import PIPELINE_ARGUMENTS, call_settings, checked_arguments
 from .spans import ContextOffsets, find_spans
 
 TASK = "question-answering"
 
-# transformers 4.x's defaults; a model saved without `qa_settings` answers with them.
-ORIGINAL_DEFAULTS = {"max_seq_len": 384, "doc_stride": 128, "max_question_len": 64, "max_answer_len": 15,
-                     "n_best_size": 20, "null_score_diff_threshold": 0.0, "handle_impossible_answer": False}
-# Where a model's `qa_settings` keeps each setting its evaluation used.
-QA_SETTINGS_KEYS = {"max_seq_len": "max_seq_length", "doc_stride": "doc_stride", "max_question_len": "max_query_length",
-                    "max_answer_len": "max_answer_length", "n_best_size": "n_best_size",
-                    "null_score_diff_threshold": "null_score_diff_threshold",
-                    "handle_impossible_answer": "version_2_with_negative", "align_to_words": "align_to_words"}
-# Windows per forward pass. Windows are sorted by length first, so a batch pads little. On a CPU a few windows per
-# pass are fastest: the per-pass costs are shared while the activations still fit the caches (bench/README.md);
-# a GPU wants more.
-DEFAULT_BATCH_SIZE = 4
-CALL_DEFAULTS = {"top_k": 1, "align_to_words": True, "batch_size": DEFAULT_BATCH_SIZE}
+# Stages of a call and the arguments each takes.
+STAGES = {
+    "preprocess": ("max_seq_len", "doc_stride", "max_question_len", "align_to_words"),
+    "forward": ("batch_size",),
+    "postprocess": ("top_k", "handle_impossible_answer", "max_answer_len", "n_best_size", "null_score_diff_threshold"),
+}
 # Questions of a generator or dataset answered together, so that their windows share batches as a list's do.
 STREAM_CHUNK = 64
 # Span candidates per window for each answer a `top_k` list asks for: aligned to words, several token spans
 # become one answer, and four per answer leave enough distinct ones.
 CANDIDATES_PER_ANSWER = 4
 
-# Each argument, the smallest value it takes (integers), or its type.
-INTEGER_MINIMUM = {"top_k": 1, "max_answer_len": 1, "max_seq_len": 1, "doc_stride": 0, "max_question_len": 1,
-                   "n_best_size": 1, "batch_size": 1}
-BOOLEAN_ARGUMENTS = ("handle_impossible_answer", "align_to_words")
-STAGES = {
-    "preprocess": ("max_seq_len", "doc_stride", "max_question_len", "align_to_words"),
-    "forward": ("batch_size",),
-    "postprocess": ("top_k", "handle_impossible_answer", "max_answer_len", "n_best_size", "null_score_diff_threshold"),
-}
-# Names people bring from elsewhere, and what to write instead.
-INSTEAD = {"topk": "top_k", "max_seq_length": "max_seq_len", "max_length": "max_seq_len",
-           "max_query_length": "max_question_len", "max_question_length": "max_question_len",
-           "max_answer_length": "max_answer_len", "version_2_with_negative": "handle_impossible_answer",
-           "X": "question=..., context=...", "data": "question=..., context=..."}
-
 __all__ = ["PointerQuestionAnsweringPipeline", "answers_from_logits", "call_settings", "question_inputs"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Arguments and inputs
+# Inputs
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def checked_arguments(arguments: dict, source: str = "") -> dict:
-    """Return `arguments`, or raise ValueError naming the first one that is unknown or out of range.
-
-    transformers 4.x ignored an argument it did not know (`max_seq_length=512` changed nothing); here it is an
-    error, as a misspelt setting would otherwise answer with the default in silence.
-    """
-    known = (*INTEGER_MINIMUM, *BOOLEAN_ARGUMENTS, "null_score_diff_threshold")
-    for name, value in arguments.items():
-        if name not in known:
-            hint = f"; use {INSTEAD[name]}" if name in INSTEAD else ""
-            raise ValueError(f"unknown argument {name!r}{hint} (the pipeline takes question, context, "
-                             f"{', '.join(known)})")
-        if name in INTEGER_MINIMUM and (type(value) is not int or value < INTEGER_MINIMUM[name]):
-            raise ValueError(f"{name} must be an integer >= {INTEGER_MINIMUM[name]}, got {value!r}{source}")
-        if name in BOOLEAN_ARGUMENTS and not isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"{name} must be True or False, got {value!r}{source}")
-        if name == "null_score_diff_threshold" and (not isinstance(value, Real) or isinstance(value, bool)
-                                                    or np.isnan(value)):
-            raise ValueError(f"null_score_diff_threshold must be a number, got {value!r}{source}")
-    return arguments
-
-
-def call_settings(qa_settings: dict | None, model_max_length: int, given: dict) -> dict:
-    """Return every setting of a call: what it was given, else the model's `qa_settings`, else transformers 4.x's
-    defaults.
-
-    With `qa_settings` (the evaluation's windows, answer length, n-best size, null threshold and whether it was
-    SQuAD 2.0) a model answers as its evaluation did without any argument. Evaluation cuts answers at token
-    offsets, so such a model does not widen answers to whole words unless its settings say `align_to_words`.
-    Without them, `max_seq_len` is at most the tokenizer's `model_max_length`, `handle_impossible_answer` is False
-    and answers are whole words, as in transformers 4.x. `doc_stride` follows `max_seq_len`: a call that changes only
-    `max_seq_len` gets `min(stride, max_seq_len // 2)`, where the stride is the model's or 128.
-    """
-    model = {name: qa_settings[key] for name, key in QA_SETTINGS_KEYS.items()
-             if qa_settings and qa_settings.get(key) is not None}
-    if qa_settings:
-        model.setdefault("align_to_words", False)
-    checked_arguments(model, source=" (from the model's qa_settings in config.json)")
-    settings = {**ORIGINAL_DEFAULTS, **CALL_DEFAULTS, **model, **given}
-    if "max_seq_len" not in model and "max_seq_len" not in given:
-        settings["max_seq_len"] = min(model_max_length, ORIGINAL_DEFAULTS["max_seq_len"])
-    if "doc_stride" not in given and ("max_seq_len" in given or "doc_stride" not in model):
-        settings["doc_stride"] = min(model.get("doc_stride", ORIGINAL_DEFAULTS["doc_stride"]),
-                                     settings["max_seq_len"] // 2)
-    if settings["doc_stride"] >= settings["max_seq_len"]:
-        raise ValueError(f"doc_stride ({settings['doc_stride']}) must be below max_seq_len ({settings['max_seq_len']})")
-    return settings
 
 
 def question_inputs(args: tuple, kwargs: dict) -> tuple[list[dict] | Iterator, bool]:
@@ -361,6 +290,10 @@ class PointerQuestionAnsweringPipeline(Pipeline):
     """
 
     def __init__(self, *args, **kwargs):
+        # The arguments given when the pipeline is made apply to every call; kept here, not in the base class's
+        # per-stage attributes, so that a call's settings are merged in one place (`_stage_settings`).
+        given = {name: kwargs.pop(name) for name in PIPELINE_ARGUMENTS if name in kwargs}
+        self.call_defaults = checked_arguments(given)
         super().__init__(*args, **kwargs)
         if self.tokenizer is None or not self.tokenizer.is_fast:
             raise ValueError("the question-answering pipeline needs a fast tokenizer (tokenizer.json) for the "
@@ -422,11 +355,7 @@ class PointerQuestionAnsweringPipeline(Pipeline):
 
     def _stage_settings(self, kwargs: dict) -> tuple[dict, dict, dict]:
         """Return the settings of a call (its arguments over the pipeline's, over the model's) for each stage."""
-        given = {**self._preprocess_params, **self._forward_params, **self._postprocess_params}
-        if self._batch_size is not None:
-            given["batch_size"] = self._batch_size
-        for stage in self._sanitize_parameters(**kwargs):
-            given.update(stage)
+        given = {**self.call_defaults, **checked_arguments(kwargs)}
         settings = call_settings(getattr(self.model.config, "qa_settings", None), self.tokenizer.model_max_length,
                                  given)
         return tuple({name: settings[name] for name in names} for names in STAGES.values())

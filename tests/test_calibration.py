@@ -7,7 +7,6 @@ import random
 import shutil
 import subprocess
 import sys
-import types
 from dataclasses import asdict
 
 import datasets
@@ -16,12 +15,12 @@ import torch
 
 import run_qa
 from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering
-from trainer_qa import QASettings
 from utils_qa import (
+    QASettings,
+    answer_similarity_scale,
     article_keys,
     calibrated_null_threshold,
     compute_squad_metrics,
-    similarity_weight,
     split_calibration_articles,
 )
 
@@ -269,11 +268,11 @@ def test_prediction_uses_the_saved_settings(tmp_path, calibrated_model):
 
 def test_similarity_weight_puts_the_similarity_on_the_null_odds_scale():
     odds = {"a": 0.0, "b": 2.0, "c": 4.0}
-    weight, center = similarity_weight(odds, {"a": 0.3, "b": 0.2, "c": 0.1})
+    weight, center = answer_similarity_scale(odds, {"a": 0.3, "b": 0.2, "c": 0.1})
     assert (weight, center) == (pytest.approx(20.0), pytest.approx(0.2))
-    assert similarity_weight(odds, {"a": 0.5, "b": 0.5, "c": 0.5}) == (0.0, 0.0), "a constant says nothing"
+    assert answer_similarity_scale(odds, {"a": 0.5, "b": 0.5, "c": 0.5}) == (0.0, 0.0), "a constant says nothing"
     with pytest.raises(ValueError, match="similarity lack 1 of 3 question ids"):
-        similarity_weight(odds, {"a": 0.3, "b": 0.2})
+        answer_similarity_scale(odds, {"a": 0.3, "b": 0.2})
 
 
 @pytest.fixture(scope="module")
@@ -309,8 +308,9 @@ def test_the_matcher_is_the_starting_encoder_and_its_weight_travels_with_the_mod
     assert not all(torch.equal(weights[f"distilbert.{name}"], encoder[name]) for name in encoder), "the reader trained"
     config = json.loads((trained / "config.json").read_text())
     assert config["answer_similarity"] and config["sentence_token_ids"]["sep"] == 102
-    assert config["answer_similarity_weight"] >= 0
-    assert f"answer_similarity_weight: {config['answer_similarity_weight']}" in (trained / "README.md").read_text()
+    weight = config["qa_settings"]["answer_similarity_weight"]
+    assert weight >= 0 and "answer_similarity_weight" not in config, "the weight lives in qa_settings"
+    assert f"answer_similarity_weight: {weight}" in (trained / "README.md").read_text()
 
     run_qa.main(run_args(trained, tmp_path / "again", "--do_eval"))
     for name in ("eval_null_odds.json", "eval_predictions.json"):
@@ -324,7 +324,7 @@ def test_a_weighed_model_answers_alike_in_evaluation_and_in_the_pipeline(tmp_pat
     shutil.copytree(trained, tmp_path / "weighed")
     config_file = tmp_path / "weighed" / "config.json"
     config = json.loads(config_file.read_text())
-    config.update(answer_similarity_weight=3.0, answer_similarity_center=0.5)
+    config["qa_settings"].update(answer_similarity_weight=3.0, answer_similarity_center=0.5)
     config_file.write_text(json.dumps(config))
     run_qa.main(run_args(tmp_path / "weighed", tmp_path / "eval", "--do_eval"))
     weighed = json.loads((tmp_path / "eval" / "eval_null_odds.json").read_text())
@@ -346,16 +346,18 @@ class _Predictions:
 
 
 class _CalibrationStub:
-    """What `_weigh_answer_similarity` needs of a trainer: a model config, and answers whose null odds fall by
+    """What `_weigh_answer_similarity` needs of a trainer: answer settings, and answers whose null odds fall by
     weight × (similarity − centre), as the model's do."""
 
     def __init__(self, reader_odds, similarity):
-        self.model = types.SimpleNamespace(config=types.SimpleNamespace(
-            answer_similarity_weight=0.0, answer_similarity_center=0.0))
+        self.answer_settings = QASettings()
         self.reader_odds, self.similarity = reader_odds, similarity
 
+    def use_answer_settings(self, settings):
+        self.answer_settings = settings
+
     def _answers(self, *_):
-        weight, center = self.model.config.answer_similarity_weight, self.model.config.answer_similarity_center
+        weight, center = self.answer_settings.answer_similarity_weight, self.answer_settings.answer_similarity_center
         return _Predictions({q: odds - weight * (self.similarity[q] - center)
                              for q, odds in self.reader_odds.items()}), None
 
@@ -371,10 +373,10 @@ def test_the_similarity_is_weighed_in_only_when_it_separates_the_calibration_que
     stub = _CalibrationStub(reader_odds, similarity)
     chosen = QuestionAnsweringTrainer._weigh_answer_similarity(stub, None, None, None, references,
                                                                _Predictions(reader_odds))
-    config = stub.model.config
+    config = stub.answer_settings
     if informative:
         assert (config.answer_similarity_weight, config.answer_similarity_center) == pytest.approx(
-            similarity_weight(reader_odds, similarity))
+            answer_similarity_scale(reader_odds, similarity))
         assert chosen.null_odds["c"] < chosen.null_odds["b"], "the answerable question now ranks as such"
     else:
         assert (config.answer_similarity_weight, config.answer_similarity_center) == (0.0, 0.0)
@@ -389,5 +391,5 @@ def test_without_a_calibration_split_the_similarity_stays_unweighed(tmp_path, si
             "--per_device_train_batch_size", "8", "--save_strategy", "no", "--calibration_fraction", "0",
             "--max_seq_length", "128", "--doc_stride", "48", "--answer_similarity", "true",
         ))
-    assert json.loads((tmp_path / "model" / "config.json").read_text())["answer_similarity_weight"] == 0.0
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["qa_settings"]["answer_similarity_weight"] == 0
     assert "this run has none (--calibration_fraction 0): the model will not use it" in caplog.text

@@ -30,7 +30,6 @@ ROWS = [
         "context": CONTEXT_NORSE,
         "question": "Who did the Normans descend from?",
         "answers": {"text": ["Norse raiders", "Norse"], "answer_start": [32, 32]},
-        "plausible_answers": NO_ANSWERS,
     },
     {
         "id": "q2",
@@ -38,7 +37,6 @@ ROWS = [
         "context": CONTEXT_NORSE,
         "question": "Whom did Rollo swear fealty to?",
         "answers": {"text": ["Charles III"], "answer_start": [69]},
-        "plausible_answers": NO_ANSWERS,
     },
     {
         "id": "q3",
@@ -46,7 +44,6 @@ ROWS = [
         "context": CONTEXT_CAFE,
         "question": "Where did Café Müller open?",
         "answers": {"text": ["Zürich"], "answer_start": [22]},
-        "plausible_answers": NO_ANSWERS,
     },
 ]
 UNANSWERABLE = {
@@ -55,8 +52,9 @@ UNANSWERABLE = {
     "context": CONTEXT_CAFE,
     "question": "When did Café Müller close?",
     "answers": NO_ANSWERS,
-    "plausible_answers": {"text": ["1925"], "answer_start": [32]},
 }
+# SQuAD 2.0 files give unanswerable questions plausible answers; they are not answers, and are not read.
+PLAUSIBLE = {"plausible_answers": {"text": ["1925"], "answer_start": [32]}}
 
 
 def nested_document(rows, version="1.1"):
@@ -114,9 +112,8 @@ def flat_files(tmp_path, rows):
     jsonl_as_json.write_text(jsonl.read_text(encoding="utf-8"), encoding="utf-8")
     csv_json_answers = write_csv(
         tmp_path / "answers_json.csv",
-        [{**row, "answers": json.dumps(row["answers"], ensure_ascii=False),
-          "plausible_answers": json.dumps(row["plausible_answers"], ensure_ascii=False)} for row in rows],
-        ["id", "title", "context", "question", "answers", "plausible_answers"],
+        [{**row, "answers": json.dumps(row["answers"], ensure_ascii=False)} for row in rows],
+        ["id", "title", "context", "question", "answers"],
     )
     parquet = tmp_path / "rows.parquet"
     pq.write_table(pa.Table.from_pylist(rows), parquet)
@@ -136,7 +133,8 @@ def test_nested_v1_and_flat_files_load_to_the_same_dataset(tmp_path):
 
 def test_nested_v2_with_unanswerable_questions_loads_like_flat_rows(tmp_path):
     rows = ROWS + [UNANSWERABLE]
-    loaded = load_squad_file(write_json(tmp_path / "v2.json", nested_document(rows, version="2.0")))
+    document = nested_document(ROWS + [dict(UNANSWERABLE, **PLAUSIBLE)], version="2.0")
+    loaded = load_squad_file(write_json(tmp_path / "v2.json", document))
     assert loaded.to_list() == rows
     assert has_unanswerable(loaded)
     for path in flat_files(tmp_path, rows):
@@ -154,15 +152,14 @@ def test_csv_with_one_answer_per_row_in_answer_text_and_answer_start_columns(tmp
         for row in rows
     ]
     path = write_csv(tmp_path / "columns.csv", records, list(records[0]))
-    assert load_squad_file(path).to_list() == [dict(row, plausible_answers=NO_ANSWERS) for row in rows]
+    assert load_squad_file(path).to_list() == rows
 
 
 def test_unlabelled_rows_without_answers_get_empty_answers_and_integer_ids_become_strings(tmp_path):
     rows = [{"id": 7, "context": CONTEXT_CAFE, "question": "Where?"}]
     loaded = load_squad_file(write_json(tmp_path / "test.json", rows))
     assert loaded.to_list() == [
-        {"id": "7", "title": "", "context": CONTEXT_CAFE, "question": "Where?",
-         "answers": NO_ANSWERS, "plausible_answers": NO_ANSWERS}
+        {"id": "7", "title": "", "context": CONTEXT_CAFE, "question": "Where?", "answers": NO_ANSWERS}
     ]
 
 
@@ -261,11 +258,10 @@ def test_answer_start_out_of_range_names_the_answer(tmp_path):
     assert "field 'answers[0].answer_start' 500 is outside the context" in message
 
 
-def test_plausible_answer_out_of_range_names_the_plausible_answer(tmp_path):
+def test_plausible_answers_are_not_read_even_when_out_of_range(tmp_path):
     unanswerable = dict(UNANSWERABLE, plausible_answers={"text": ["1925"], "answer_start": [500]})
-    message = load_error(write_json(tmp_path / "data.json", nested_document([unanswerable], version="2.0")))
-    assert "(id 'q4')" in message
-    assert "field 'plausible_answers[0].answer_start' 500 is outside the context" in message
+    loaded = load_squad_file(write_json(tmp_path / "data.json", nested_document([unanswerable], version="2.0")))
+    assert loaded.to_list() == [UNANSWERABLE]
 
 
 def test_answer_start_that_is_not_an_integer_is_refused(tmp_path):
@@ -329,28 +325,19 @@ def test_align_answers_realigns_shifted_answers_and_drops_unalignable_ones(caplo
         dict(ROWS[0], answers={"text": ["Norse raiders", "Vikings"], "answer_start": [34, 32]}),  # shifted, absent
         dict(ROWS[1], answers={"text": ["Charles III"], "answer_start": [69]}),  # correct
         dict(ROWS[2], answers={"text": ["Paris"], "answer_start": [22]}),  # only answer unalignable
-        dict(UNANSWERABLE, plausible_answers={"text": ["1925", "1930"], "answer_start": [33, 32]}),  # shifted, absent
+        UNANSWERABLE,
     ]
     dataset = datasets.Dataset.from_list(rows, features=SQUAD_FEATURES)
     with caplog.at_level(logging.WARNING, logger="squad"):
         aligned, report = align_answers(dataset, max_shift=4)
-    assert (report.checked, report.realigned, report.unalignable) == (6, 2, 3)
-    assert report.unalignable_ids == ["q1", "q3", "q4"]
-    assert report.dropped_ids == ["q3"]  # losing plausible answers never drops a question
+    assert (report.checked, report.realigned, report.unalignable) == (4, 1, 2)
+    assert report.unalignable_ids == ["q1", "q3"]
+    assert report.dropped_ids == ["q3"]
     assert aligned["id"][:] == ["q1", "q2", "q4"]
     assert aligned[0]["answers"] == {"text": ["Norse raiders"], "answer_start": [32]}
     assert aligned[2]["answers"] == NO_ANSWERS  # unanswerable stays, with no answers
-    assert aligned[2]["plausible_answers"] == {"text": ["1925"], "answer_start": [32]}
     assert aligned.features == SQUAD_FEATURES
-    assert "3 of 6 answers" in caplog.text and "'q1', 'q3', 'q4'" in caplog.text
-
-
-def test_align_answers_takes_datasets_built_without_plausible_answers():
-    rows = [dict({key: value for key, value in ROWS[0].items() if key != "plausible_answers"},
-                 answers={"text": ["Norse raiders"], "answer_start": [34]})]
-    aligned, report = align_answers(datasets.Dataset.from_list(rows), max_shift=4)
-    assert report.realigned == 1 and "plausible_answers" not in aligned.column_names
-    assert aligned[0]["answers"] == {"text": ["Norse raiders"], "answer_start": [32]}
+    assert "2 of 4 answers" in caplog.text and "'q1', 'q3'" in caplog.text
 
 
 def test_align_answers_returns_the_dataset_itself_when_everything_is_aligned():

@@ -8,7 +8,6 @@ import pytest
 from transformers import AutoTokenizer
 
 from utils_qa import (
-    NO_SPAN_LABEL,
     SQUAD_FEATURES,
     normalize_answer,
     prepare_eval_features,
@@ -28,10 +27,10 @@ def located(context, answers):
             "answer_start": [context.index(text, position) for text, position in answers]}
 
 
-def example(question_id, context, question, answers=(), plausible=()):
-    """Return one example row with its answers and plausible answers located in the context."""
+def example(question_id, context, question, answers=()):
+    """Return one example row with its answers located in the context."""
     return {"id": question_id, "title": "", "context": context, "question": question,
-            "answers": located(context, answers), "plausible_answers": located(context, plausible)}
+            "answers": located(context, answers)}
 
 
 EXAMPLES = [
@@ -49,8 +48,7 @@ EXAMPLES = [
             [("the hall of guild 6", LONG_CONTEXT.index("number 20"))]),
     example("long-end", LONG_CONTEXT, "Which guild was last?",
             [("guild 4 to discuss trade.", LONG_CONTEXT.index("number 39"))]),
-    example("unanswerable", LONG_CONTEXT, "Who founded the guilds?",
-            plausible=[("the council of town number 25", LONG_CONTEXT.index("year 1025"))]),
+    example("unanswerable", LONG_CONTEXT, "Who founded the guilds?"),
     example("long-question", LONG_CONTEXT, "   " + "why did the council meet so often " * 12 + "?",
             [("council of town number 3", 0)]),
 ]
@@ -75,8 +73,7 @@ def context_char_range(offsets):
 
 
 def check_labels(rows, train, evaluation, tokenizer):
-    """Assert every window is labelled with the gold answer's tokens when it holds it, else with [CLS], and with
-    the answer's or else the first plausible answer's tokens as its non-null span, else NO_SPAN_LABEL; return how
+    """Assert every window is labelled with the gold answer's tokens when it holds it, else with [CLS]; return how
     many windows held the answer."""
     by_id = {row["id"]: row for row in rows}
     holding = 0
@@ -85,16 +82,14 @@ def check_labels(rows, train, evaluation, tokenizer):
         offsets = evaluation["offset_mapping"][window]
         cls_index = train["input_ids"][window].index(tokenizer.cls_token_id)
         answer = text_in_window(row["answers"], offsets)
-        nonnull = answer if row["answers"]["text"] else text_in_window(row.get("plausible_answers"), offsets)
-        for prefix, expected, otherwise in (("", answer, cls_index), ("nonnull_", nonnull, NO_SPAN_LABEL)):
-            start, end = train[f"{prefix}start_positions"][window], train[f"{prefix}end_positions"][window]
-            if expected is None:
-                assert (start, end) == (otherwise, otherwise), (example_id, window, prefix)
-                continue
-            assert offsets[start] is not None and offsets[end] is not None, (example_id, window)
-            cut = row["context"][offsets[start][0] : offsets[end][1]]
-            assert normalize_answer(cut) == normalize_answer(expected), (example_id, window, cut)
-        holding += answer is not None
+        start, end = train["start_positions"][window], train["end_positions"][window]
+        if answer is None:
+            assert (start, end) == (cls_index, cls_index), (example_id, window)
+            continue
+        assert offsets[start] is not None and offsets[end] is not None, (example_id, window)
+        cut = row["context"][offsets[start][0] : offsets[end][1]]
+        assert normalize_answer(cut) == normalize_answer(answer), (example_id, window, cut)
+        holding += 1
     return holding
 
 
@@ -112,7 +107,7 @@ def test_labels_cut_out_the_gold_answer_and_other_windows_point_at_cls(tokenizer
     holding = check_labels(EXAMPLES, train, evaluation, tokenizer)
     answerable_ids = {row["id"] for row in EXAMPLES if row["answers"]["text"]}
     assert holding >= len(answerable_ids)
-    labels = {"start_positions", "end_positions", "nonnull_start_positions", "nonnull_end_positions"}
+    labels = {"start_positions", "end_positions"}
     assert set(train) == set(tokenizer.model_input_names) | labels
 
 
@@ -126,19 +121,11 @@ def test_long_contexts_are_split_into_overlapping_windows(tokenizer):
     assert check_labels(EXAMPLES[6:8], train, evaluation, tokenizer) >= 2
 
 
-def test_unanswerable_questions_are_labelled_cls_in_every_window_and_with_their_plausible_answer(tokenizer):
+def test_unanswerable_questions_are_labelled_cls_in_every_window(tokenizer):
     train, evaluation = windows([EXAMPLES[8]], tokenizer, max_seq_length=64, doc_stride=16)
     assert len(train["input_ids"]) >= 3
     assert set(train["start_positions"]) == {0} and set(train["end_positions"]) == {0}
-    holding_plausible = [start != NO_SPAN_LABEL for start in train["nonnull_start_positions"]]
-    assert 0 < sum(holding_plausible) < len(holding_plausible)
     check_labels([EXAMPLES[8]], train, evaluation, tokenizer)
-
-
-def test_rows_without_a_plausible_answers_field_get_no_non_null_span_when_unanswerable(tokenizer):
-    row = {key: value for key, value in EXAMPLES[8].items() if key != "plausible_answers"}
-    train, _ = windows([row], tokenizer, max_seq_length=64, doc_stride=16)
-    assert set(train["nonnull_start_positions"]) == {NO_SPAN_LABEL} == set(train["nonnull_end_positions"])
 
 
 def test_over_long_questions_are_truncated_and_reported(tokenizer, caplog):

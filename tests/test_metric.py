@@ -152,7 +152,7 @@ def synthetic_run(seed=0, num_examples=300):
         starts = np.cumsum([0] + [len(word) + 1 for word in words[:-1]]).tolist()
         no_answers = {"text": [], "answer_start": []}
         rows.append({"id": f"e{index}", "title": "", "context": " ".join(words), "question": "?",
-                     "answers": no_answers, "plausible_answers": no_answers})
+                     "answers": no_answers})
         offsets.append([None, None] + [[start, start + len(word)] for start, word in zip(starts, words)] + [None])
     features = datasets.Dataset.from_dict({"example_id": [row["id"] for row in rows], "offset_mapping": offsets})
     logits = tuple(rng.normal(size=(num_examples, 15)).astype(np.float32) for _ in range(2))
@@ -223,9 +223,7 @@ def test_references_from_dataset_gives_empty_lists_for_unanswerable_questions():
          "answers": {"text": ["y", "x y"], "answer_start": [2, 0]}},
         {"id": "b", "title": "", "context": "x y", "question": "?", "answers": {"text": [], "answer_start": []}},
     ]
-    no_answers = {"text": [], "answer_start": []}
-    dataset = datasets.Dataset.from_list([dict(row, plausible_answers=no_answers) for row in rows],
-                                         features=SQUAD_FEATURES)
+    dataset = datasets.Dataset.from_list(rows, features=SQUAD_FEATURES)
     assert references_from_dataset(dataset) == {"a": ["y", "x y"], "b": []}
 
 

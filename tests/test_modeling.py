@@ -19,7 +19,6 @@ from transformers import (
 
 import modeling_pointer_distilbert
 from modeling_pointer_distilbert import (
-    POINTER_ATTENTIONS,
     PointerDistilBertConfig,
     PointerDistilBertForQuestionAnswering,
     window_segments,
@@ -27,29 +26,25 @@ from modeling_pointer_distilbert import (
 
 TINY_ENCODER = dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=64)
 HEAD_SETTINGS = {
-    "pointer-additive": dict(qa_head="pointer", pointer_attention="additive"),
-    "pointer-bilinear": dict(qa_head="pointer", pointer_attention="bilinear", pointer_hidden_size=16),
+    "pointer": dict(qa_head="pointer"),
     "linear": dict(qa_head="linear"),
-    "pointer-verifier": dict(qa_head="pointer", answer_verifier=True, verifier_loss_weight=0.5,
-                             null_span_loss_weight=0.3),
-    "pointer-verifier-nonnull": dict(qa_head="pointer", answer_verifier=True, nonnull_loss_weight=0.7),
+    "pointer-verifier": dict(qa_head="pointer", answer_verifier=True, null_span_loss_weight=0.3),
+    "linear-verifier-standardized": dict(qa_head="linear", answer_verifier=True, verifier_standardization=True),
     "pointer-verifier-standardized": dict(qa_head="pointer", answer_verifier=True, verifier_standardization=True),
     "pointer-verifier-similarity": dict(qa_head="pointer", answer_verifier=True, answer_similarity=True,
-                                        answer_similarity_weight=1.5, answer_similarity_center=0.2,
+                                        qa_settings={"answer_similarity_weight": 1.5, "answer_similarity_center": 0.2},
                                         sentence_token_ids={"cls": 1, "sep": 2, "sentence_ends": [3]}),
 }
 SERIALISATION_ONLY_FIELDS = {"transformers_version", "_name_or_path"}
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
 LABELS = {"start_positions": torch.tensor([3, 0, 2]), "end_positions": torch.tensor([5, 0, 3])}
-# Row 2 has no answer but a plausible one at tokens 6-7; row 3's answer lies outside of what the non-null loss sees.
-NONNULL_LABELS = {"nonnull_start_positions": torch.tensor([3, 6, -100]),
-                  "nonnull_end_positions": torch.tensor([5, 7, -100])}
 
 
 def build_model(**settings) -> PointerDistilBertForQuestionAnswering:
-    """Returns a tiny pointer model with seeded random weights, in eval mode."""
+    """Returns a tiny model with seeded random weights, in eval mode: the plain pointer head unless `settings` add
+    the verifier."""
     torch.manual_seed(0)
-    config = PointerDistilBertConfig(**{**TINY_ENCODER, **settings})
+    config = PointerDistilBertConfig(**{**TINY_ENCODER, "answer_verifier": False, **settings})
     return PointerDistilBertForQuestionAnswering(config).eval()
 
 
@@ -86,10 +81,11 @@ def test_config_serialises_every_head_setting(tmp_path):
     PointerDistilBertConfig(**TINY_ENCODER).save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model_type"] == "pointer_distilbert"
-    head_settings = (saved["qa_head"], saved["pointer_attention"], saved["pointer_hidden_size"],
-                     saved["answer_verifier"], saved["verifier_loss_weight"], saved["nonnull_loss_weight"],
-                     saved["null_span_loss_weight"])
-    assert head_settings == ("pointer", "bilinear", None, False, 1.0, 0.0, 1.0)
+    head_settings = (saved["qa_head"], saved["answer_verifier"], saved["verifier_standardization"],
+                     saved["null_span_loss_weight"], saved["answer_similarity"])
+    assert head_settings == ("pointer", True, True, 1.0, False)
+    assert not {"pointer_attention", "pointer_hidden_size", "verifier_loss_weight", "nonnull_loss_weight",
+                "answer_similarity_weight"} & saved.keys(), "retired settings are not written"
     assert saved["qa_dropout"] == DistilBertConfig().qa_dropout
 
 
@@ -97,13 +93,10 @@ def test_config_serialises_every_head_setting(tmp_path):
     "setting",
     [
         {"qa_head": "span"},
-        {"pointer_attention": "dot"},
-        {"pointer_hidden_size": 0},
-        {"pointer_hidden_size": 1.5},
-        {"pointer_hidden_size": True},
-        {"verifier_loss_weight": -1.0},
-        {"nonnull_loss_weight": float("nan")},
         {"null_span_loss_weight": -0.5},
+        {"qa_settings": [0.0]},
+        {"pointer_attention": "additive"},
+        {"pointer_hidden_size": 16},
     ],
     ids=str,
 )
@@ -118,13 +111,21 @@ def test_plain_distilbert_config_loads_into_the_pointer_config(tmp_path):
     config = PointerDistilBertConfig.from_pretrained(tmp_path)
     assert config.model_type == "pointer_distilbert"
     assert (config.dim, config.n_layers, config.vocab_size) == (32, 2, 99)
-    assert (config.qa_head, config.pointer_attention, config.pointer_hidden_size) == ("pointer", "bilinear", None)
+    assert (config.qa_head, config.answer_verifier, config.verifier_standardization) == ("pointer", True, True)
 
 
-def test_pointer_width_defaults_to_the_encoder_width():
-    model = build_model()
-    assert model.qa_outputs.key_proj.out_features == TINY_ENCODER["dim"]
-    assert build_model(pointer_hidden_size=8).qa_outputs.key_proj.out_features == 8
+def test_a_config_saved_with_the_retired_settings_loads_with_its_similarity_weight_in_qa_settings(tmp_path):
+    saved = dict(TINY_ENCODER, model_type="pointer_distilbert", pointer_attention="bilinear", pointer_hidden_size=None,
+                 verifier_loss_weight=0.5, nonnull_loss_weight=0.0, answer_similarity_weight=2.5,
+                 answer_similarity_center=0.25, qa_settings={"null_score_diff_threshold": -1.0})
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config = PointerDistilBertConfig.from_pretrained(tmp_path)
+    assert config.qa_settings == {"null_score_diff_threshold": -1.0, "answer_similarity_weight": 2.5,
+                                  "answer_similarity_center": 0.25}
+    assert modeling_pointer_distilbert.similarity_weighting(config) == (2.5, 0.25)
+    assert not hasattr(config, "verifier_loss_weight") and not hasattr(config, "pointer_attention")
+    with pytest.raises(ValueError, match="retired after commit e7becc9"):
+        PointerDistilBertConfig(**dict(saved, pointer_attention="additive"))
 
 
 @pytest.mark.parametrize("settings", HEAD_SETTINGS.values(), ids=HEAD_SETTINGS.keys())
@@ -236,7 +237,9 @@ def test_distilbert_checkpoint_loads_every_encoder_weight_and_only_the_head_is_m
     masked_lm = save_distilbert_checkpoint(tmp_path)
     model, loading_info = PointerDistilBertForQuestionAnswering.from_pretrained(tmp_path, output_loading_info=True)
 
-    assert set(loading_info["missing_keys"]) == head_parameter_names(model)
+    head_state = {name for name in model.state_dict() if not name.startswith("distilbert.")}
+    assert head_parameter_names(model) < head_state, "the verifier's running statistics are missing too"
+    assert set(loading_info["missing_keys"]) == head_state
     assert all(key.startswith("vocab_") for key in loading_info["unexpected_keys"])
     source_weights = masked_lm.state_dict()
     encoder_weights = {key: value for key, value in model.state_dict().items() if key.startswith("distilbert.")}
@@ -282,10 +285,9 @@ def perturb_(module: torch.nn.Module, seed: int) -> None:
             parameter.add_(torch.randn(parameter.shape, generator=generator))
 
 
-@pytest.mark.parametrize("attention", POINTER_ATTENTIONS)
-def test_moving_only_the_start_distribution_changes_the_end_logits(attention):
+def test_moving_only_the_start_distribution_changes_the_end_logits():
     # Weights of order one: at the usual 0.02 a 32-wide model's end logits move only by about 1e-4.
-    model = build_model(pointer_attention=attention, initializer_range=0.2)
+    model = build_model(initializer_range=0.2)
     batch = padded_batch()
     unpadded = batch["attention_mask"] == 1
     with torch.no_grad():
@@ -297,9 +299,8 @@ def test_moving_only_the_start_distribution_changes_the_end_logits(attention):
     assert (after.end_logits - before.end_logits)[unpadded].abs().max() > 0.1 * end_logits_spread
 
 
-@pytest.mark.parametrize("attention", POINTER_ATTENTIONS)
-def test_changing_the_end_scorer_leaves_the_start_logits_alone(attention):
-    model = build_model(pointer_attention=attention)
+def test_changing_the_end_scorer_leaves_the_start_logits_alone():
+    model = build_model()
     batch = padded_batch()
     with torch.no_grad():
         before = model(**batch)
@@ -309,10 +310,9 @@ def test_changing_the_end_scorer_leaves_the_start_logits_alone(attention):
     assert not torch.equal(after.end_logits, before.end_logits)
 
 
-@pytest.mark.parametrize("attention", POINTER_ATTENTIONS)
 @pytest.mark.parametrize("verifier", [False, True], ids=["no-verifier", "verifier"])
-def test_every_head_parameter_receives_a_gradient(attention, verifier):
-    model = build_model(pointer_attention=attention, answer_verifier=verifier).train()
+def test_every_head_parameter_receives_a_gradient(verifier):
+    model = build_model(answer_verifier=verifier).train()
     model(**padded_batch(), **LABELS).loss.backward()
     names = head_parameter_names(model)
     assert any(name.startswith("verifier.") for name in names) == verifier
@@ -367,12 +367,12 @@ def test_matcher_finds_the_sentence_that_repeats_the_question_whatever_the_paddi
 
 
 def test_weighed_similarity_moves_the_null_score_and_nothing_else(tokenizer):
-    model = similarity_model(tokenizer, answer_similarity_weight=0.0)
+    model = similarity_model(tokenizer)
     batch = tokenizer(["Where is Paris?", "Who wrote it?"], ["Paris is in France. It is big.", "Rain falls."],
                       padding=True, return_tensors="pt")
     with torch.no_grad():
         before = model(**batch)
-        model.config.answer_similarity_weight, model.config.answer_similarity_center = 2.0, 0.3
+        model.config.qa_settings = {"answer_similarity_weight": 2.0, "answer_similarity_center": 0.3}
         after = model(**batch)
         similarity = model.sentence_matcher(batch["input_ids"], batch["attention_mask"])
     null_before = before.start_logits[:, 0] + before.end_logits[:, 0]
@@ -386,7 +386,8 @@ def test_weighed_similarity_moves_the_null_score_and_nothing_else(tokenizer):
 
 
 def test_matcher_never_trains_and_stays_in_inference_mode(tokenizer):
-    model = similarity_model(tokenizer, answer_similarity_weight=1.0, dropout=0.5, attention_dropout=0.5).train()
+    model = similarity_model(tokenizer, qa_settings={"answer_similarity_weight": 1.0}, dropout=0.5,
+                             attention_dropout=0.5).train()
     assert not model.sentence_matcher.training and model.distilbert.training
     batch = tokenizer(["Where is Paris?"], ["Paris is in France. It is big."], return_tensors="pt")
     model(**batch, start_positions=torch.tensor([6]), end_positions=torch.tensor([6])).loss.backward()
@@ -401,48 +402,34 @@ def test_similarity_needs_the_tokenizers_ids():
         PointerDistilBertConfig(answer_similarity=True)
 
 
-def test_verifier_loss_adds_the_weighted_binary_loss_of_windows_without_answer():
-    model = build_model(answer_verifier=True, verifier_loss_weight=0.5)
+def span_loss_of(output) -> torch.Tensor:
+    """Returns the span loss alone of a model output on `LABELS`."""
+    return modeling_pointer_distilbert.span_loss(output.start_logits, output.end_logits, *LABELS.values())
+
+
+def test_verifier_loss_adds_the_binary_loss_of_windows_without_answer():
+    model = build_model(answer_verifier=True)
     logits = []
     model.verifier.register_forward_hook(lambda module, inputs, output: logits.append(output))
-    batch = padded_batch()
     with torch.no_grad():
-        total = model(**batch, **LABELS).loss
-        model.config.verifier_loss_weight = 0.0
-        span_only = model(**batch, **LABELS).loss
+        output = model(**padded_batch(), **LABELS)
     no_answer = torch.tensor([0.0, 1.0, 0.0])  # LABELS: rows 1 and 3 have answers, row 2 has none
-    expected = 0.5 * torch.nn.functional.binary_cross_entropy_with_logits(logits[0], no_answer)
-    torch.testing.assert_close(total - span_only, expected)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[0], no_answer)
+    torch.testing.assert_close(output.loss - span_loss_of(output), expected)
 
 
 def test_verifier_loss_trains_the_encoder_but_not_the_pointers():
     gradients = {}
-    for weight in (0.0, 1.0):
-        model = build_model(answer_verifier=True, verifier_loss_weight=weight)
-        model(**padded_batch(), **LABELS).loss.backward()
-        gradients[weight] = {name: parameter.grad for name, parameter in model.named_parameters()}
-    pointer_names = [name for name in gradients[0.0] if name.startswith("qa_outputs.")]
+    for name, loss_of in (("span", span_loss_of), ("total", lambda output: output.loss)):
+        model = build_model(answer_verifier=True)
+        loss_of(model(**padded_batch(), **LABELS)).backward()
+        gradients[name] = {name: parameter.grad for name, parameter in model.named_parameters()}
+    pointer_names = [name for name in gradients["span"] if name.startswith("qa_outputs.")]
     assert pointer_names
     for name in pointer_names:
-        torch.testing.assert_close(gradients[1.0][name], gradients[0.0][name], msg=name)
+        torch.testing.assert_close(gradients["total"][name], gradients["span"][name], msg=name)
     encoder_top = "distilbert.transformer.layer.1.output_layer_norm.weight"
-    assert not torch.allclose(gradients[1.0][encoder_top], gradients[0.0][encoder_top])
-
-
-def test_nonnull_loss_adds_the_weighted_cross_entropy_over_every_token_but_the_null():
-    model = build_model(qa_head="pointer", nonnull_loss_weight=0.7)
-    batch = padded_batch()
-    with torch.no_grad():
-        total = model(**batch, **LABELS, **NONNULL_LABELS)
-        model.config.nonnull_loss_weight = 0.0
-        span_only = model(**batch, **LABELS, **NONNULL_LABELS).loss
-    expected = []
-    for row in (0, 1):  # row 3 is labelled -100 and left out
-        for logits, positions in ((total.start_logits, NONNULL_LABELS["nonnull_start_positions"]),
-                                  (total.end_logits, NONNULL_LABELS["nonnull_end_positions"])):
-            log_probabilities = torch.log_softmax(logits[row, 1:], dim=-1)  # the null (index 0) left out
-            expected.append(-log_probabilities[positions[row] - 1])
-    torch.testing.assert_close(total.loss - span_only, 0.7 * torch.stack(expected).mean())
+    assert not torch.allclose(gradients["total"][encoder_top], gradients["span"][encoder_top])
 
 
 def test_standardized_verifier_learns_running_statistics_and_uses_them_at_inference():
@@ -493,16 +480,6 @@ def test_null_span_loss_weight_scales_the_windows_without_an_answer():
     assert start_logits.grad[[0, 2]].abs().sum() > 0
 
 
-def test_nonnull_loss_without_any_labelled_window_adds_nothing():
-    model = build_model(nonnull_loss_weight=1.0)
-    batch = padded_batch()
-    unlabelled = {name: torch.full((3,), -100) for name in NONNULL_LABELS}
-    with torch.no_grad():
-        with_unlabelled = model(**batch, **LABELS, **unlabelled).loss
-        without = model(**batch, **LABELS).loss
-    torch.testing.assert_close(with_unlabelled, without)
-
-
 @pytest.mark.parametrize("settings", HEAD_SETTINGS.values(), ids=HEAD_SETTINGS.keys())
 @pytest.mark.parametrize("autocast_dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16-autocast"])
 def test_padded_batch_gives_finite_logits_and_loss_with_padding_at_the_dtype_minimum(settings, autocast_dtype):
@@ -510,7 +487,7 @@ def test_padded_batch_gives_finite_logits_and_loss_with_padding_at_the_dtype_min
     batch = padded_batch()
     padding = batch["attention_mask"] == 0
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_dtype == torch.bfloat16):
-        output = model(**batch, **LABELS, **NONNULL_LABELS)
+        output = model(**batch, **LABELS)
     assert torch.isfinite(output.loss)
     for logits in (output.start_logits, output.end_logits):
         assert logits.dtype == autocast_dtype
