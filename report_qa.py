@@ -66,9 +66,10 @@ def no_answer_curve(has_answer: np.ndarray, null_odds: np.ndarray) -> tuple[np.n
 
 
 def plot_training_curves(log_history: list[dict], path: Path) -> Path | None:
-    """Draw training loss and evaluation EM/F1 against steps; None when nothing was logged."""
+    """Draw training loss and evaluation EM/F1 against steps; None when no training step was logged (a run that only
+    evaluated logs its scores at step 0)."""
     curves = curves_from_log_history(log_history)
-    if not curves:
+    if not any(step > 0 for steps, _ in curves.values() for step in steps):
         return None
     figure, loss_axis = plt.subplots(figsize=(8, 4.5))
     if "training loss" in curves:

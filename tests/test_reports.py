@@ -36,13 +36,18 @@ def trained_folder(tmp_path_factory, tiny_model_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def evaluation_card(tmp_path_factory, trained_folder) -> str:
-    """The model card of a run that only evaluated `trained_folder`."""
+def evaluation_folder(tmp_path_factory, trained_folder) -> Path:
+    """The output folder of a run that only evaluated `trained_folder`."""
     output_dir = tmp_path_factory.mktemp("evaluated") / "evaluated"
     run_qa.main(["--model_name_or_path", str(trained_folder), "--validation_file", str(DEV), "--do_eval",
                  "--output_dir", str(output_dir), "--max_eval_samples", "12", "--max_seq_length", "128",
                  "--doc_stride", "48", "--use_cpu", "true", "--report_to", "none", "--disable_tqdm", "true"])
-    return (output_dir / "README.md").read_text(encoding="utf-8")
+    return output_dir
+
+
+@pytest.fixture(scope="module")
+def evaluation_card(evaluation_folder) -> str:
+    return (evaluation_folder / "README.md").read_text(encoding="utf-8")
 
 
 def card_section(card: str, title: str) -> str:
@@ -66,6 +71,11 @@ def test_an_evaluation_only_card_does_not_say_the_model_was_fine_tuned_from_the_
     assert f"evaluated as saved in `{trained_folder}`, fine-tuned from `{tiny_model_dir}`" in evaluation_card
     assert "trained nothing" in evaluation_card
     assert f'model="{trained_folder}"' in card_section(evaluation_card, "How to use"), "where the weights are"
+
+
+def test_a_run_that_only_evaluated_draws_no_training_curves_but_its_no_answer_analysis(evaluation_folder):
+    names = {path.name for path in evaluation_folder.iterdir()}
+    assert "no_answer_analysis.png" in names and "training_curves.png" not in names
 
 
 def test_a_model_saved_without_its_run_gets_no_invented_settings(tiny_model_dir):
