@@ -1,4 +1,5 @@
-"""Human-facing outputs of a run: training-curve and no-answer figures, and the model card's usage section."""
+"""What a run writes besides its weights and metrics: the training-curve and no-answer figures, the model card, and a
+tokenizer that saves only its configuration."""
 
 import json
 from dataclasses import dataclass
@@ -9,12 +10,31 @@ import matplotlib
 matplotlib.use("Agg")  # files only: runs on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from huggingface_hub import EvalResult, ModelCardData  # noqa: E402
+from huggingface_hub import EvalResult, ModelCard, ModelCardData  # noqa: E402
 
 from utils_qa import null_odds_auc  # noqa: E402
 
+# What `from_pretrained` (loading arguments) and the backend's truncation and padding of the last call (copied
+# into the tokenizer's init arguments when it is built) leave among a tokenizer's init arguments; `save_pretrained`
+# would write them into tokenizer_config.json as if they configured it.
+TOKENIZER_LOADING_STATE = ("local_files_only", "is_local", "max_length", "stride", "truncation_strategy",
+                           "pad_to_multiple_of")
 TRAINING_FIGURE = "training_curves.png"
 NO_ANSWER_FIGURE = "no_answer_analysis.png"
+
+
+def without_loading_state(tokenizer):
+    """Return `tokenizer`, changed in place so that saving it writes only its configuration.
+
+    Drops `TOKENIZER_LOADING_STATE` from its init arguments and turns the backend's truncation and padding off:
+    every call sets its own, and what the last call or the starting checkpoint's tokenizer.json left there would
+    otherwise return as init arguments (`max_length`, `stride`) whenever the saved tokenizer is loaded.
+    """
+    for key in TOKENIZER_LOADING_STATE:
+        tokenizer.init_kwargs.pop(key, None)
+    tokenizer.backend_tokenizer.no_truncation()
+    tokenizer.backend_tokenizer.no_padding()
+    return tokenizer
 
 
 def curves_from_log_history(log_history: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
@@ -46,9 +66,10 @@ def no_answer_curve(has_answer: np.ndarray, null_odds: np.ndarray) -> tuple[np.n
 
 
 def plot_training_curves(log_history: list[dict], path: Path) -> Path | None:
-    """Draw training loss and evaluation EM/F1 against steps; None when nothing was logged."""
+    """Draw training loss and evaluation EM/F1 against steps; None when no training step was logged (a run that only
+    evaluated logs its scores at step 0)."""
     curves = curves_from_log_history(log_history)
-    if not curves:
+    if not any(step > 0 for steps, _ in curves.values() for step in steps):
         return None
     figure, loss_axis = plt.subplots(figsize=(8, 4.5))
     if "training loss" in curves:
@@ -69,13 +90,13 @@ def plot_training_curves(log_history: list[dict], path: Path) -> Path | None:
     return path
 
 
-def plot_no_answer_analysis(
-    references: dict[str, list[str]], null_odds: dict[str, float], path: Path, scores: dict | None = None
-) -> Path | None:
-    """Draw null-odds histograms for answerable vs unanswerable questions and the no-answer precision-recall curve.
+def no_answer_figure(references: dict[str, list[str]], null_odds: dict[str, float], scores: dict | None = None):
+    """Return the figure of null-odds histograms for answerable vs unanswerable questions beside the no-answer
+    precision-recall curve; None when no question has null odds.
 
-    `scores` (unprefixed evaluation metrics) puts the abstention diagnostics in the titles: the null odds' ROC AUC,
-    the forced HasAns F1 of the best non-null spans, and the best F1 over every threshold, drawn where it lies.
+    `scores` (unprefixed evaluation metrics) draws the threshold the run answered with
+    (`null_score_diff_threshold`) and the best F1 over every threshold where it lies, and puts the abstention
+    diagnostics in the titles: the null odds' ROC AUC and the forced HasAns F1 of the best non-null spans.
     """
     ids = [qid for qid in references if qid in null_odds]
     if not ids:
@@ -88,15 +109,18 @@ def plot_no_answer_analysis(
     histogram_axis.hist(odds[has_answer], bins=bins, alpha=0.6, label=f"HasAns ({has_answer.sum()})")
     histogram_axis.hist(odds[~has_answer], bins=bins, alpha=0.6, label=f"NoAns ({(~has_answer).sum()})")
     scores = scores or {}
-    histogram_axis.axvline(0.0, color="black", linestyle="--", linewidth=1, label="threshold 0")
+    if "null_score_diff_threshold" in scores:
+        threshold = scores["null_score_diff_threshold"]
+        histogram_axis.axvline(threshold, color="black", linestyle="--", linewidth=1,
+                               label=f"answered at threshold {threshold:.2f}")
     if "best_f1_thresh" in scores:
         histogram_axis.axvline(scores["best_f1_thresh"], color="tab:red", linestyle=":", linewidth=1.5,
                                label=f"best F1 {scores['best_f1']:.1f} at {scores['best_f1_thresh']:.2f}")
     histogram_axis.set_xlabel("null odds (null score - best span score)")
     histogram_axis.set_ylabel("questions")
-    histogram_axis.legend()
+    histogram_axis.legend(fontsize=8)
     auc = null_odds_auc({qid: null_odds[qid] for qid in ids}, dict(zip(ids, has_answer.tolist())))
-    histogram_axis.set_title(f"Null odds by question type (ROC AUC {auc:.3f})")
+    histogram_axis.set_title(f"Null odds by question type\n(ROC AUC {auc:.3f})", fontsize=10)
     if (~has_answer).any():
         precision, recall, _ = no_answer_curve(has_answer, odds)
         curve_axis.plot(recall, precision, color="tab:purple")
@@ -105,9 +129,19 @@ def plot_no_answer_analysis(
     curve_axis.set_xlabel("recall of unanswerable questions")
     curve_axis.set_ylabel("precision of 'no answer'")
     forced = scores.get("forced_HasAns_f1")
-    forced = "" if forced is None else f"; best non-null spans: HasAns F1 {forced:.1f}"
+    forced = "" if forced is None else f"\n(best non-null spans: HasAns F1 {forced:.1f})"
     curve_axis.set_title(f"No-answer detection over the threshold{forced}", fontsize=10)
     figure.tight_layout()
+    return figure
+
+
+def plot_no_answer_analysis(
+    references: dict[str, list[str]], null_odds: dict[str, float], path: Path, scores: dict | None = None
+) -> Path | None:
+    """Write `no_answer_figure` to `path`; None when no question has null odds."""
+    figure = no_answer_figure(references, null_odds, scores)
+    if figure is None:
+        return None
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
@@ -157,7 +191,85 @@ class CardData:
     hub_datasets: tuple[str, ...] = ()
 
 
-def card_metadata(model_id: str, base_model: str, data: CardData, scores: dict, version: str) -> ModelCardData:
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How the card's model was trained, as far as it is recorded.
+
+    `evaluated` is None when the run writing the card trained the model. Otherwise that run only evaluated (or
+    predicted with) the model `evaluated` names, and the other fields come from the model's own saved run; each is
+    None where nothing records it (a Hub id, or a folder saved without its run).
+    """
+
+    base_model: str | None
+    arguments: dict | None  # TrainingArguments as training_args.json holds them
+    epochs: float | None
+    steps: int | None
+    total_batch_size: int | None  # over devices and accumulation steps
+    evaluated: str | None = None
+
+
+def training_record(args, state, model_name_or_path: str) -> TrainingRecord:
+    """Return how the card's model was trained: by this run when it took a training step, else by the saved run of
+    `model_name_or_path`, the model this run evaluated."""
+    if state.global_step:
+        total = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+        return TrainingRecord(model_name_or_path, args.to_dict(), state.epoch, state.global_step, total)
+    return saved_training_record(model_name_or_path)
+
+
+def saved_training_record(model: str) -> TrainingRecord:
+    """Return what an output folder records of the run that trained it: training_args.json, trainer_state.json and
+    the `base_model` of its model card; nothing but the name for a Hub id or a folder without them."""
+    folder = Path(model)
+
+    def read(name: str) -> dict:
+        path = folder / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    card = folder / "README.md"
+    base_model = ModelCard.load(card).data.base_model if card.is_file() else None
+    state = read("trainer_state.json")
+    return TrainingRecord(base_model, read("training_args.json") or None, state.get("epoch"),
+                          state.get("global_step"), None, evaluated=model)
+
+
+def training_settings(record: TrainingRecord) -> dict:
+    """Return the training settings the card lists; empty when the record holds no training arguments.
+
+    Epochs and steps are those the run took (its trainer state), which `--max_steps` can make differ from
+    `--num_train_epochs`.
+    """
+    arguments = record.arguments
+    if arguments is None:
+        return {}
+    settings = {"optimizer": arguments["optim"], "learning_rate": arguments["learning_rate"],
+                "warmup_steps": arguments["warmup_steps"],
+                "per_device_train_batch_size": arguments["per_device_train_batch_size"]}
+    if arguments.get("gradient_accumulation_steps", 1) > 1:
+        settings["gradient_accumulation_steps"] = arguments["gradient_accumulation_steps"]
+    if record.total_batch_size is not None:
+        settings["total_train_batch_size"] = record.total_batch_size
+    settings["num_train_epochs"] = arguments["num_train_epochs"] if record.epochs is None else round(record.epochs, 2)
+    if record.steps is not None:
+        settings["training_steps"] = record.steps
+    settings["seed"] = arguments["seed"]
+    if arguments.get("optim_args"):
+        settings["optim_args"] = arguments["optim_args"]
+    return settings
+
+
+def how_it_answered(qa_settings: dict, model_config: dict) -> dict:
+    """Return how the evaluation answered: the head, the null-odds threshold and where it came from, and the
+    answer similarity's weight in the null odds when the model has the sentence matcher."""
+    settings = {"qa_head": model_config.get("qa_head"),
+                "null_score_diff_threshold": qa_settings["null_score_diff_threshold"],
+                "null_score_diff_threshold_source": qa_settings["null_score_diff_threshold_source"]}
+    if model_config.get("answer_similarity"):
+        settings["answer_similarity_weight"] = qa_settings["answer_similarity_weight"]
+    return settings
+
+
+def card_metadata(model_id: str, base_model: str | None, data: CardData, scores: dict, version: str) -> ModelCardData:
     """Return the card's Hub metadata; model-index holds the exact match and F1 measured on the evaluation data."""
     results = [
         EvalResult(task_type="question-answering", task_name="Extractive question answering",
@@ -174,22 +286,47 @@ def card_metadata(model_id: str, base_model: str, data: CardData, scores: dict, 
     )
 
 
-def model_card(model_id: str, base_model: str, data: CardData, metrics: dict, hyperparameters: dict) -> str:
-    """Return a model card (README.md with Hub metadata) stating the scores and how to use the model."""
+def provenance(record: TrainingRecord, training_data: str | None) -> tuple[str, str]:
+    """Return the card's words on where the model comes from, and the opening of its training section."""
+    settings = training_settings(record)
+    known = [f"from `{record.base_model}`"] if record.base_model else []
+    known += [f"with {settings['optimizer']}"] if settings else []
+    fine_tuned = " ".join(["fine-tuned", *known])
+    if record.evaluated is None:
+        return (f"{fine_tuned} on {training_data or 'the training data'}.",
+                "From this run's arguments and trainer state:")
+    origin = (f"evaluated as saved in `{record.evaluated}`{', ' + fine_tuned if known else ''}. The run that wrote "
+              "this folder trained nothing.")
+    if settings:
+        return origin, (f"From the run that trained `{record.evaluated}`, as saved with it (training_args.json, "
+                        "trainer_state.json):")
+    return origin, (f"`{record.evaluated}` holds no record of the run that trained it (training_args.json); its own "
+                    "model card may say.")
+
+
+def bullet_list(settings: dict) -> str:
+    """Return `settings` as a markdown list, one `- key: value` line each."""
+    return "\n".join(f"- {key}: {value}" for key, value in settings.items())
+
+
+def model_card(model_id: str, data: CardData, metrics: dict, record: TrainingRecord, answered: dict) -> str:
+    """Return a model card (README.md with Hub metadata) stating the scores, how the evaluation answered
+    (`answered`, from `how_it_answered`), how the model was trained as far as `record` knows, and how to use it."""
     scores = {key[len("eval_"):]: value for key, value in metrics.items() if key.startswith("eval_")}
     table = "\n".join(f"| {key} | {scores[key]:.4g} | {meaning} |" for key, meaning in METRIC_MEANINGS.items()
                       if key in scores)
-    settings = "\n".join(f"- {key}: {value}" for key, value in hyperparameters.items())
     version = "2.0" if "NoAns_total" in scores or "HasAns_total" in scores else "1.1"
+    origin, training_opening = provenance(record, data.training)
+    settings = training_settings(record)
+    training = f"{training_opening}\n\n{bullet_list(settings)}" if settings else training_opening
     return f"""---
-{card_metadata(model_id, base_model, data, scores, version).to_yaml()}
+{card_metadata(model_id, record.base_model, data, scores, version).to_yaml()}
 ---
 
 # {model_id}
 
 Extractive question answering: DistilBERT with an answer-pointer head (the end pointer is conditioned on the
-start distribution; [CLS] is the no-answer pointer), fine-tuned from `{base_model}` with Adafactor on
-{data.training or "the training data"}.
+start distribution; [CLS] is the no-answer pointer), {origin}
 
 ## Evaluation
 
@@ -201,10 +338,14 @@ same null odds to the `best_*` ones (`python utils_qa.py score DATA FILE --null-
 |---|---|---|
 {table}
 
+How it answered:
+
+{bullet_list(answered)}
+
 ## Training settings
 
-{settings}
-{usage_section(model_id)}"""
+{training}
+{usage_section(record.evaluated or model_id)}"""
 
 
 def usage_section(model_id: str) -> str:
@@ -232,16 +373,20 @@ The model alone:
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 model = AutoModelForQuestionAnswering.from_pretrained("{model_id}", trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained("{model_id}")
+tokenizer = AutoTokenizer.from_pretrained("{model_id}", trust_remote_code=True)
 ```
+
+The tokenizer is BERT's own; `AutoTokenizer` reads the model's config first to find it, and without
+`trust_remote_code=True` transformers would stop there to ask whether to run the model's code.
 """
 
 
-def write_model_card(output_dir: str, model_id: str, base_model: str, data: CardData, hyperparameters: dict) -> Path:
+def write_model_card(output_dir: str, model_id: str, data: CardData, record: TrainingRecord,
+                     answered: dict) -> Path:
     """Write README.md into `output_dir` from the run's `all_results.json`; return its path."""
     folder = Path(output_dir)
     results_file = folder / "all_results.json"
     metrics = json.loads(results_file.read_text(encoding="utf-8")) if results_file.exists() else {}
     card = folder / "README.md"
-    card.write_text(model_card(model_id, base_model, data, metrics, hyperparameters), encoding="utf-8")
+    card.write_text(model_card(model_id, data, metrics, record, answered), encoding="utf-8")
     return card

@@ -39,7 +39,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from cli_errors import UserError, run_command
 from modeling_pointer_distilbert import QA_HEADS, PointerDistilBertConfig, PointerDistilBertForQuestionAnswering
-from report_qa import CardData, write_figures
+from report_qa import CardData, without_loading_state, write_figures
 from trainer_qa import QuestionAnsweringTrainer, adafactor_options
 from utils_qa import (
     FLAG_DEFAULTS,
@@ -663,6 +663,7 @@ def prepare_run(model_args: ModelArguments, data_args: DataTrainingArguments, tr
         features = make_features(raw, tokenizer, settings, data_args, training_args)
     else:
         features = {"train": train_features}
+    without_loading_state(tokenizer)  # saved with every checkpoint, and no call of it follows
     model = build_model(model_args, base_config, tokenizer)
     return build_trainer(model, tokenizer, raw, features, settings, data_args, training_args), raw, features
 

@@ -137,27 +137,17 @@ class QuestionAnsweringTrainer(Trainer):
     def create_model_card(self, finetuned_from: str | None = None, card_data=None, **_stock_fields):
         """Write the recipe's model card (scores, settings, usage); `push_to_hub` calls this before uploading.
 
-        `card_data` (a `report_qa.CardData`) names the training and evaluation data as the card should show them.
+        `finetuned_from` is the model this run started from (default: the one it loaded); a run that took no
+        training step only evaluated it. `card_data` (a `report_qa.CardData`) names the data as the card shows it.
         """
         if not self.is_world_process_zero():
             return
-        from report_qa import CardData, write_model_card
+        from report_qa import CardData, how_it_answered, training_record, write_model_card
 
-        args = self.args
-        optimizer = getattr(args.optim, "value", args.optim)  # "adafactor", not OptimizerNames.ADAFACTOR
-        settings = {"optimizer": optimizer, "learning_rate": args.learning_rate, "warmup_steps": args.warmup_steps,
-                    "train_batch_size": args.train_batch_size * args.gradient_accumulation_steps * args.world_size,
-                    "num_train_epochs": args.num_train_epochs, "seed": args.seed,
-                    "null_score_diff_threshold": self.answer_settings.null_score_diff_threshold,
-                    "null_score_diff_threshold_source": self.answer_settings.null_score_diff_threshold_source,
-                    "qa_head": getattr(self.model.config, "qa_head", None)}
-        if args.optim_args:
-            settings["optim_args"] = args.optim_args
-        if getattr(self.model.config, "answer_similarity", False):
-            settings["answer_similarity_weight"] = self.answer_settings.answer_similarity_weight
-        model_id = args.hub_model_id or Path(args.output_dir).resolve().name
-        base_model = finetuned_from or "distilbert-base-uncased"
-        write_model_card(args.output_dir, model_id, base_model, card_data or CardData(), settings)
+        record = training_record(self.args, self.state, finetuned_from or self.model.config.name_or_path)
+        answered = how_it_answered(asdict(self.answer_settings), self.model.config.to_dict())
+        model_id = self.args.hub_model_id or Path(self.args.output_dir).resolve().name
+        write_model_card(self.args.output_dir, model_id, card_data or CardData(), record, answered)
 
     def calibrate_null_threshold(self, features, examples, source: str, standard_errors: float = 0.0
                                  ) -> dict[str, float]:

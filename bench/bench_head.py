@@ -23,11 +23,7 @@ ROOT = use_repository_offline()
 import transformers  # noqa: E402
 from transformers.optimization import Adafactor  # noqa: E402
 
-from modeling_pointer_distilbert import (  # noqa: E402
-    POINTER_ATTENTIONS,
-    PointerDistilBertConfig,
-    PointerDistilBertForQuestionAnswering,
-)
+from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering  # noqa: E402
 
 VOCAB_SIZE = 30522
 HEAD_DIM = 64
@@ -54,12 +50,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--dim", type=int, default=768, help=f"encoder width; heads = dim / {HEAD_DIM}")
     parser.add_argument("--layers", type=int, default=6, help="encoder layers")
-    parser.add_argument(
-        "--pointer-attention", choices=POINTER_ATTENTIONS, default="bilinear", help="pointer scoring function"
-    )
-    parser.add_argument(
-        "--pointer-hidden-size", type=int, default=None, help="pointer key/query width (default: the encoder width)"
-    )
     args = parser.parse_args(argv)
     if args.dim % HEAD_DIM:
         parser.error(f"--dim {args.dim} must be a multiple of {HEAD_DIM} (the attention head width)")
@@ -79,8 +69,6 @@ def build_model(
         n_layers=args.layers,
         n_heads=args.dim // HEAD_DIM,
         qa_head=qa_head,
-        pointer_attention=args.pointer_attention,
-        pointer_hidden_size=args.pointer_hidden_size,
         answer_verifier=answer_verifier,
         verifier_standardization=answer_verifier,  # the verifier as run_qa.py builds it
     )
@@ -173,11 +161,10 @@ def main(argv: list[str] | None = None) -> None:
     """Times both heads and prints the machine, the setup and the results table."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    pointer_name = f"pointer ({args.pointer_attention})"
     models = {
         "linear": build_model(args, "linear"),
-        pointer_name: build_model(args, "pointer"),
-        f"{pointer_name} + verifier": build_model(args, "pointer", answer_verifier=True),
+        "pointer": build_model(args, "pointer"),
+        "pointer + verifier": build_model(args, "pointer", answer_verifier=True),
     }
     runs = {name: (model, build_optimizer(model)) for name, model in models.items()}
     batch = random_batch(args.batch_size, args.seq_len)

@@ -149,8 +149,7 @@ def save_models(folder: Path, tokenizer_dir: Path, seed: int) -> tuple[Path, Pat
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     defaults = run_qa.ModelArguments(model_name_or_path="unused")
-    head = {name: getattr(defaults, name) for name in ("qa_head", "pointer_attention", "answer_verifier",
-                                                       "verifier_standardization")}
+    head = {name: getattr(defaults, name) for name in ("qa_head", "answer_verifier", "verifier_standardization")}
     torch.manual_seed(seed)
     recipe = PointerDistilBertForQuestionAnswering(PointerDistilBertConfig(**MINILM_SIZE, **head))
     torch.manual_seed(seed)
@@ -166,7 +165,7 @@ def recipe_pipelines(recipe_dir: Path, stock_dir: Path) -> dict:
     model."""
     from transformers import AutoTokenizer, DistilBertForQuestionAnswering, pipeline
 
-    from squad.pipeline import PointerQuestionAnsweringPipeline
+    from qa_pipeline import PointerQuestionAnsweringPipeline
 
     return {
         ("recipe", "pointer + verifier"): pipeline("question-answering", model=str(recipe_dir), trust_remote_code=True,

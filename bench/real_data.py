@@ -52,17 +52,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 # Used when no --config is given: one epoch, Adafactor at 3e-4 with 10 % warm-up, batch 16.
 SMALL_BUDGET = {"per_device_train_batch_size": 16, "learning_rate": 3e-4, "warmup_steps": 0.1, "num_train_epochs": 1}
 POINTER = {"qa_head": "pointer", "answer_verifier": False, "verifier_standardization": False,
-           "nonnull_loss_weight": 0.0, "null_span_loss_weight": 1.0}
+           "null_span_loss_weight": 1.0}
 # A variant is a name and the run_qa.py arguments it sets; add one here to compare it.
 VARIANTS = {
     "as-configured": {},
     "stock": {**POINTER, "qa_head": "linear", "optim": "adamw_torch", "learning_rate": 5e-5},
     "pointer": POINTER,
     "linear-head": {"qa_head": "linear"},  # the pointer head's own ablation: the stock head, all else as configured
-    "weight-averaging": {"weight_averaging_decay": 0.995},
-    "plausible-spans": {"nonnull_loss_weight": 1.0},
     "layer-decay": {"layerwise_learning_rate_decay": 0.8},
-    "reinit-top-layer": {"reinit_top_layers": 1},
     "four-epochs": {"num_train_epochs": 4},
     "sentence-matcher": {"answer_similarity": True},
     "reader-only": {"answer_similarity": False},  # the fine-tuned reader's null odds alone, without the matcher

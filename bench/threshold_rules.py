@@ -30,8 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from real_data import format_spread  # noqa: E402
 
-from squad.calibration import calibrated_null_threshold  # noqa: E402
-from squad.metric import compute_squad_metrics  # noqa: E402
+from utils_qa import calibrated_null_threshold, compute_squad_metrics  # noqa: E402
 
 BASELINE = "C, best F1"
 # A rule: (calibrate on the fold's other article as well, standard errors between articles), or a fixed threshold.

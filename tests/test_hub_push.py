@@ -14,7 +14,7 @@ from huggingface_hub.utils._paths import DEFAULT_IGNORE_PATTERNS
 from test_run_qa import DEV, ROOT, TRAIN, tiny_run_args
 
 import run_qa
-from report_qa import CardData, model_card
+from report_qa import CardData, TrainingRecord, model_card
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle"}
 
@@ -108,7 +108,8 @@ def test_card_of_a_squad_v2_run_names_the_hub_dataset_it_was_measured_on():
     data = run_qa.card_data(run_qa.DataTrainingArguments(dataset_name="squad_v2"))
     assert data == CardData(training="squad_v2", evaluation="squad_v2", hub_datasets=("squad_v2",))
     metrics = {"eval_exact": 61.234, "eval_f1": 64.5, "eval_HasAns_total": 5928, "eval_NoAns_total": 5945}
-    card = ModelCard(model_card("user/x", "distilbert-base-uncased", data, metrics, {"optimizer": "adafactor"}))
+    record = TrainingRecord("distilbert-base-uncased", None, None, None, None)
+    card = ModelCard(model_card("user/x", data, metrics, record, {"qa_head": "pointer"}))
     assert card.data.datasets == ["squad_v2"] and card.data.base_model == "distilbert-base-uncased"
     assert [(result.dataset_type, result.metric_type, result.metric_value) for result in card.data.eval_results] == [
         ("squad_v2", "exact_match", 61.23), ("squad_v2", "f1", 64.5)]

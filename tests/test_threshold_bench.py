@@ -1,16 +1,14 @@
-"""The threshold-rule and abstention-feature benches: no target article helps choose its own threshold, and the
-AUC they report is the usual one."""
+"""The threshold-rule bench: no target article helps choose its own threshold, and a rule is scored by its gain over
+answering nothing."""
 
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-import abstention_features  # noqa: E402
 import threshold_rules  # noqa: E402
 
 
@@ -62,32 +60,3 @@ def test_the_score_is_the_gain_over_answering_nothing(finished_run):
     assert threshold_rules.score_target(run, ids, 2.5) == {"gain": pytest.approx(50.0), "answered": 50.0}
     assert threshold_rules.score_target(run, ids, -1.0) == {"gain": 0.0, "answered": 0.0}
     assert threshold_rules.score_target(run, ids, 10.0)["gain"] == pytest.approx(0.0)  # +3 right, -3 wrong
-
-
-def test_auc_counts_ties_as_half_and_matches_the_rank_formula():
-    labels = np.array([True, True, False, False, True])
-    assert abstention_features.auc(labels, np.array([3.0, 2.0, 1.0, 0.0, 5.0])) == 1.0
-    assert abstention_features.auc(labels, np.array([1.0, 1.0, 1.0, 1.0, 1.0])) == 0.5
-    rng = np.random.default_rng(0)
-    labels, scores = rng.random(200) < 0.4, rng.normal(size=200)
-    ranks = scores.argsort().argsort() + 1
-    positives = labels.sum()
-    expected = (ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * (200 - positives))
-    assert abstention_features.auc(labels, scores) == pytest.approx(expected)
-
-
-def test_the_answer_sentence_is_the_one_holding_the_answer():
-    context = "Paris is in France. The Seine flows through it! Rivers matter?"
-    assert abstention_features.sentence_around(context, "Seine").strip() == "The Seine flows through it!"
-    assert abstention_features.sentence_around(context, "absent") == context
-
-
-def test_the_logistic_fit_reaches_the_regularised_optimum():
-    rng = np.random.default_rng(1)
-    features = rng.normal(size=(300, 5))
-    labels = (features @ np.array([2.0, -1.0, 0.0, 0.5, 0.0]) + rng.normal(size=300) > 0).astype(np.float64)
-    weights = abstention_features.fit_logistic(features, labels, l2=3.0)
-    design = np.c_[features, np.ones(300)]
-    gradient = design.T @ (1 / (1 + np.exp(-design @ weights)) - labels) + 3.0 * weights
-    assert np.abs(gradient).max() < 1e-6
-    assert weights[0] > 1 and weights[1] < -0.5  # the signs and order of the generating weights
