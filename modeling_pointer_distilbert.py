@@ -342,13 +342,15 @@ class FeatureStandardizer(nn.BatchNorm1d):
     Half-precision means and variances over a batch of features lose the small differences that standardisation is
     there to bring out, and bf16 or fp16 running statistics cannot follow an update of momentum 0.1 to a value near
     them; so statistics and the affine rescaling run on float32 copies, and the running statistics are written back
-    in the buffers' own dtype (the very buffers when those are float32).
+    in the buffers' own dtype.
     """
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Returns the standardised, affinely rescaled features, shape (batch, num_features), in their own dtype."""
         use_batch_statistics = self.training and features.size(0) > 1
-        running_mean, running_var = self.running_mean.float(), self.running_var.float()
+        # Copies, also of float32 buffers: batch_norm keeps them for its backward, which an update in place would spoil.
+        running_mean, running_var = (self.running_mean.to(torch.float32, copy=True),
+                                     self.running_var.to(torch.float32, copy=True))
         with torch.autocast(features.device.type, enabled=False):
             standardized = nn.functional.batch_norm(
                 features.float(), running_mean, running_var, self.weight.float(), self.bias.float(),

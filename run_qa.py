@@ -20,6 +20,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import datasets
 import torch
@@ -269,6 +270,21 @@ class QATrainingArguments(TrainingArguments):
     """`TrainingArguments` with the recipe's defaults: Adafactor, evaluation by F1, TensorBoard logs."""
 
     optim: str = field(default="adafactor", metadata={"help": "Optimizer; the recipe is tuned for Adafactor."})
+    bf16: bool | None = field(
+        default=None,
+        metadata={"help": "Train in bf16 mixed precision. Default: chosen by the device (see choose_precision): bf16 "
+                  "on a CUDA device that supports it, fp16 on one that does not, float32 on a CPU."},
+    )
+    fp16: bool | None = field(
+        default=None,
+        metadata={"help": "Train in fp16 mixed precision with a gradient scaler. Default: chosen by the device, as for "
+                  "--bf16; either flag given decides alone."},
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "Let DDP search every step for parameters without a gradient. Off: every trainable "
+                  "parameter of the model gets one each step, so the search would only cost time."},
+    )
     learning_rate: float = field(
         default=1e-4,
         metadata={"help": "Peak learning rate (Adafactor, no relative step). Small data needs more: the CPU "
@@ -316,6 +332,10 @@ class QATrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        launched_with_deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true")
+        refuse_deepspeed_with_adafactor(bool(self.deepspeed) or launched_with_deepspeed, self.optim)
+        self.precision = choose_precision(self.bf16, self.fp16, self.use_cpu, DeviceCapabilities.detect())
+        self.bf16, self.fp16 = self.precision.name == "bf16", self.precision.name == "fp16"
         super().__post_init__()
         if self.optim == "adafactor":  # OptimizerNames is a str enum
             adafactor_options(self.optim_args)
@@ -331,11 +351,66 @@ class QATrainingArguments(TrainingArguments):
                              "(the average replaces the final weights of the whole, unsharded model): drop one of them")
 
 
+class DeviceCapabilities(NamedTuple):
+    """What the machine offers for mixed precision: a CUDA device, and whether it computes in bf16."""
+
+    cuda: bool
+    cuda_bf16: bool
+
+    @classmethod
+    def detect(cls) -> "DeviceCapabilities":
+        """Return this machine's capabilities."""
+        cuda = torch.cuda.is_available()
+        return cls(cuda=cuda, cuda_bf16=cuda and torch.cuda.is_bf16_supported())
+
+
+class Precision(NamedTuple):
+    """The precision a run trains in ("bf16", "fp16" or "float32") and why, as its first log line says."""
+
+    name: str
+    reason: str
+
+
+def choose_precision(bf16: bool | None, fp16: bool | None, use_cpu: bool, device: DeviceCapabilities) -> Precision:
+    """Return the training precision: what --bf16/--fp16 say when either is given, else the device's best.
+
+    A CUDA device with bf16 (Ampere and later) trains in bf16 autocast: about twice float32's speed, and bf16 keeps
+    float32's range, so Adafactor's updates need no scaler. An older CUDA device gets fp16 autocast with a gradient
+    scaler, which Adafactor takes like any optimizer (tests/test_precision.py). A CPU run stays in float32: bf16 pays
+    only on CPUs with AVX512-BF16 or AMX, and the CPU argument files say so themselves.
+    """
+    if bf16 is not None or fp16 is not None:
+        name = "bf16" if bf16 else "fp16" if fp16 else "float32"
+        return Precision(name, "as --bf16/--fp16 ask")
+    if use_cpu or not device.cuda:
+        return Precision("float32", "CPU run (--bf16 true speeds it up on CPUs with AVX512-BF16 or AMX)")
+    if device.cuda_bf16:
+        return Precision("bf16", "the CUDA device supports bf16 (--bf16 false trains in float32)")
+    return Precision("fp16", "the CUDA device has no bf16, so fp16 with a gradient scaler (--fp16 false trains in "
+                     "float32)")
+
+
+def refuse_deepspeed_with_adafactor(deepspeed: bool, optim: str) -> None:
+    """Raise a ValueError when DeepSpeed would run Adafactor: ZeRO hands the optimizer flat 1-D partitions of the
+    parameters, on which Adafactor keeps full second moments instead of the factored ones it is chosen for, and clips
+    its updates per partition instead of per weight matrix."""
+    if deepspeed and optim == "adafactor":
+        raise ValueError("DeepSpeed with Adafactor: ZeRO flattens the parameters into 1-D partitions, so Adafactor "
+                         "would lose its factored second moments; train with plain DDP (accelerate launch "
+                         "--multi_gpu) or pass another --optim")
+
+
 class CommandLineParser(HfArgumentParser):
     """The three argument groups' parser, whose command-line mistakes are one-line `UserError`s.
 
     argparse would print the usage of some 200 flags (once per process under a launcher) before its message.
     """
+
+    def __init__(self, dataclass_types):
+        super().__init__(dataclass_types)
+        for action in self._actions:
+            if action.dest in ("bf16", "fp16"):  # default None (the device chooses); a bare flag still means true
+                action.nargs, action.const = "?", True
 
     def error(self, message: str):
         raise UserError(f"{message}; `python run_qa.py --help` lists every argument")
@@ -625,7 +700,7 @@ def build_model(model_args: ModelArguments, base_config, tokenizer=None) -> Poin
     try:
         model = PointerDistilBertForQuestionAnswering.from_pretrained(
             model_args.model_name_or_path, config=config, attn_implementation=model_args.attn_implementation,
-            **hub_kwargs,
+            dtype=torch.float32, **hub_kwargs,  # float32 master weights, whatever dtype the checkpoint was saved in
         )
     except OSError as error:
         raise unreadable_checkpoint(model_args.model_name_or_path, "weights", error) from None
@@ -826,6 +901,7 @@ def end_run(trainer: QuestionAnsweringTrainer) -> None:
 def main(argv: list[str] | None = None) -> None:
     model_args, data_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     setup_logging(training_args)
+    logger.info("Precision: %s, %s", *training_args.precision)
     warn_about_slow_bf16(training_args)
     logger.info("Run: %s", run_plan(model_args, data_args, training_args))
     logger.debug("Training arguments:\n%s", json.dumps(training_args.to_dict(), indent=1, default=str))

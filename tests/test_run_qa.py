@@ -299,7 +299,7 @@ def test_an_argument_file_may_leave_required_flags_to_the_command_line(tmp_path)
         run_qa.parse_arguments([str(tmp_path / "run.json"), "--max_seq_length", "128"])
 
 
-RECIPE_FILES = sorted(path.name for path in (ROOT / "configs").glob("*.json") if not path.name.startswith("deepspeed"))
+RECIPE_FILES = sorted(path.name for path in (ROOT / "configs").glob("*.json"))
 
 
 @pytest.mark.parametrize("name", RECIPE_FILES)
