@@ -334,7 +334,8 @@ class QATrainingArguments(TrainingArguments):
     def __post_init__(self):
         launched_with_deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true")
         refuse_deepspeed_with_adafactor(bool(self.deepspeed) or launched_with_deepspeed, self.optim)
-        self.precision = choose_precision(self.bf16, self.fp16, self.use_cpu, DeviceCapabilities.detect())
+        self.precision = choose_precision(self.bf16, self.fp16, self.use_cpu, DeviceCapabilities.detect(),
+                                          os.environ.get("ACCELERATE_MIXED_PRECISION", "no"))
         self.bf16, self.fp16 = self.precision.name == "bf16", self.precision.name == "fp16"
         super().__post_init__()
         if self.optim == "adafactor":  # OptimizerNames is a str enum
@@ -371,8 +372,11 @@ class Precision(NamedTuple):
     reason: str
 
 
-def choose_precision(bf16: bool | None, fp16: bool | None, use_cpu: bool, device: DeviceCapabilities) -> Precision:
-    """Return the training precision: what --bf16/--fp16 say when either is given, else the device's best.
+def choose_precision(bf16: bool | None, fp16: bool | None, use_cpu: bool, device: DeviceCapabilities,
+                     launcher: str = "no") -> Precision:
+    """Return the training precision: what --bf16/--fp16 say when either is given, else what the launcher's
+    mixed precision (`launcher`: accelerate's config or `accelerate launch --mixed_precision`) says when it names
+    one, else the device's best.
 
     A CUDA device with bf16 (Ampere and later) trains in bf16 autocast: about twice float32's speed, and bf16 keeps
     float32's range, so Adafactor's updates need no scaler. An older CUDA device gets fp16 autocast with a gradient
@@ -382,6 +386,8 @@ def choose_precision(bf16: bool | None, fp16: bool | None, use_cpu: bool, device
     if bf16 is not None or fp16 is not None:
         name = "bf16" if bf16 else "fp16" if fp16 else "float32"
         return Precision(name, "as --bf16/--fp16 ask")
+    if launcher in ("bf16", "fp16"):
+        return Precision(launcher, "as accelerate's mixed_precision asks")
     if use_cpu or not device.cuda:
         return Precision("float32", "CPU run (--bf16 true speeds it up on CPUs with AVX512-BF16 or AMX)")
     if device.cuda_bf16:

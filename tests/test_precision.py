@@ -235,23 +235,27 @@ VOLTA = run_qa.DeviceCapabilities(cuda=True, cuda_bf16=False)
 CPU_ONLY = run_qa.DeviceCapabilities(cuda=False, cuda_bf16=False)
 
 
-@pytest.mark.parametrize(("bf16", "fp16", "use_cpu", "device", "expected"), [
-    (None, None, False, AMPERE, "bf16"),
-    (None, None, False, VOLTA, "fp16"),
-    (None, None, False, CPU_ONLY, "float32"),
-    (None, None, True, AMPERE, "float32"),
-    (False, None, False, AMPERE, "float32"),
-    (None, False, False, VOLTA, "float32"),
-    (None, True, False, AMPERE, "fp16"),
-    (True, None, True, CPU_ONLY, "bf16"),
-    (True, False, False, AMPERE, "bf16"),
+@pytest.mark.parametrize(("bf16", "fp16", "use_cpu", "device", "launcher", "expected"), [
+    (None, None, False, AMPERE, "no", "bf16"),
+    (None, None, False, VOLTA, "no", "fp16"),
+    (None, None, False, CPU_ONLY, "no", "float32"),
+    (None, None, True, AMPERE, "no", "float32"),
+    (False, None, False, AMPERE, "no", "float32"),
+    (None, False, False, VOLTA, "no", "float32"),
+    (None, True, False, AMPERE, "no", "fp16"),
+    (True, None, True, CPU_ONLY, "no", "bf16"),
+    (True, False, False, AMPERE, "no", "bf16"),
+    (None, None, False, AMPERE, "fp16", "fp16"),
+    (False, False, False, AMPERE, "fp16", "float32"),
 ])
-def test_the_device_chooses_the_precision_unless_a_flag_is_given(bf16, fp16, use_cpu, device, expected):
-    precision = run_qa.choose_precision(bf16, fp16, use_cpu, device)
+def test_the_device_chooses_the_precision_unless_a_flag_or_the_launcher_says(bf16, fp16, use_cpu, device, launcher,
+                                                                             expected):
+    precision = run_qa.choose_precision(bf16, fp16, use_cpu, device, launcher)
     assert precision.name == expected
     given = bf16 is not None or fp16 is not None
     assert ("--bf16/--fp16" in precision.reason) == given
-    if not given and expected != "float32":
+    assert ("accelerate" in precision.reason) == (not given and launcher != "no")
+    if not given and launcher == "no" and expected != "float32":
         assert "CUDA" in precision.reason and "float32" in precision.reason  # says how to turn it off
 
 
