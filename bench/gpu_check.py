@@ -119,7 +119,7 @@ def machine_part() -> tuple[list[str], bool]:
 
 def cuda_tests_part(out: Path) -> tuple[list[str], bool]:
     """Run tests/test_gpu.py in its own process; return its outcome line, any failure, and whether all passed."""
-    command = [sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", "tests/test_gpu.py"]
+    command = [sys.executable, "-m", "pytest", "-q", "-rfEs", "tests/test_gpu.py"]
     process = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     log = process.stdout + process.stderr
     (out / "cuda-tests.log").write_text(log)
@@ -140,36 +140,43 @@ def throughput_part(tiny: bool, workdir: Path) -> tuple[list[str], bool]:
     setup = bench_speed.prepare_training("recipe", [], model_dir, workdir / "features", args)
     timed_rows = setup.features.select(range(bench_speed.WARMUP_STEPS * batch_size, len(setup.features)))
     tokens = sum(len(ids) for ids in timed_rows["input_ids"])
-    rates = {}
+    runs = {}  # (model, precision, attention) -> (samples/s, tokens/s, peak GiB or None)
     for attention in ATTENTIONS:
         for precision in PRECISIONS:
             for model in MODELS:
                 flags = ["--bf16", str(precision == "bf16").lower(), "--attn_implementation", attention]
-                rates[model, precision, attention] = training_rate(model, setup, flags, model_dir, device)
+                seconds, memory = training_rate(model, setup, flags, model_dir, device)
+                runs[model, precision, attention] = (steps * batch_size / seconds, tokens / seconds, memory)
     shape = SIZES[size]
-    lines = [f"{size} size (dim {shape['dim']}, {shape['n_layers']} layers, {shape['n_heads']} heads), random "
-             f"weights; batch {batch_size}, {steps} timed steps after {bench_speed.WARMUP_STEPS} untimed, windows of "
-             f"`data/squad_v2_real_sample.json` at evenly spaced width quantiles (padded widths "
-             f"{', '.join(map(str, setup.timed_widths))}), Adafactor, run_qa.py's trainer for both models; the pointer "
-             "model is the recipe's default head (pointer + verifier). float32 is without TF32.", "",
-             "| model | precision | attention | samples/s | tokens/s | peak memory (GiB) | pointer / stock |",
-             "|---|---|---|---:|---:|---:|---:|"]
-    for (model, precision, attention), (seconds, memory) in rates.items():
-        ratio = rates["stock", precision, attention][0] / seconds if model == "pointer" else None
-        lines.append(f"| {model} | {precision} | {attention} | {steps * batch_size / seconds:,.1f} | "
-                     f"{tokens / seconds:,.0f} | {'—' if memory is None else f'{memory:.2f}'} | "
-                     f"{'' if ratio is None else f'{ratio:.3f}'} |")
+    description = (f"{size} size (dim {shape['dim']}, {shape['n_layers']} layers, {shape['n_heads']} heads), random "
+                   f"weights; batch {batch_size}, {steps} timed steps after {bench_speed.WARMUP_STEPS} untimed, "
+                   "windows of `data/squad_v2_real_sample.json` at evenly spaced width quantiles (padded widths "
+                   f"{', '.join(map(str, setup.timed_widths))}), Adafactor, run_qa.py's trainer for both models; the "
+                   "pointer model is the recipe's default head (pointer + verifier). float32 is without TF32.")
     toy = " (toy size here: the floors are meant for distilbert-base on a GPU)" if tiny else ""
-    lines += ["", f"Floors{toy}:", "", "| floor | measured | met |", "|---|---:|---|"]
-    for precision in PRECISIONS:
-        for attention in ATTENTIONS:
-            ratio = rates["stock", precision, attention][0] / rates["pointer", precision, attention][0]
-            lines.append(f"| pointer ≥ {POINTER_FLOOR}× stock, {precision}, {attention} | {ratio:.3f} | "
-                         f"{'yes' if ratio >= POINTER_FLOOR else '**no**'} |")
-    speed_up = rates["pointer", "float32", "sdpa"][0] / rates["pointer", "bf16", "sdpa"][0]
-    lines.append(f"| bf16 ≥ {BF16_FLOOR}× float32, pointer, sdpa | {speed_up:.2f} | "
-                 f"{'yes' if speed_up >= BF16_FLOOR else '**no**'} |")
-    return lines, True
+    return [description, "", *throughput_table(runs), "", f"Floors{toy}:", "", *floors_table(runs)], True
+
+
+def throughput_table(runs: dict) -> list[str]:
+    """Return the markdown table of every run, with the pointer model's rate over the stock model's beside it."""
+    lines = ["| model | precision | attention | samples/s | tokens/s | peak memory (GiB) | pointer / stock |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for (model, precision, attention), (samples, tokens, memory) in runs.items():
+        ratio = f"{samples / runs['stock', precision, attention][0]:.3f}" if model == "pointer" else ""
+        peak = "—" if memory is None else f"{memory:.2f}"
+        lines.append(f"| {model} | {precision} | {attention} | {samples:,.1f} | {tokens:,.0f} | {peak} | {ratio} |")
+    return lines
+
+
+def floors_table(runs: dict) -> list[str]:
+    """Return the markdown table of the floors the throughput is held to, measured and met or not."""
+    rows = [(f"pointer ≥ {POINTER_FLOOR}× stock, {precision}, {attention}",
+             runs["pointer", precision, attention][0] / runs["stock", precision, attention][0], POINTER_FLOOR)
+            for precision in PRECISIONS for attention in ATTENTIONS]
+    rows.append((f"bf16 ≥ {BF16_FLOOR}× float32, pointer, sdpa",
+                 runs["pointer", "bf16", "sdpa"][0] / runs["pointer", "float32", "sdpa"][0], BF16_FLOOR))
+    return ["| floor | measured | met |", "|---|---:|---|"] + [
+        f"| {name} | {measured:.3f} | {'yes' if measured >= floor else '**no**'} |" for name, measured, floor in rows]
 
 
 def save_random_encoder(size: str, tokenizer_dir: Path, folder: Path) -> Path:
@@ -190,15 +197,12 @@ def training_rate(model: str, setup, flags: list[str], model_dir: Path, device: 
         trainer = bench_speed.build_run(argv, setup.features)[0]
     else:
         trainer = stock_trainer(argv, setup.features, model_dir)
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    seconds = bench_speed.timed_training(trainer, device, bench_speed.WARMUP_STEPS)
-    memory = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
-    del trainer
-    gc.collect()
+    gc.collect()  # earlier runs' models and optimizers out of the peak
     if device == "cuda":
         torch.cuda.empty_cache()
-    return seconds, memory
+        torch.cuda.reset_peak_memory_stats()
+    seconds = bench_speed.timed_training(trainer, device, bench_speed.WARMUP_STEPS)
+    return seconds, torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
 
 
 def stock_trainer(argv: list[str], features, model_dir: Path):

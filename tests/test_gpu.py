@@ -25,6 +25,7 @@ from transformers import AutoTokenizer
 
 import run_qa
 from conftest import save_tiny_pointer_model
+from modeling_pointer_distilbert import PointerDistilBertForQuestionAnswering
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -59,7 +60,8 @@ def test_sdpa_and_eager_attention_agree_on_cuda(tmp_path, dtype, tolerance):
     build_model(**HEADS["pointer-verifier"]).save_pretrained(tmp_path)
     logits = {}
     for attention in ("sdpa", "eager"):
-        model = type(build_model()).from_pretrained(tmp_path, attn_implementation=attention).to(CUDA).eval()
+        model = PointerDistilBertForQuestionAnswering.from_pretrained(tmp_path, attn_implementation=attention)
+        model = model.to(CUDA).eval()
         assert model.config._attn_implementation == attention
         with torch.no_grad(), torch.autocast(CUDA, dtype=dtype, enabled=dtype != torch.float32):
             logits[attention] = model(**on_device(sentence_batch(), CUDA)).start_logits
