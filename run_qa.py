@@ -267,7 +267,8 @@ def _default_report_to() -> list[str] | str:
 
 @dataclass
 class QATrainingArguments(TrainingArguments):
-    """`TrainingArguments` with the recipe's defaults: Adafactor, evaluation by F1, TensorBoard logs."""
+    """`TrainingArguments` with the recipe's defaults: Adafactor, evaluation by F1, TensorBoard logs, the precision the
+    device suits (`choose_precision`)."""
 
     optim: str = field(default="adafactor", metadata={"help": "Optimizer; the recipe is tuned for Adafactor."})
     bf16: bool | None = field(
