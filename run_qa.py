@@ -390,11 +390,11 @@ def choose_precision(bf16: bool | None, fp16: bool | None, use_cpu: bool, device
     if launcher in ("bf16", "fp16"):
         return Precision(launcher, "as accelerate's mixed_precision asks")
     if use_cpu or not device.cuda:
-        return Precision("float32", "CPU run (--bf16 true speeds it up on CPUs with AVX512-BF16 or AMX)")
+        return Precision("float32", "CPU run; --bf16 true speeds it up on CPUs with AVX512-BF16 or AMX")
     if device.cuda_bf16:
-        return Precision("bf16", "the CUDA device supports bf16 (--bf16 false trains in float32)")
-    return Precision("fp16", "the CUDA device has no bf16, so fp16 with a gradient scaler (--fp16 false trains in "
-                     "float32)")
+        return Precision("bf16", "the CUDA device supports bf16; --bf16 false trains in float32")
+    return Precision("fp16", "the CUDA device has no bf16, so fp16 with a gradient scaler; --fp16 false trains in "
+                     "float32")
 
 
 def refuse_deepspeed_with_adafactor(deepspeed: bool, optim: str) -> None:
@@ -496,14 +496,16 @@ def default_output_dir(model_name_or_path: str, values: dict) -> str:
 
 
 def run_plan(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> str:
-    """Return one sentence saying what this run does, with which model and data, and where its outputs go."""
+    """Return one sentence saying what this run does, with which model and data, where its outputs go, and in which
+    precision (`choose_precision`) and why."""
     steps = [name for name, asked in (("train", training_args.do_train), ("evaluate", training_args.do_eval),
                                       ("predict", training_args.do_predict)) if asked]
     files = [f"{name}={path}" for name, path in (("train", data_args.train_file), ("validation",
              data_args.validation_file), ("test", data_args.test_file)) if path]
     data = ", ".join(([f"Hub dataset {data_args.dataset_name}"] if data_args.dataset_name else []) + files)
     return (f"{' and '.join(steps) or 'nothing to do'}: {model_args.model_name_or_path} on {data}; "
-            f"outputs in {training_args.output_dir}")
+            f"outputs in {training_args.output_dir}; precision {training_args.precision.name} "
+            f"({training_args.precision.reason})")
 
 
 def warn_about_slow_bf16(training_args: TrainingArguments) -> None:
@@ -908,7 +910,6 @@ def end_run(trainer: QuestionAnsweringTrainer) -> None:
 def main(argv: list[str] | None = None) -> None:
     model_args, data_args, training_args = parse_arguments(sys.argv[1:] if argv is None else argv)
     setup_logging(training_args)
-    logger.info("Precision: %s, %s", *training_args.precision)
     warn_about_slow_bf16(training_args)
     logger.info("Run: %s", run_plan(model_args, data_args, training_args))
     logger.debug("Training arguments:\n%s", json.dumps(training_args.to_dict(), indent=1, default=str))

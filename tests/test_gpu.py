@@ -81,7 +81,7 @@ def test_run_qa_trains_and_evaluates_on_cuda(tmp_path, tokenizer, monkeypatch, c
     with caplog.at_level(logging.INFO, logger="run_qa"):
         run_qa.main(argv)
     messages = [record.getMessage() for record in caplog.records if record.name == "run_qa"]
-    assert messages[0].startswith(f"Precision: {precision}")
+    assert messages[0].startswith("Run: ") and f"; precision {precision} (" in messages[0]
     accelerator = trainers[0].accelerator
     assert accelerator.device.type == CUDA and accelerator.mixed_precision == precision
     assert (accelerator.scaler is not None) == (precision == "fp16")

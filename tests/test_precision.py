@@ -282,7 +282,8 @@ def test_the_first_log_line_says_the_precision_and_why(tmp_path, monkeypatch, ca
     with caplog.at_level(logging.INFO, logger="run_qa"), pytest.raises(RuntimeError, match="stop"):
         run_qa.main(["--model_name_or_path", "m", "--output_dir", str(tmp_path), "--use_cpu", "true"])
     messages = [record.getMessage() for record in caplog.records if record.name == "run_qa"]
-    assert messages[0].startswith("Precision: float32, CPU run")
+    assert messages[0].startswith("Run: ") and messages[0].endswith("; precision float32 (CPU run; --bf16 true "
+                                                                      "speeds it up on CPUs with AVX512-BF16 or AMX)")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -418,14 +418,17 @@ def test_contradictory_data_arguments_are_refused():
         run_qa.parse_arguments(["--model_name_or_path", "m", "--max_seq_length", "128", "--doc_stride", "128"])
 
 
-def test_headline_command_trains_and_evaluates_on_squad_v2_into_a_named_folder():
+def test_headline_command_trains_and_evaluates_on_squad_v2_into_a_named_folder(monkeypatch):
+    no_gpu = run_qa.DeviceCapabilities(cuda=False, cuda_bf16=False)
+    monkeypatch.setattr(run_qa.DeviceCapabilities, "detect", classmethod(lambda cls: no_gpu))
     model_args, data_args, training_args = run_qa.parse_arguments(["--model_name_or_path", "distilbert-base-uncased"])
     assert data_args.dataset_name == "squad_v2" and data_args.train_file is None
     assert (training_args.do_train, training_args.do_eval, training_args.do_predict) == (True, True, False)
     assert training_args.output_dir == "out/distilbert-base-uncased-squad_v2"
     assert run_qa.run_plan(model_args, data_args, training_args) == (
         "train and evaluate: distilbert-base-uncased on Hub dataset squad_v2; "
-        "outputs in out/distilbert-base-uncased-squad_v2")
+        "outputs in out/distilbert-base-uncased-squad_v2; precision float32 (CPU run; --bf16 true speeds it up on "
+        "CPUs with AVX512-BF16 or AMX)")
 
 
 def test_explicit_flags_keep_hugging_face_meaning(tmp_path):
