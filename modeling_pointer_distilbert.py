@@ -191,6 +191,18 @@ def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> to
     return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
 
+def float32_linear(layer: nn.Linear, inputs: torch.Tensor) -> torch.Tensor:
+    """Returns `layer(inputs)` computed in float32, whatever the layer's dtype or an enclosing autocast.
+
+    The answer head's last products become the span logits and the null odds, which are compared across hundreds of
+    tokens and against a threshold: in bf16 they would move in steps of about 0.06 at typical values. These products
+    are a sliver of a training step, so the head pays next to nothing for exact logits.
+    """
+    with torch.autocast(inputs.device.type, enabled=False):
+        bias = None if layer.bias is None else layer.bias.float()
+        return nn.functional.linear(inputs.float(), layer.weight.float(), bias)
+
+
 def attention_summary(logits: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
     """Returns sum_i softmax(logits)_i * h_i, the token state a pointer distribution expects.
 
@@ -208,9 +220,10 @@ class BilinearScorer(nn.Module):
         self.query_proj = nn.Linear(pointer_dim, pointer_dim)
 
     def forward(self, keys: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
-        """Returns one score per key, shape (batch, seq_len)."""
-        projected_query = self.query_proj(query).unsqueeze(-1)  # (batch, pointer_dim, 1)
-        return torch.bmm(keys, projected_query).squeeze(-1)  # (batch, seq_len)
+        """Returns one score per key, shape (batch, seq_len), in float32 (see `float32_linear`)."""
+        with torch.autocast(keys.device.type, enabled=False):
+            projected_query = float32_linear(self.query_proj, query).unsqueeze(-1)  # (batch, pointer_dim, 1)
+            return torch.bmm(keys.float(), projected_query).squeeze(-1)  # (batch, seq_len)
 
 
 class AnswerPointerHead(nn.Module):
@@ -247,7 +260,8 @@ class AnswerPointerHead(nn.Module):
 class LinearSpanHead(nn.Linear):
     """Stock DistilBERT QA head: one linear layer gives each token a start and an end score (the ablation baseline).
 
-    It is an `nn.Linear(dim, 2)` itself, so its weights are named exactly like the stock model's `qa_outputs`.
+    It is an `nn.Linear(dim, 2)` itself, so its weights are named exactly like the stock model's `qa_outputs`; it
+    scores in float32 like the pointer head (see `float32_linear`).
     """
 
     def __init__(self, config: PointerDistilBertConfig):
@@ -257,7 +271,7 @@ class LinearSpanHead(nn.Linear):
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (start_logits, end_logits), each (batch, seq_len), padding set to the dtype's minimum."""
-        logits = super().forward(hidden_states)  # (batch, seq_len, 2)
+        logits = float32_linear(self, hidden_states)  # (batch, seq_len, 2)
         start_logits, end_logits = logits.unbind(dim=-1)  # 2 x (batch, seq_len)
         return (
             mask_padding(start_logits.contiguous(), attention_mask),
@@ -269,19 +283,31 @@ SPAN_HEADS = {"pointer": AnswerPointerHead, "linear": LinearSpanHead}
 
 
 class FeatureStandardizer(nn.BatchNorm1d):
-    """Batch normalisation that falls back to its running statistics for a training batch of one row, where batch
-    statistics do not exist."""
+    """Batch normalisation in float32 whatever the module's or the input's dtype, which falls back to its running
+    statistics for a training batch of one row, where batch statistics do not exist.
+
+    Half-precision means and variances over a batch of features lose the small differences that standardisation is
+    there to bring out, and bf16 or fp16 running statistics cannot follow an update of momentum 0.1 to a value near
+    them; so statistics and the affine rescaling run on float32 copies, and the running statistics are written back
+    in the buffers' own dtype.
+    """
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """Returns the standardised, affinely rescaled features, shape (batch, num_features), in their own dtype; the
-        statistics are computed in float32."""
-        values = features.float()
-        if self.training and features.size(0) == 1:
+        """Returns the standardised, affinely rescaled features, shape (batch, num_features), in their own dtype."""
+        use_batch_statistics = self.training and features.size(0) > 1
+        # Copies, also of float32 buffers: batch_norm keeps them for its backward, which an update in place would spoil.
+        running_mean, running_var = (self.running_mean.to(torch.float32, copy=True),
+                                     self.running_var.to(torch.float32, copy=True))
+        with torch.autocast(features.device.type, enabled=False):
             standardized = nn.functional.batch_norm(
-                values, self.running_mean, self.running_var, self.weight, self.bias, training=False, eps=self.eps
-            )
-        else:
-            standardized = super().forward(values)
+                features.float(), running_mean, running_var, self.weight.float(), self.bias.float(),
+                training=use_batch_statistics, momentum=self.momentum, eps=self.eps,
+            )  # (batch, num_features)
+        if use_batch_statistics:
+            with torch.no_grad():
+                self.running_mean.copy_(running_mean)
+                self.running_var.copy_(running_var)
+                self.num_batches_tracked.add_(1)
         return standardized.to(features.dtype)
 
 
@@ -317,7 +343,8 @@ class AnswerVerifier(nn.Module):
         end_logits: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Returns the no-answer logit of every window, shape (batch,); logits arrive with padding masked."""
+        """Returns the no-answer logit of every window, shape (batch,), in float32 like the span logits it joins;
+        logits arrive with padding masked."""
         summaries, confidences = [], []
         for logits in (start_logits, end_logits):
             pointer = logits.detach()
@@ -331,7 +358,8 @@ class AnswerVerifier(nn.Module):
         confidence = torch.stack(confidences, dim=-1).to(hidden_states.dtype)  # (batch, 4)
         features = torch.cat([hidden_states[:, 0], mean_state, *summaries, confidence], dim=-1)  # (batch, 4 * dim + 4)
         features = self.standardize(features)
-        return self.classifier(self.activation(self.dense(features))).squeeze(-1)  # (batch,)
+        hidden = self.activation(self.dense(features))  # (batch, dim)
+        return float32_linear(self.classifier, hidden).squeeze(-1)  # (batch,), float32
 
 
 def window_segments(token_ids: list[int], sep_id: int, sentence_ends: set[int]) -> list[list[int]]:
@@ -405,13 +433,14 @@ class SentenceMatcher(nn.Module):
             widths = torch.tensor([len(text) for text in tokens], device=device)
             mask = (torch.arange(token_ids.size(1), device=device) < widths.unsqueeze(1)).long()
             states = self.encoder(input_ids=token_ids, attention_mask=mask).last_hidden_state  # (rows, width, dim)
-            pooled = masked_mean(states, mask)  # (rows, dim)
-            embeddings[rows] = nn.functional.normalize(pooled.float(), dim=-1)
+            pooled = masked_mean(states.float(), mask)  # (rows, dim), summed in float32
+            embeddings[rows] = nn.functional.normalize(pooled, dim=-1)
         return embeddings
 
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Returns each window's question–sentence similarity, shape (batch,), in [-1, 1]; -1 without a sentence.
+        """Returns each window's question–sentence similarity, shape (batch,), float32 in [-1, 1]; -1 without a
+        sentence.
         Windows are right-padded, as the recipe's collator and pipeline pad them."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -420,23 +449,26 @@ class SentenceMatcher(nn.Module):
                    for ids, length in zip(input_ids.tolist(), lengths)]
         embeddings = self.embed([segment for segments in windows for segment in segments], input_ids.device)
         similarities, row = [], 0
-        for segments in windows:
-            question, sentences = embeddings[row], embeddings[row + 1 : row + len(segments)]  # (dim,), (n, dim)
-            similarities.append((sentences @ question).max() if len(sentences) else question.new_tensor(-1.0))
-            row += len(segments)
+        # Float32 products: the weighed similarity moves the null odds, and a bf16 one would move them in steps.
+        with torch.autocast(input_ids.device.type, enabled=False):
+            for segments in windows:
+                question, sentences = embeddings[row], embeddings[row + 1 : row + len(segments)]  # (dim,), (n, dim)
+                similarities.append((sentences @ question).max() if len(sentences) else question.new_tensor(-1.0))
+                row += len(segments)
         return torch.stack(similarities)  # (batch,)
 
 
 def add_to_null_logits(
     start_logits: torch.Tensor, end_logits: torch.Tensor, no_answer_logit: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns the span logits with half of `no_answer_logit` added to each [CLS] (index 0) logit.
+    """Returns the span logits with half of `no_answer_logit` added to each [CLS] (index 0) logit, in float32.
 
     The null score start[0] + end[0] thus grows by exactly the verifier's logit, and evaluation, prediction and the
     pipeline, which all read the null score from the logits, share one definition of the null odds.
     """
+    start_logits, end_logits = start_logits.float(), end_logits.float()
     shift = torch.zeros_like(start_logits)  # (batch, seq_len)
-    shift[:, 0] = no_answer_logit.to(shift.dtype) / 2
+    shift[:, 0] = no_answer_logit.float() / 2
     return start_logits + shift, end_logits + shift
 
 
@@ -536,10 +568,11 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
         position_ids: torch.Tensor | None = None,
         **kwargs,
     ) -> QuestionAnsweringModelOutput | tuple[torch.Tensor, ...]:
-        r"""Returns span logits (and the loss when both label tensors are given) as `DistilBertForQuestionAnswering`.
+        r"""Returns span logits (and the loss when both label tensors are given) as `DistilBertForQuestionAnswering`;
+        the logits are float32 whatever the weights' dtype or an enclosing autocast, so the null odds are exact.
 
         The null score of a window is start_logits[:, 0] + end_logits[:, 0]: the span head's null pointer, plus the
-        verifier's no-answer logit, minus the weighed question–sentence similarity (`null_score_shift`).
+        verifier's no-answer logit, minus the weighed answer similarity (`similarity_shift`).
         Args are the stock model's: `input_ids` or `inputs_embeds` (batch, seq_len); `attention_mask` (1 for tokens,
         0 for padding, whose logits are the dtype's minimum); `start_positions`/`end_positions` (batch,), 0 for no
         answer, indices outside the sequence ignored; `kwargs` go to the encoder (`output_hidden_states`, ...).

@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import datasets
 import torch
@@ -233,9 +234,26 @@ def _default_report_to() -> list[str] | str:
 
 @dataclass
 class QATrainingArguments(TrainingArguments):
-    """`TrainingArguments` with the recipe's defaults: Adafactor, evaluation by F1, TensorBoard logs."""
+    """`TrainingArguments` with the recipe's defaults: Adafactor, evaluation by F1, TensorBoard logs, the precision the
+    device suits (`choose_precision`)."""
 
     optim: str = field(default="adafactor", metadata={"help": "Optimizer; the recipe is tuned for Adafactor."})
+    bf16: bool | None = field(
+        default=None,
+        metadata={"help": "Train in bf16 mixed precision. Default: chosen by the device (see choose_precision): bf16 "
+                  "on a CUDA device that supports it, fp16 on one that does not, float32 on a CPU.",
+                  "nargs": "?", "const": True},  # default None (the device chooses); a bare flag still means true
+    )
+    fp16: bool | None = field(
+        default=None,
+        metadata={"help": "Train in fp16 mixed precision with a gradient scaler. Default: chosen by the device, as for "
+                  "--bf16; either flag given decides alone.", "nargs": "?", "const": True},
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "Let DDP search every step for parameters without a gradient. Off: every trainable "
+                  "parameter of the model gets one each step, so the search would only cost time."},
+    )
     learning_rate: float = field(
         default=1e-4,
         metadata={"help": "Peak learning rate (Adafactor, no relative step). Small data needs more: the CPU "
@@ -267,6 +285,11 @@ class QATrainingArguments(TrainingArguments):
     )
     logging_steps: float = field(default=50, metadata={"help": "Log the training loss every this many steps."})
     def __post_init__(self):
+        launched_with_deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true")
+        refuse_deepspeed_with_adafactor(bool(self.deepspeed) or launched_with_deepspeed, self.optim)
+        self.precision = choose_precision(self.bf16, self.fp16, self.use_cpu, DeviceCapabilities.detect(),
+                                          os.environ.get("ACCELERATE_MIXED_PRECISION", "no"))
+        self.bf16, self.fp16 = self.precision.name == "bf16", self.precision.name == "fp16"
         super().__post_init__()
         if self.optim == "adafactor":  # OptimizerNames is a str enum
             adafactor_options(self.optim_args)
@@ -276,6 +299,60 @@ class QATrainingArguments(TrainingArguments):
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, QATrainingArguments)
+
+
+class DeviceCapabilities(NamedTuple):
+    """What the machine offers for mixed precision: a CUDA device, and whether it computes in bf16."""
+
+    cuda: bool
+    cuda_bf16: bool
+
+    @classmethod
+    def detect(cls) -> "DeviceCapabilities":
+        """Return this machine's capabilities."""
+        cuda = torch.cuda.is_available()
+        return cls(cuda=cuda, cuda_bf16=cuda and torch.cuda.is_bf16_supported())
+
+
+class Precision(NamedTuple):
+    """The precision a run trains in ("bf16", "fp16" or "float32") and why, as its first log line says."""
+
+    name: str
+    reason: str
+
+
+def choose_precision(bf16: bool | None, fp16: bool | None, use_cpu: bool, device: DeviceCapabilities,
+                     launcher: str = "no") -> Precision:
+    """Return the training precision: what --bf16/--fp16 say when either is given, else what the launcher's
+    mixed precision (`launcher`: accelerate's config or `accelerate launch --mixed_precision`) says when it names
+    one, else the device's best.
+
+    A CUDA device with bf16 (Ampere and later) trains in bf16 autocast: about twice float32's speed, and bf16 keeps
+    float32's range, so Adafactor's updates need no scaler. An older CUDA device gets fp16 autocast with a gradient
+    scaler, which Adafactor takes like any optimizer (tests/test_precision.py). A CPU run stays in float32: bf16 pays
+    only on CPUs with AVX512-BF16 or AMX, and the CPU argument files say so themselves.
+    """
+    if bf16 is not None or fp16 is not None:
+        name = "bf16" if bf16 else "fp16" if fp16 else "float32"
+        return Precision(name, "as --bf16/--fp16 ask")
+    if launcher in ("bf16", "fp16"):
+        return Precision(launcher, "as accelerate's mixed_precision asks")
+    if use_cpu or not device.cuda:
+        return Precision("float32", "CPU run; --bf16 true speeds it up on CPUs with AVX512-BF16 or AMX")
+    if device.cuda_bf16:
+        return Precision("bf16", "the CUDA device supports bf16; --bf16 false trains in float32")
+    return Precision("fp16", "the CUDA device has no bf16, so fp16 with a gradient scaler; --fp16 false trains in "
+                     "float32")
+
+
+def refuse_deepspeed_with_adafactor(deepspeed: bool, optim: str) -> None:
+    """Raise a ValueError when DeepSpeed would run Adafactor: ZeRO hands the optimizer flat 1-D partitions of the
+    parameters, on which Adafactor keeps full second moments instead of the factored ones it is chosen for, and clips
+    its updates per partition instead of per weight matrix."""
+    if deepspeed and optim == "adafactor":
+        raise ValueError("DeepSpeed with Adafactor: ZeRO flattens the parameters into 1-D partitions, so Adafactor "
+                         "would lose its factored second moments; train with plain DDP (accelerate launch "
+                         "--multi_gpu) or pass another --optim")
 
 
 class CommandLineParser(HfArgumentParser):
@@ -359,14 +436,16 @@ def default_output_dir(model_name_or_path: str, values: dict) -> str:
 
 
 def run_plan(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> str:
-    """Return one sentence saying what this run does, with which model and data, and where its outputs go."""
+    """Return one sentence saying what this run does, with which model and data, where its outputs go, and in which
+    precision (`choose_precision`) and why."""
     steps = [name for name, asked in (("train", training_args.do_train), ("evaluate", training_args.do_eval),
                                       ("predict", training_args.do_predict)) if asked]
     files = [f"{name}={path}" for name, path in (("train", data_args.train_file), ("validation",
              data_args.validation_file), ("test", data_args.test_file)) if path]
     data = ", ".join(([f"Hub dataset {data_args.dataset_name}"] if data_args.dataset_name else []) + files)
     return (f"{' and '.join(steps) or 'nothing to do'}: {model_args.model_name_or_path} on {data}; "
-            f"outputs in {training_args.output_dir}")
+            f"outputs in {training_args.output_dir}; precision {training_args.precision.name} "
+            f"({training_args.precision.reason})")
 
 
 def cpu_flags() -> set[str] | None:
@@ -575,7 +654,7 @@ def build_model(model_args: ModelArguments, base_config, tokenizer=None) -> Poin
     try:
         model = PointerDistilBertForQuestionAnswering.from_pretrained(
             model_args.model_name_or_path, config=config, attn_implementation=model_args.attn_implementation,
-            **hub_kwargs,
+            dtype=torch.float32, **hub_kwargs,  # float32 master weights, whatever dtype the checkpoint was saved in
         )
     except OSError as error:
         raise unreadable_checkpoint(model_args.model_name_or_path, "weights", error) from None

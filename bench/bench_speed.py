@@ -43,7 +43,7 @@ ROOT = use_repository_offline()
 import datasets  # noqa: E402
 import transformers  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
-from transformers.trainer_callback import PrinterCallback, ProgressCallback  # noqa: E402
+from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback  # noqa: E402
 
 import run_qa  # noqa: E402
 import trainer_qa  # noqa: E402
@@ -66,6 +66,7 @@ CLASSIC_EVAL_FLAGS = CLASSIC_FLAGS + ["--eval_do_concat_batches", "true"]
 SAMPLING_STRATEGIES = ("random", "group_by_length")  # training orders of the dynamically padded setups
 EVALUATION_PATHS = ("classic", "recipe")
 PAD_MULTIPLE = 8
+WARMUP_STEPS = 1  # untimed first step of every timed training run, on its first timed batch
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -139,12 +140,13 @@ def recipe_argv(model_dir: Path, output_dir: Path, args: argparse.Namespace, *fl
     TensorBoard is off so that no run pays for opening its writer, nothing is saved during training, and no
     calibration split is held out: every setup times training on all of the training file's windows.
     """
-    switches = {"--use_cpu": args.device == "cpu", "--bf16": args.bf16, "--torch_compile": args.torch_compile}
+    switches = {"--use_cpu": args.device == "cpu", "--torch_compile": args.torch_compile}
     argv = [
         "--model_name_or_path", str(model_dir), "--output_dir", str(output_dir), "--seed", str(args.seed),
         "--per_device_train_batch_size", str(args.batch_size),
         "--per_device_eval_batch_size", str(args.eval_batch_size),
         "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true", "--calibration_fraction", "0",
+        "--bf16", "true" if args.bf16 else "false",  # explicit: on a CUDA device the recipe would choose bf16
         *(item for switch, wanted in switches.items() if wanted for item in (switch, "true")),
     ]
     if args.attn_implementation:
@@ -158,9 +160,14 @@ def build_run(argv: list[str], train_features: datasets.Dataset | None = None):
     With `train_features` the data steps are skipped and the trainer trains on exactly those features.
     """
     trainer, raw, features = run_qa.prepare_run(*run_qa.parse_arguments(argv), train_features=train_features)
+    return without_printing(trainer), raw, features
+
+
+def without_printing(trainer):
+    """Return `trainer` without the callbacks that print its progress and logs, which would break up the tables."""
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    return trainer, raw, features
+    return trainer
 
 
 def quiet_libraries() -> None:
@@ -175,6 +182,31 @@ def quiet_libraries() -> None:
 def padded_widths(lengths: list[int], batches: list[list[int]]) -> list[int]:
     """Return the width each batch is padded to: its longest window, rounded up to a multiple of 8."""
     return [PAD_MULTIPLE * math.ceil(max(lengths[index] for index in batch) / PAD_MULTIPLE) for batch in batches]
+
+
+class StepClock(TrainerCallback):
+    """Records when each optimizer step of `Trainer.train` ends, the GPU's queued work included, so that steps can be
+    timed without the set-up before them (optimizer, data loader) and the warm-up step that loads kernels."""
+
+    def __init__(self, device: str):
+        self.synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        self.step_ends = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.synchronize()
+        self.step_ends.append(time.perf_counter())
+
+    def seconds_after(self, warmup_steps: int) -> float:
+        """Return the seconds of the steps after the first `warmup_steps`."""
+        return self.step_ends[-1] - self.step_ends[warmup_steps - 1]
+
+
+def timed_training(trainer, device: str, warmup_steps: int) -> float:
+    """Return the seconds that `trainer.train()` spends on its steps after the first `warmup_steps`."""
+    clock = StepClock(device)
+    trainer.add_callback(clock)
+    trainer.train()
+    return clock.seconds_after(warmup_steps)
 
 
 def seconds_of(function, device: str) -> float:
@@ -220,7 +252,8 @@ def prepare_training(name: str, flags: list[str], model_dir: Path, output_dir: P
     A step's cost is set by its padded width, so the timed batches are the epoch's batches at evenly spaced
     quantiles of width: a few steps then stand for the whole epoch. Timing the first steps instead would favour
     random batches, since `group_by_length` starts with the batch holding the longest window and goes on longest
-    first through its mega-batch. The timed runs replay exactly those batches (sequential sampling).
+    first through its mega-batch. The timed runs replay exactly those batches (sequential sampling), after an
+    untimed warm-up step on the first of them.
     """
     argv = recipe_argv(model_dir, output_dir, args, "--do_train", "--train_file", str(args.train_data), *flags)
     trainer, _, features = build_run(argv)
@@ -233,25 +266,25 @@ def prepare_training(name: str, flags: list[str], model_dir: Path, output_dir: P
     by_width = np.argsort(padded_widths(lengths, full_batches), kind="stable")
     timed_batches = [full_batches[by_width[int((step + 0.5) * len(full_batches) / args.train_steps)]]
                      for step in range(args.train_steps)]
+    replayed = timed_batches[:1] * WARMUP_STEPS + timed_batches
     return TrainingSetup(
         name=name,
-        argv=argv + ["--train_sampling_strategy", "sequential", "--max_steps", str(args.train_steps)],
-        features=features["train"].select([index for batch in timed_batches for index in batch]),
+        argv=argv + ["--train_sampling_strategy", "sequential", "--max_steps", str(len(replayed))],
+        features=features["train"].select([index for batch in replayed for index in batch]),
         epoch_widths=padded_widths(lengths, epoch),
         timed_widths=padded_widths(lengths, timed_batches),
     )
 
 
 def compare_training(setups: list[TrainingSetup], args) -> dict[str, float]:
-    """Return the best seconds of `Trainer.train` from a fresh model for each setup, over `args.repeats` runs in
-    alternating order. One untimed step first loads the kernels and allocator pools any first step pays for."""
-    build_run(setups[-1].argv + ["--max_steps", "1"], setups[-1].features)[0].train()
+    """Return the best seconds of the timed steps from a fresh model for each setup, over `args.repeats` runs in
+    alternating order; the set-up of `Trainer.train` and its warm-up step are not counted."""
     seconds = {setup.name: math.inf for setup in setups}
     order = list(setups)
     for _ in range(args.repeats):
         for setup in order:
             trainer = build_run(setup.argv, setup.features)[0]
-            seconds[setup.name] = min(seconds[setup.name], seconds_of(trainer.train, args.device))
+            seconds[setup.name] = min(seconds[setup.name], timed_training(trainer, args.device, WARMUP_STEPS))
         order.reverse()
     return seconds
 
@@ -406,7 +439,8 @@ def print_size_report(size: str, setups: list[TrainingSetup], train_seconds: dic
     shape, classic, recipe = MODEL_SIZES[size], evaluation["classic"], evaluation["recipe"]
     print(f"### {size} size (dim {shape['dim']}, {shape['n_layers']} layers, {shape['n_heads']} heads, hidden "
           f"{shape['hidden_dim']}), random init\n")
-    print(f"Subsampled to fit a short run: training {args.train_steps} Adafactor steps of {args.batch_size} windows "
+    print(f"Subsampled to fit a short run: training {args.train_steps} timed Adafactor steps (after an untimed "
+          f"warm-up step and the trainer's set-up) of {args.batch_size} windows "
           f"from `{args.train_data.name}` (its own labels), the batches at evenly spaced width quantiles of one epoch "
           f"of each setup's sampler; evaluation on {recipe['questions']} of {total_questions:,} questions of "
           f"`{args.data.name}` ({recipe['windows']} windows, batch {args.eval_batch_size}), each run in a fresh "

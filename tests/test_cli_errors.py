@@ -84,7 +84,8 @@ def test_bad_input_ends_in_one_line_naming_file_record_and_field(tmp_path, tiny_
     first_log_line = headline["stdout"].strip().splitlines()[0]
     model = tiny_model_dir
     assert first_log_line.endswith(f"Run: train and evaluate: {model} on Hub dataset squad_v2; "
-                                   f"outputs in out/{model.name}-squad_v2")
+                                   f"outputs in out/{model.name}-squad_v2; precision float32 (CPU run; --bf16 true "
+                                   "speeds it up on CPUs with AVX512-BF16 or AMX)")
     assert results["traceback asked for"]["status"] == 1
     assert "Traceback" in results["traceback asked for"]["stderr"]
 

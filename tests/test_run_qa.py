@@ -302,7 +302,7 @@ def test_an_argument_file_may_leave_required_flags_to_the_command_line(tmp_path)
         run_qa.parse_arguments([str(tmp_path / "run.json"), "--max_seq_length", "128"])
 
 
-RECIPE_FILES = sorted(path.name for path in (ROOT / "configs").glob("*.json") if not path.name.startswith("deepspeed"))
+RECIPE_FILES = sorted(path.name for path in (ROOT / "configs").glob("*.json"))
 
 
 @pytest.mark.parametrize("name", RECIPE_FILES)
@@ -395,14 +395,17 @@ def test_contradictory_data_arguments_are_refused():
         run_qa.parse_arguments(["--model_name_or_path", "m", "--max_seq_length", "128", "--doc_stride", "128"])
 
 
-def test_headline_command_trains_and_evaluates_on_squad_v2_into_a_named_folder():
+def test_headline_command_trains_and_evaluates_on_squad_v2_into_a_named_folder(monkeypatch):
+    no_gpu = run_qa.DeviceCapabilities(cuda=False, cuda_bf16=False)
+    monkeypatch.setattr(run_qa.DeviceCapabilities, "detect", classmethod(lambda cls: no_gpu))
     model_args, data_args, training_args = run_qa.parse_arguments(["--model_name_or_path", "distilbert-base-uncased"])
     assert data_args.dataset_name == "squad_v2" and data_args.train_file is None
     assert (training_args.do_train, training_args.do_eval, training_args.do_predict) == (True, True, False)
     assert training_args.output_dir == "out/distilbert-base-uncased-squad_v2"
     assert run_qa.run_plan(model_args, data_args, training_args) == (
         "train and evaluate: distilbert-base-uncased on Hub dataset squad_v2; "
-        "outputs in out/distilbert-base-uncased-squad_v2")
+        "outputs in out/distilbert-base-uncased-squad_v2; precision float32 (CPU run; --bf16 true speeds it up on "
+        "CPUs with AVX512-BF16 or AMX)")
 
 
 def test_explicit_flags_keep_hugging_face_meaning(tmp_path):
