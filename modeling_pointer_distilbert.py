@@ -244,9 +244,8 @@ class AnswerPointerHead(nn.Module):
         self.end_query_cell = nn.GRUCell(config.dim, config.dim)
         self.end_scorer = BilinearScorer(config.dim)
 
-    def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (start_logits, end_logits), each (batch, seq_len), padding set to the dtype's minimum."""
         keys = self.key_proj(hidden_states)  # (batch, seq_len, dim)
         start_query = self.start_query.expand(hidden_states.size(0), -1)  # (batch, dim)
@@ -267,16 +266,12 @@ class LinearSpanHead(nn.Linear):
     def __init__(self, config: PointerDistilBertConfig):
         super().__init__(config.dim, 2)
 
-    def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (start_logits, end_logits), each (batch, seq_len), padding set to the dtype's minimum."""
         logits = float32_linear(self, hidden_states)  # (batch, seq_len, 2)
-        start_logits, end_logits = logits.unbind(dim=-1)  # 2 x (batch, seq_len)
-        return (
-            mask_padding(start_logits.contiguous(), attention_mask),
-            mask_padding(end_logits.contiguous(), attention_mask),
-        )
+        start_logits, end_logits = (mask_padding(half.contiguous(), attention_mask) for half in logits.unbind(dim=-1))
+        return start_logits, end_logits  # 2 x (batch, seq_len)
 
 
 SPAN_HEADS = {"pointer": AnswerPointerHead, "linear": LinearSpanHead}
@@ -320,10 +315,8 @@ class AnswerVerifier(nn.Module):
     training: the [CLS] state and the mean token state (a sentence encoder's pooled view), the states the start and
     end pointers expect among the other tokens (what the best non-null answer looks like), and four confidences, the
     log-probabilities of the best non-null start and end and of the null start and end. The pointer distributions
-    are read without a gradient, so the binary loss cannot bend the pointers to suit itself: it reaches the encoder
-    through the token states only. With
-    `verifier_standardization` the features are batch-normalised first, which is what lets the MLP learn from them
-    within a small budget.
+    are read without a gradient, so the binary loss reaches the encoder through the token states only. With
+    `verifier_standardization` the features are batch-normalised first, which lets the MLP learn within a small budget.
     """
 
     num_confidences = 4
@@ -336,13 +329,8 @@ class AnswerVerifier(nn.Module):
         self.activation = nn.GELU()
         self.classifier = nn.Linear(config.dim, 1)
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        start_logits: torch.Tensor,
-        end_logits: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, start_logits: torch.Tensor, end_logits: torch.Tensor,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Returns the no-answer logit of every window, shape (batch,), in float32 like the span logits it joins;
         logits arrive with padding masked."""
         summaries, confidences = [], []
@@ -458,9 +446,8 @@ class SentenceMatcher(nn.Module):
         return torch.stack(similarities)  # (batch,)
 
 
-def add_to_null_logits(
-    start_logits: torch.Tensor, end_logits: torch.Tensor, no_answer_logit: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def add_to_null_logits(start_logits: torch.Tensor, end_logits: torch.Tensor, no_answer_logit: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns the span logits with half of `no_answer_logit` added to each [CLS] (index 0) logit, in float32.
 
     The null score start[0] + end[0] thus grows by exactly the verifier's logit, and evaluation, prediction and the
@@ -484,13 +471,8 @@ def verifier_loss(no_answer_logit: torch.Tensor, start_positions: torch.Tensor, 
     return (losses * labelled).sum() / labelled.sum().clamp(min=1)
 
 
-def span_loss(
-    start_logits: torch.Tensor,
-    end_logits: torch.Tensor,
-    start_positions: torch.Tensor,
-    end_positions: torch.Tensor,
-    null_weight: float = 1.0,
-) -> torch.Tensor:
+def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
+              end_positions: torch.Tensor, null_weight: float = 1.0) -> torch.Tensor:
     """Returns the mean of the start and end cross-entropies; labels outside the sequence are ignored.
 
     As in the stock model, labels are clamped to seq_len, which is then the ignored index, and each pointer's loss
@@ -558,16 +540,10 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
         self.distilbert.resize_position_embeddings(new_num_position_embeddings)
 
     @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        start_positions: torch.Tensor | None = None,
-        end_positions: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        **kwargs,
-    ) -> QuestionAnsweringModelOutput | tuple[torch.Tensor, ...]:
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None, start_positions: torch.Tensor | None = None,
+                end_positions: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+                **kwargs) -> QuestionAnsweringModelOutput | tuple[torch.Tensor, ...]:
         r"""Returns span logits (and the loss when both label tensors are given) as `DistilBertForQuestionAnswering`;
         the logits are float32 whatever the weights' dtype or an enclosing autocast, so the null odds are exact.
 
@@ -663,11 +639,5 @@ AutoModelForQuestionAnswering.register(PointerDistilBertConfig, PointerDistilBer
 PointerDistilBertConfig.register_for_auto_class()
 PointerDistilBertForQuestionAnswering.register_for_auto_class("AutoModelForQuestionAnswering")
 
-__all__ = [
-    "AnswerPointerHead",
-    "AnswerVerifier",
-    "LinearSpanHead",
-    "PointerDistilBertConfig",
-    "PointerDistilBertForQuestionAnswering",
-    "span_loss",
-]
+__all__ = ["AnswerPointerHead", "AnswerVerifier", "LinearSpanHead", "PointerDistilBertConfig",
+           "PointerDistilBertForQuestionAnswering", "span_loss"]

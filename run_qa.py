@@ -21,7 +21,6 @@ import sys
 from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
 
 import datasets
 import torch
@@ -41,19 +40,25 @@ from transformers.trainer_utils import get_last_checkpoint
 from cli_errors import UserError, run_command
 from modeling_pointer_distilbert import QA_HEADS, PointerDistilBertConfig, PointerDistilBertForQuestionAnswering
 from report_qa import CardData, without_loading_state, write_figures
-from trainer_qa import QuestionAnsweringTrainer, adafactor_options
+from trainer_qa import QuestionAnsweringTrainer
 from utils_qa import (
     FLAG_DEFAULTS,
     DataFormatError,
+    DeviceCapabilities,
     QASettings,
+    adafactor_options,
     align_answers,
     article_keys,
     check_window_settings,
+    choose_precision,
+    cpu_flags,
     has_unanswerable,
     load_qa_datasets,
     prepare_eval_features,
     prepare_train_features,
     references_from_dataset,
+    refuse_deepspeed_with_adafactor,
+    resolve_settings,
     split_calibration_articles,
 )
 
@@ -63,7 +68,6 @@ LOCAL_DATA_EXTENSIONS = (".json", ".jsonl", ".csv", ".parquet")
 ARGUMENT_FILE_SUFFIXES = (".json", ".yaml", ".yml")
 DATA_FLAGS = ("dataset_name", "train_file", "validation_file", "test_file")
 DEFAULT_DATASET = "squad_v2"
-SIMILARITY_SETTINGS = ("answer_similarity_weight", "answer_similarity_center")
 FROM_MODEL = "Default: the value the model was saved with (config.json, qa_settings), else"
 # The answer head's settings: the command line's defaults are the config class's, so a model built from flags and one
 # built from `PointerDistilBertConfig()` are the same model.
@@ -284,6 +288,7 @@ class QATrainingArguments(TrainingArguments):
         metadata={"help": "Loggers to report to (default: tensorboard if installed)."},
     )
     logging_steps: float = field(default=50, metadata={"help": "Log the training loss every this many steps."})
+
     def __post_init__(self):
         launched_with_deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true")
         refuse_deepspeed_with_adafactor(bool(self.deepspeed) or launched_with_deepspeed, self.optim)
@@ -299,60 +304,6 @@ class QATrainingArguments(TrainingArguments):
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, QATrainingArguments)
-
-
-class DeviceCapabilities(NamedTuple):
-    """What the machine offers for mixed precision: a CUDA device, and whether it computes in bf16."""
-
-    cuda: bool
-    cuda_bf16: bool
-
-    @classmethod
-    def detect(cls) -> "DeviceCapabilities":
-        """Return this machine's capabilities."""
-        cuda = torch.cuda.is_available()
-        return cls(cuda=cuda, cuda_bf16=cuda and torch.cuda.is_bf16_supported())
-
-
-class Precision(NamedTuple):
-    """The precision a run trains in ("bf16", "fp16" or "float32") and why, as its first log line says."""
-
-    name: str
-    reason: str
-
-
-def choose_precision(bf16: bool | None, fp16: bool | None, use_cpu: bool, device: DeviceCapabilities,
-                     launcher: str = "no") -> Precision:
-    """Return the training precision: what --bf16/--fp16 say when either is given, else what the launcher's
-    mixed precision (`launcher`: accelerate's config or `accelerate launch --mixed_precision`) says when it names
-    one, else the device's best.
-
-    A CUDA device with bf16 (Ampere and later) trains in bf16 autocast: about twice float32's speed, and bf16 keeps
-    float32's range, so Adafactor's updates need no scaler. An older CUDA device gets fp16 autocast with a gradient
-    scaler, which Adafactor takes like any optimizer (tests/test_precision.py). A CPU run stays in float32: bf16 pays
-    only on CPUs with AVX512-BF16 or AMX, and the CPU argument files say so themselves.
-    """
-    if bf16 is not None or fp16 is not None:
-        name = "bf16" if bf16 else "fp16" if fp16 else "float32"
-        return Precision(name, "as --bf16/--fp16 ask")
-    if launcher in ("bf16", "fp16"):
-        return Precision(launcher, "as accelerate's mixed_precision asks")
-    if use_cpu or not device.cuda:
-        return Precision("float32", "CPU run; --bf16 true speeds it up on CPUs with AVX512-BF16 or AMX")
-    if device.cuda_bf16:
-        return Precision("bf16", "the CUDA device supports bf16; --bf16 false trains in float32")
-    return Precision("fp16", "the CUDA device has no bf16, so fp16 with a gradient scaler; --fp16 false trains in "
-                     "float32")
-
-
-def refuse_deepspeed_with_adafactor(deepspeed: bool, optim: str) -> None:
-    """Raise a ValueError when DeepSpeed would run Adafactor: ZeRO hands the optimizer flat 1-D partitions of the
-    parameters, on which Adafactor keeps full second moments instead of the factored ones it is chosen for, and clips
-    its updates per partition instead of per weight matrix."""
-    if deepspeed and optim == "adafactor":
-        raise ValueError("DeepSpeed with Adafactor: ZeRO flattens the parameters into 1-D partitions, so Adafactor "
-                         "would lose its factored second moments; train with plain DDP (accelerate launch "
-                         "--multi_gpu) or pass another --optim")
 
 
 class CommandLineParser(HfArgumentParser):
@@ -446,16 +397,6 @@ def run_plan(model_args: ModelArguments, data_args: DataTrainingArguments, train
     return (f"{' and '.join(steps) or 'nothing to do'}: {model_args.model_name_or_path} on {data}; "
             f"outputs in {training_args.output_dir}; precision {training_args.precision.name} "
             f"({training_args.precision.reason})")
-
-
-def cpu_flags() -> set[str] | None:
-    """Return the CPU's feature flags as Linux lists them in /proc/cpuinfo (what `lscpu` shows), or None where they
-    cannot be read. torch has no public probe for bf16 instructions."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    return {flag for line in lines if line.startswith(("flags", "Features")) for flag in line.split(":", 1)[1].split()}
 
 
 def warn_about_slow_bf16(training_args: TrainingArguments, flags: set[str] | None) -> None:
@@ -562,30 +503,13 @@ def hold_out_calibration(raw: datasets.DatasetDict, data_args: DataTrainingArgum
 
 def resolve_qa_settings(data_args: DataTrainingArguments, saved_settings: dict | None, version_2: bool,
                         training: bool) -> QASettings:
-    """Return this run's window, answer and threshold settings, with where the threshold comes from.
-
-    Each window or answer setting is its flag, else the model's saved value, else the recipe's default. The
-    threshold is the flag's; else, when training, 0 until the calibration split replaces it; else the model's. The
-    answer similarity's weight is likewise the model's unless it is trained again (then 0 until calibration).
-    """
-    saved = saved_settings or {}
-    values = {}
-    for name, default in FLAG_DEFAULTS.items():
-        given = getattr(data_args, name)
-        values[name] = given if given is not None else saved.get(name, default)
+    """Return this run's window, answer and threshold settings (`utils_qa.resolve_settings`: the flags, else the
+    model's saved settings, else the defaults), or a UserError naming the settings that cannot make a window."""
+    given = {name: getattr(data_args, name) for name in (*FLAG_DEFAULTS, "null_score_diff_threshold")}
     try:
-        check_window_settings(values["max_seq_length"], values["doc_stride"], values["max_query_length"])
+        return resolve_settings(given, saved_settings, version_2, training)
     except ValueError as error:
         raise UserError(f"{error} (settings from the flags, then the model's qa_settings)") from None
-    threshold, source = 0.0, "default"
-    if data_args.null_score_diff_threshold is not None:
-        threshold, source = data_args.null_score_diff_threshold, "--null_score_diff_threshold"
-    elif not training and "null_score_diff_threshold" in saved:
-        threshold = saved["null_score_diff_threshold"]
-        source = f"saved with the model ({saved.get('null_score_diff_threshold_source', 'unknown origin')})"
-    similarity = {} if training else {name: saved[name] for name in SIMILARITY_SETTINGS if name in saved}
-    return QASettings(**values, version_2_with_negative=version_2, null_score_diff_threshold=threshold,
-                      null_score_diff_threshold_source=source, **similarity)
 
 
 def build_tokenizer(model_args: ModelArguments):

@@ -2,7 +2,6 @@
 
 import logging
 import math
-import re
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -16,11 +15,13 @@ from transformers.trainer_utils import PredictionOutput, speed_metrics
 
 from utils_qa import (
     QASettings,
+    adafactor_options,
     answer_similarity_scale,
     article_keys,
     calibrated_null_threshold,
     compute_squad_metrics,
     null_odds_auc,
+    parameter_groups,
     references_from_dataset,
     select_answers,
     stack_logits,
@@ -254,55 +255,6 @@ class QuestionAnsweringTrainer(Trainer):
         steps = math.ceil(len(features) / total_batch_size)
         metrics.update(speed_metrics(prefix, start_time, num_samples=len(examples), num_steps=steps))
         return metrics
-
-
-# What `--optim_args` may set for Adafactor (transformers' `Adafactor` keeps them per parameter group).
-ADAFACTOR_OPTIONS = ("beta1", "decay_rate", "clip_threshold")
-
-
-def adafactor_options(optim_args: str | None) -> dict[str, float]:
-    """Return the Adafactor settings that `--optim_args` gives, e.g. "beta1=0.9" (a first moment, which Adafactor
-    keeps none of by default), as numbers.
-
-    Raises ValueError naming `--optim_args` for a setting Adafactor does not have or a value that is not a number.
-    """
-    options = {}
-    for item in (optim_args or "").replace(" ", "").split(","):
-        if not item:
-            continue
-        name, _, value = item.partition("=")
-        if name not in ADAFACTOR_OPTIONS:
-            raise ValueError(f"--optim_args {optim_args!r}: Adafactor takes {', '.join(ADAFACTOR_OPTIONS)} "
-                             f"(as name=value, comma-separated), not {name!r}")
-        try:
-            options[name] = float(value)
-        except ValueError:
-            raise ValueError(f"--optim_args {optim_args!r}: {name} must be a number, got {value!r}") from None
-    return options
-
-
-def parameter_groups(model: torch.nn.Module, decay_names: list[str], weight_decay: float, learning_rate: float,
-                     layer_decay: float | None = None) -> list[dict]:
-    """Return the optimizer's parameter groups: the trainable parameters split by weight decay (the names in
-    `decay_names` take `weight_decay`, biases and norms none, as in the stock Trainer) and by learning rate.
-
-    Without `layer_decay` every parameter learns at `learning_rate`. With it, encoder layer i of n (0 at the bottom)
-    learns at `learning_rate` × layer_decay ** (n − i) and the embeddings at layer_decay ** (n + 1), so the layers
-    nearest the input, whose features are the most general, move least; the answer head keeps `learning_rate`.
-    """
-    num_layers = getattr(model.config, "n_layers", 0)
-    encoder = f"{model.base_model_prefix}."
-    groups: dict[tuple[float, float], list] = {}
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        rate = learning_rate
-        if layer_decay is not None and name.startswith(encoder):
-            layer = re.search(r"\.layer\.(\d+)\.", name)
-            rate = learning_rate * layer_decay ** (num_layers - int(layer.group(1)) if layer else num_layers + 1)
-        decay = weight_decay if name in decay_names else 0.0
-        groups.setdefault((rate, decay), []).append(parameter)
-    return [{"params": params, "lr": rate, "weight_decay": decay} for (rate, decay), params in groups.items()]
 
 
 def _has_labels(examples) -> bool:

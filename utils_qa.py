@@ -2,24 +2,16 @@
 
     python utils_qa.py score DATA PREDICTIONS [--null-odds NULL_ODDS]
 
-The code lives in the `squad` package, one module per concern, in the order data flows:
-
-- `squad/data.py`: data comes in. SQuAD files and Hub datasets are read and checked (`load_qa_datasets`);
-  `squad/alignment.py` moves answers to where their text starts (`align_answers`).
-- `squad/features.py`: rows become tokenised windows with labels or offsets (`prepare_train_features`).
-- `squad/postprocess.py`: answers go out. Logits become answers and prediction files (`select_answers`), through
-  the span search and decision rule of `squad/spans.py`.
-- `squad/metric.py`: the official SQuAD metric (`compute_squad_metrics`); `squad/scoring.py` scores files with it.
-- `squad/settings.py`: the window and answer settings a model is saved with (`QASettings`) and their checks.
-- `squad/calibration.py`: the held-out training articles that choose the shipped null-odds threshold.
+The code lives in the `squad` package, one module per concern (the README's Layout lists them): data in
+(`load_qa_datasets`), windows (`prepare_train_features`), answers out (`select_answers`), the official metric
+(`compute_squad_metrics`), the settings a model is saved with (`QASettings`), calibration and training set-up.
 
 `squad/pipeline.py`, the question-answering pipeline, ships with every saved checkpoint together with the
 modules it imports relatively, `features.py`, `settings.py` and `spans.py`; they need no more than numpy, torch and
 transformers (`qa_pipeline.py` is its face here).
 
-Import rule: code outside the package (run_qa.py, trainer_qa.py, bench/, tests/) imports from this module, and
-qa_pipeline.py from `squad.pipeline`; modules inside `squad/` import from each other, never from here. A new public
-name joins `__all__` below.
+Import rule: code outside the package imports from this module (qa_pipeline.py from `squad.pipeline`); modules
+inside `squad/` import from each other, never from here. A new public name joins `__all__` below.
 """
 
 import argparse
@@ -77,7 +69,16 @@ from squad.postprocess import (
     write_predictions,
 )
 from squad.scoring import score_files
-from squad.settings import FLAG_DEFAULTS, QASettings, check_window_settings
+from squad.settings import FLAG_DEFAULTS, QASettings, check_window_settings, resolve_settings
+from squad.training import (
+    DeviceCapabilities,
+    Precision,
+    adafactor_options,
+    choose_precision,
+    cpu_flags,
+    parameter_groups,
+    refuse_deepspeed_with_adafactor,
+)
 
 __all__ = [
     # squad.data
@@ -95,8 +96,11 @@ __all__ = [
     "apply_no_answer_threshold", "best_null_score_diff_threshold", "compute_exact", "compute_f1",
     "compute_squad_metrics", "find_best_thresh", "forced_answer_scores", "normalize_answer", "null_odds_auc",
     "raw_scores",
+    # squad.training
+    "DeviceCapabilities", "Precision", "adafactor_options", "choose_precision", "cpu_flags", "parameter_groups",
+    "refuse_deepspeed_with_adafactor",
     # squad.settings
-    "FLAG_DEFAULTS", "QASettings", "check_window_settings",
+    "FLAG_DEFAULTS", "QASettings", "check_window_settings", "resolve_settings",
     # squad.scoring and the score command
     "score_files", "main",
 ]

@@ -38,6 +38,7 @@ from real_data import run_summary  # noqa: E402
 from transformers import AutoTokenizer, DistilBertConfig, DistilBertForQuestionAnswering, DistilBertModel  # noqa: E402
 
 import run_qa  # noqa: E402
+import utils_qa  # noqa: E402
 
 # What `make gpu-carry` packs for a machine without network (an ignored folder that a device call carries).
 CARRY = ROOT / ".gpu"
@@ -101,8 +102,8 @@ def pack_checkpoint(source: Path, destination: Path) -> None:
 
 def machine_part() -> tuple[list[str], bool]:
     """Return the machine, the library versions and the precision that run_qa.py chooses here."""
-    device = run_qa.DeviceCapabilities.detect()
-    precision = run_qa.choose_precision(None, None, False, device)
+    device = utils_qa.DeviceCapabilities.detect()
+    precision = utils_qa.choose_precision(None, None, False, device)
     gpu = "none"
     if device.cuda:
         properties = torch.cuda.get_device_properties(0)

@@ -36,6 +36,7 @@ class QASettings:
 
 
 WINDOW_SETTINGS = ("max_seq_length", "doc_stride", "max_query_length")
+SIMILARITY_SETTINGS = ("answer_similarity_weight", "answer_similarity_center")
 # The settings a flag, else the model's `qa_settings`, else these defaults give.
 FLAG_DEFAULTS = {name: getattr(QASettings, name) for name in (*WINDOW_SETTINGS, "max_answer_length", "n_best_size")}
 
@@ -56,6 +57,29 @@ def check_window_settings(max_seq_length: int | None, doc_stride: int | None, ma
     if max_seq_length is not None and max_query_length is not None and max_query_length + 3 >= max_seq_length:
         raise ValueError(f"{query_name} ({max_query_length}) must leave room for the context: lower it or raise "
                          f"{seq_name} ({max_seq_length})")
+
+
+def resolve_settings(given: dict, saved: dict | None, version_2: bool, training: bool) -> QASettings:
+    """Return a run's settings, with where the threshold comes from.
+
+    Each window or answer setting is `given` (a flag; None when not given), else the model's `saved` value, else the
+    default. The threshold is `given["null_score_diff_threshold"]`; else, when training, 0 until a calibration split
+    replaces it; else the model's. The answer similarity's weight is the model's unless it is trained again (then 0
+    until calibration). Raises ValueError when the windows cannot hold a context.
+    """
+    saved = saved or {}
+    values = {name: given[name] if given.get(name) is not None else saved.get(name, default)
+              for name, default in FLAG_DEFAULTS.items()}
+    check_window_settings(values["max_seq_length"], values["doc_stride"], values["max_query_length"])
+    threshold, source = 0.0, "default"
+    if given.get("null_score_diff_threshold") is not None:
+        threshold, source = given["null_score_diff_threshold"], "--null_score_diff_threshold"
+    elif not training and "null_score_diff_threshold" in saved:
+        threshold = saved["null_score_diff_threshold"]
+        source = f"saved with the model ({saved.get('null_score_diff_threshold_source', 'unknown origin')})"
+    similarity = {} if training else {name: saved[name] for name in SIMILARITY_SETTINGS if name in saved}
+    return QASettings(**values, version_2_with_negative=version_2, null_score_diff_threshold=threshold,
+                      null_score_diff_threshold_source=source, **similarity)
 
 
 # ----------------------------------------------------------------------------------------------------------------

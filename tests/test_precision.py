@@ -12,6 +12,7 @@ from transformers import AutoModelForQuestionAnswering, DistilBertConfig, Distil
 from transformers.optimization import Adafactor
 
 import run_qa
+import utils_qa
 from cli_errors import UserError
 from conftest import save_tiny_pointer_model
 from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering
@@ -233,9 +234,9 @@ def test_a_half_precision_start_checkpoint_trains_with_float32_weights(tmp_path,
 # The run's precision
 # ----------------------------------------------------------------------------------------------------------------
 
-AMPERE = run_qa.DeviceCapabilities(cuda=True, cuda_bf16=True)
-VOLTA = run_qa.DeviceCapabilities(cuda=True, cuda_bf16=False)
-CPU_ONLY = run_qa.DeviceCapabilities(cuda=False, cuda_bf16=False)
+AMPERE = utils_qa.DeviceCapabilities(cuda=True, cuda_bf16=True)
+VOLTA = utils_qa.DeviceCapabilities(cuda=True, cuda_bf16=False)
+CPU_ONLY = utils_qa.DeviceCapabilities(cuda=False, cuda_bf16=False)
 
 
 @pytest.mark.parametrize(("bf16", "fp16", "use_cpu", "device", "launcher", "expected"), [
@@ -253,7 +254,7 @@ CPU_ONLY = run_qa.DeviceCapabilities(cuda=False, cuda_bf16=False)
 ])
 def test_the_device_chooses_the_precision_unless_a_flag_or_the_launcher_says(bf16, fp16, use_cpu, device, launcher,
                                                                              expected):
-    precision = run_qa.choose_precision(bf16, fp16, use_cpu, device, launcher)
+    precision = utils_qa.choose_precision(bf16, fp16, use_cpu, device, launcher)
     assert precision.name == expected
     given = bf16 is not None or fp16 is not None
     assert ("--bf16/--fp16" in precision.reason) == given
@@ -263,7 +264,7 @@ def test_the_device_chooses_the_precision_unless_a_flag_or_the_launcher_says(bf1
 
 
 def test_argument_files_and_flags_tell_an_explicit_false_from_none(tmp_path, monkeypatch):
-    monkeypatch.setattr(run_qa.DeviceCapabilities, "detect", classmethod(lambda cls: CPU_ONLY))
+    monkeypatch.setattr(utils_qa.DeviceCapabilities, "detect", classmethod(lambda cls: CPU_ONLY))
     (tmp_path / "run.json").write_text(json.dumps({"model_name_or_path": "m", "bf16": False}))
     cases = {
         (str(tmp_path / "run.json"),): ("float32", "as --bf16/--fp16 ask"),

@@ -17,6 +17,7 @@ from safetensors.numpy import load_file
 
 import run_qa
 import trainer_qa
+import utils_qa
 from cli_errors import UserError
 from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering
 from trainer_qa import QuestionAnsweringTrainer
@@ -396,8 +397,8 @@ def test_contradictory_data_arguments_are_refused():
 
 
 def test_headline_command_trains_and_evaluates_on_squad_v2_into_a_named_folder(monkeypatch):
-    no_gpu = run_qa.DeviceCapabilities(cuda=False, cuda_bf16=False)
-    monkeypatch.setattr(run_qa.DeviceCapabilities, "detect", classmethod(lambda cls: no_gpu))
+    no_gpu = utils_qa.DeviceCapabilities(cuda=False, cuda_bf16=False)
+    monkeypatch.setattr(utils_qa.DeviceCapabilities, "detect", classmethod(lambda cls: no_gpu))
     model_args, data_args, training_args = run_qa.parse_arguments(["--model_name_or_path", "distilbert-base-uncased"])
     assert data_args.dataset_name == "squad_v2" and data_args.train_file is None
     assert (training_args.do_train, training_args.do_eval, training_args.do_predict) == (True, True, False)
