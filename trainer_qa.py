@@ -212,7 +212,15 @@ class QuestionAnsweringTrainer(Trainer):
         return combined
 
     def _answers(self, dataloader, features, examples, description, ignore_keys, prefix):
-        """Run the model over `features` and turn its logits into answers; return (QAPredictions, loop output)."""
+        """Run the model over `features` and turn its logits into answers; return (QAPredictions, loop output).
+
+        Under several processes every one first takes the main process's buffers (the verifier's running
+        statistics), which DDP only does before a training step: each process's last batch moved its own copy, and
+        the windows each process answers must be answered by the model that is saved.
+        """
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
         output = self.evaluation_loop(
             dataloader, description=description, prediction_loss_only=False, ignore_keys=ignore_keys,
             metric_key_prefix=prefix,

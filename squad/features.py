@@ -10,6 +10,7 @@ import logging
 
 logger = logging.getLogger(__name__)
 
+
 def prepare_train_features(
     examples: dict,
     tokenizer,
