@@ -1,0 +1,188 @@
+"""Export a trained model to ONNX, for answering on CPUs with ONNX Runtime (optionally in int8).
+
+Usage:
+    python export_onnx.py MODEL_FOLDER EXPORT_FOLDER [--int8]
+
+MODEL_FOLDER is an output folder of run_qa.py. EXPORT_FOLDER gets:
+- `model.onnx`: the whole model (encoder, pointer or linear head, verifier) as one graph from `input_ids` and
+  `attention_mask` (batch and sequence axes dynamic) to `start_logits` and `end_logits`;
+- for a model whose null odds use the sentence matcher, `sentence_matcher.onnx`: the matcher's encoder, from
+  `[CLS] segment [SEP]` ids and mask to unit-length mean-pooled embeddings. The matcher cuts each window into its
+  question and sentences with a Python loop, which no exporter turns into graph operators, so the split stays in
+  Python (`onnx_backend.py`) and `model.onnx` gives the logits before the similarity moves the null logits;
+- with `--int8`, `model_int8.onnx`: the span graph with dynamically quantized int8 weights (`QUANTIZATION`);
+- the tokenizer, `config.json` (with the model's `qa_settings`, so the pipeline answers as evaluation did) and
+  `onnx_export.json`, the exporter and quantization settings used.
+
+`qa_pipeline.load_pipeline(EXPORT_FOLDER)` and `python qa_pipeline.py EXPORT_FOLDER ...` answer from the folder.
+
+Exporter: the TorchScript exporter, `torch.onnx.export(..., dynamo=False)`. It traces the forward once and marks
+the batch and sequence axes dynamic, and needs nothing beyond torch and onnx. The default dynamo exporter
+(`torch.export`) needs onnxscript besides, and gains nothing for this graph: both fail on the matcher's Python
+split, and both export the rest.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+from cli_errors import UserError, run_command
+from modeling_pointer_distilbert import PointerDistilBertConfig, masked_mean
+from onnx_backend import EXPORT_SETTINGS, MATCHER_GRAPH, SPAN_GRAPHS, similarity_settings
+
+OPSET = 17  # the first with LayerNormalization, which keeps each layer norm one operator
+DYNAMIC_AXES = {name: {0: "batch", 1: "sequence"}
+                for name in ("input_ids", "attention_mask", "start_logits", "end_logits")}
+# How the span graph is quantized, chosen on real questions (bench/results/onnx_serving.md): the graph is first
+# fused by ONNX Runtime's transformer optimizer (attention, layer norm, GELU), then its matrix products get int8
+# weights, one scale per output channel; the head and verifier stay float32, where a rounded logit moves answers.
+QUANTIZATION = {"optimize": True, "op_types_to_quantize": ["MatMul", "Attention"], "per_channel": True,
+                "reduce_range": False, "float32_scopes": ["qa_outputs", "verifier"]}
+
+
+class SpanLogits(nn.Module):
+    """The model's span logits as a graph: the forward with the null logits as the span head and verifier leave
+    them (the sentence matcher, if any, is set aside by `export`)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        output = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        return output.start_logits.float(), output.end_logits.float()  # 2 x (batch, seq_len)
+
+
+class SegmentEmbeddings(nn.Module):
+    """The sentence matcher's encoder as a graph: unit-length mean-pooled embeddings of padded segments."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, dim)
+        return nn.functional.normalize(masked_mean(states, attention_mask).float(), dim=-1)  # (B, dim)
+
+
+def load_model(model_folder: Path) -> nn.Module:
+    """Return the recipe model saved in `model_folder`, float32 and in eval mode, or a UserError saying why not."""
+    config_path = model_folder / "config.json"
+    if not model_folder.is_dir():
+        raise UserError(f"{model_folder}: no such folder; give an output folder of run_qa.py")
+    try:
+        model_type = json.loads(config_path.read_text()).get("model_type")
+    except (OSError, ValueError):
+        model_type = None
+    if model_type != PointerDistilBertConfig.model_type:
+        raise UserError(f"{model_folder} holds no model of this recipe ({config_path} does not say model_type "
+                        f"{PointerDistilBertConfig.model_type!r}); give an output folder of run_qa.py")
+    # Eager attention: its matrix products and softmax are what ONNX Runtime's optimizer fuses into one operator.
+    model = AutoModelForQuestionAnswering.from_pretrained(model_folder, dtype=torch.float32,
+                                                          attn_implementation="eager")
+    return model.eval()
+
+
+def example_inputs(config, batch: int = 2, length: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return a traceable batch: token ids and a mask whose second row is padded, so the masking is traced too."""
+    input_ids = torch.randint(1000, 2000, (batch, length))  # (batch, length)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, length // 2 :] = 0
+    return input_ids, attention_mask
+
+
+def export_graph(module: nn.Module, inputs: tuple, path: Path, output_names: list[str]) -> None:
+    """Write `module` as an ONNX graph of `input_ids` and `attention_mask` with dynamic batch and sequence axes."""
+    axes = {name: axes for name, axes in DYNAMIC_AXES.items() if name in ("input_ids", "attention_mask",
+                                                                          *output_names)}
+    axes.update({name: {0: "batch"} for name in output_names if name not in DYNAMIC_AXES})
+    with torch.no_grad():
+        torch.onnx.export(module, inputs, str(path), input_names=["input_ids", "attention_mask"],
+                          output_names=output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+
+
+def export(model: nn.Module, export_folder: Path) -> None:
+    """Write the span graph, and the matcher's graph for a model whose null odds use it, into `export_folder`."""
+    inputs = example_inputs(model.config)
+    matcher, model.sentence_matcher = model.sentence_matcher, None
+    export_graph(SpanLogits(model), inputs, export_folder / SPAN_GRAPHS["float32"], ["start_logits", "end_logits"])
+    model.sentence_matcher = matcher
+    if similarity_settings(model.config) is not None:
+        export_graph(SegmentEmbeddings(matcher.encoder), inputs, export_folder / MATCHER_GRAPH, ["embeddings"])
+
+
+def float32_nodes(graph_path: Path, scopes: list[str]) -> list[str]:
+    """Return the names of the graph's nodes exported from the modules `scopes` (e.g. the head), to keep float32."""
+    import onnx
+
+    graph = onnx.load(str(graph_path), load_external_data=False).graph
+    return [node.name for node in graph.node if any(f"/{scope}/" in node.name for scope in scopes)]
+
+
+def quantize(config, export_folder: Path, settings: dict) -> None:
+    """Write the int8 span graph: optionally fused by ONNX Runtime's transformer optimizer, then quantized."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    source = export_folder / SPAN_GRAPHS["float32"]
+    excluded = float32_nodes(source, settings["float32_scopes"])
+    if settings["optimize"]:
+        fused = export_folder / "model_fused.onnx"
+        optimize_model(str(source), model_type="bert", num_heads=config.n_heads, hidden_size=config.dim,
+                       opt_level=1).save_model_to_file(str(fused))
+        source = fused
+    quantize_dynamic(source, export_folder / SPAN_GRAPHS["int8"], op_types_to_quantize=settings["op_types_to_quantize"],
+                     per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
+                     weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    if settings["optimize"]:
+        source.unlink()
+
+
+def export_folder_of(model_folder: Path, export_folder: Path, int8: bool) -> dict:
+    """Export the model of `model_folder` into `export_folder`; return what the export wrote into onnx_export.json."""
+    started = time.perf_counter()
+    model = load_model(model_folder)
+    export_folder.mkdir(parents=True, exist_ok=True)
+    export(model, export_folder)
+    if int8:
+        quantize(model.config, export_folder, QUANTIZATION)
+    AutoTokenizer.from_pretrained(model_folder).save_pretrained(export_folder)
+    shutil.copy(model_folder / "config.json", export_folder / "config.json")
+    settings = {"exporter": "torch.onnx.export(dynamo=False)", "opset": OPSET, "torch": torch.__version__,
+                "quantization": QUANTIZATION if int8 else None,
+                "export_seconds": round(time.perf_counter() - started, 1)}
+    (export_folder / EXPORT_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
+    return settings
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Export a model trained by run_qa.py to ONNX for CPU serving.")
+    parser.add_argument("model_folder", type=Path, help="output folder of run_qa.py")
+    parser.add_argument("export_folder", type=Path, help="folder to write the ONNX graphs, tokenizer and config to")
+    parser.add_argument("--int8", action="store_true", help="also write the int8 span graph (model_int8.onnx)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of input errors too")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Export MODEL_FOLDER into EXPORT_FOLDER; return the exit status (2 with one line for a bad folder)."""
+    args = parse_args(argv)
+
+    def run() -> None:
+        settings = export_folder_of(args.model_folder, args.export_folder, args.int8)
+        print(f"ONNX export written to {args.export_folder} in {settings['export_seconds']} s")
+
+    return run_command(run, debug=args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
