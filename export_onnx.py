@@ -147,18 +147,19 @@ def quantize(config, export_folder: Path, settings: dict) -> None:
         source.unlink()
 
 
-def export_folder_of(model_folder: Path, export_folder: Path, int8: bool) -> dict:
-    """Export the model of `model_folder` into `export_folder`; return what the export wrote into onnx_export.json."""
+def export_folder_of(model_folder: Path, export_folder: Path, quantization: dict | None = None) -> dict:
+    """Export the model of `model_folder` into `export_folder`, with an int8 span graph quantized as `quantization`
+    says (`QUANTIZATION`) unless it is None; return what the export wrote into onnx_export.json."""
     started = time.perf_counter()
     model = load_model(model_folder)
     export_folder.mkdir(parents=True, exist_ok=True)
     export(model, export_folder)
-    if int8:
-        quantize(model.config, export_folder, QUANTIZATION)
+    if quantization is not None:
+        quantize(model.config, export_folder, quantization)
     AutoTokenizer.from_pretrained(model_folder).save_pretrained(export_folder)
     shutil.copy(model_folder / "config.json", export_folder / "config.json")
     settings = {"exporter": "torch.onnx.export(dynamo=False)", "opset": OPSET, "torch": torch.__version__,
-                "quantization": QUANTIZATION if int8 else None,
+                "quantization": quantization,
                 "export_seconds": round(time.perf_counter() - started, 1)}
     (export_folder / EXPORT_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
     return settings
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def run() -> None:
-        settings = export_folder_of(args.model_folder, args.export_folder, args.int8)
+        settings = export_folder_of(args.model_folder, args.export_folder, QUANTIZATION if args.int8 else None)
         print(f"ONNX export written to {args.export_folder} in {settings['export_seconds']} s")
 
     return run_command(run, debug=args.debug)

@@ -1,0 +1,189 @@
+"""Serving on CPUs: the PyTorch pipeline in float32 against the ONNX exports (export_onnx.py) in float32 and int8.
+
+A trained model answers real questions of articles it was not trained on, through the question-answering
+pipeline, once per backend and batch size (windows per forward pass): questions per second, the share of answers
+identical to PyTorch float32's (the answer text, and the decision to answer or abstain), and the official SQuAD 2.0
+F1 against the gold answers (all, HasAns, NoAns). The model is measured as trained (with its sentence matcher, when
+its null odds use it) and as derived without the matcher (the same weights, the matcher dropped), since the two
+export differently. `--sweep` adds the quantization variants that chose `export_onnx.QUANTIZATION`.
+
+Usage (bench/results/onnx_serving.md has the full recipe):
+    python bench/bench_onnx.py --model build/onnx_model --data build/onnx_heldout.json --threads 2 [--sweep]
+"""
+
+import argparse
+import dataclasses
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+from machine import cpu_name, load_average, use_repository_offline
+
+use_repository_offline()
+
+import onnxruntime  # noqa: E402
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer  # noqa: E402
+
+import export_onnx  # noqa: E402
+from onnx_backend import SPAN_GRAPHS  # noqa: E402
+from qa_pipeline import answer_questions, load_pipeline  # noqa: E402
+from utils_qa import compute_squad_metrics  # noqa: E402
+
+# Each backend's name, and the precision of the export it answers from (None: the PyTorch model).
+BACKENDS = {"PyTorch float32": None, "ONNX float32": "float32", "ONNX int8": "int8"}
+# Variants of the int8 span graph: the adopted settings, and one change each.
+SWEEP = {
+    "adopted": {},
+    "per-tensor scales": {"per_channel": False},
+    "not fused first": {"optimize": False, "op_types_to_quantize": ["MatMul"]},
+    "head int8 too": {"float32_scopes": []},
+    "embeddings int8 too": {"op_types_to_quantize": ["MatMul", "Attention", "EmbedLayerNormalization"]},
+}
+SWEEP_SPEED_QUESTIONS = 300  # batch-1 speed of a variant: the first questions only
+
+
+def read_questions(path: Path) -> list[dict]:
+    """Return the questions of a SQuAD JSON file: id, question, context and gold answer texts ([] if impossible)."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    return [{"id": qa["id"], "question": qa["question"], "context": paragraph["context"],
+             "gold": [answer["text"] for answer in qa["answers"]]}
+            for article in document["data"] for paragraph in article["paragraphs"] for qa in paragraph["qas"]]
+
+
+def without_matcher(model_folder: Path, folder: Path) -> Path:
+    """Save the model of `model_folder` without its sentence matcher into `folder` (null odds of reader and
+    verifier alone, against the same threshold); return `folder`."""
+    model = AutoModelForQuestionAnswering.from_pretrained(model_folder, dtype=torch.float32)
+    model.config.answer_similarity, model.config.answer_similarity_weight = False, 0.0
+    model.sentence_matcher = None
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(model_folder).save_pretrained(folder)
+    return folder
+
+
+@dataclasses.dataclass
+class Run:
+    backend: str
+    batch_size: int
+    questions_per_second: float
+    answers: list[dict]
+
+
+def timed_answers(qa, questions: list[dict], batch_size: int) -> tuple[list[dict], float]:
+    """Return the pipeline's answers to `questions` and the questions answered per second, in one run."""
+    started = time.perf_counter()
+    answers = answer_questions(qa, [q["question"] for q in questions], [q["context"] for q in questions],
+                               batch_size=batch_size)
+    return answers, len(questions) / (time.perf_counter() - started)
+
+
+def agreement(reference: list[dict], answers: list[dict]) -> tuple[float, float]:
+    """Return the shares (%) of answers whose text, and whose answer-or-abstain decision, equal the reference's."""
+    same_text = sum(a["answer"] == b["answer"] for a, b in zip(reference, answers))
+    same_decision = sum((a["answer"] == "") == (b["answer"] == "") for a, b in zip(reference, answers))
+    return 100 * same_text / len(answers), 100 * same_decision / len(answers)
+
+
+def squad_scores(questions: list[dict], answers: list[dict]) -> dict[str, float]:
+    """Return the official SQuAD 2.0 F1, HasAns F1 and NoAns F1 of the answers."""
+    scores = compute_squad_metrics({q["id"]: q["gold"] for q in questions},
+                                   {q["id"]: a["answer"] for q, a in zip(questions, answers)})
+    return {key: scores.get(key, float("nan")) for key in ("f1", "HasAns_f1", "NoAns_f1")}
+
+
+def measure(model_folder: Path, export_folder: Path, questions: list[dict], batch_sizes: list[int]) -> list[Run]:
+    """Return one run per backend and batch size over all `questions`."""
+    runs = []
+    for backend, precision in BACKENDS.items():
+        qa = load_pipeline(str(model_folder)) if precision is None else load_pipeline(str(export_folder), precision)
+        for batch_size in batch_sizes:
+            answers, speed = timed_answers(qa, questions, batch_size)
+            runs.append(Run(backend, batch_size, speed, answers))
+    return runs
+
+
+def results_table(runs: list[Run], questions: list[dict]) -> str:
+    """Return the markdown table of the runs, speed and agreement against the first (PyTorch float32) run."""
+    baseline = {run.batch_size: run for run in runs if run.backend == runs[0].backend}
+    lines = ["| backend | batch | questions/s | × PyTorch | same text % | same decision % | F1 | HasAns F1 | "
+             "NoAns F1 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for run in runs:
+        reference = baseline[run.batch_size]
+        text, decision = agreement(runs[0].answers, run.answers)
+        scores = squad_scores(questions, run.answers)
+        lines.append(f"| {run.backend} | {run.batch_size} | {run.questions_per_second:.1f} | "
+                     f"{run.questions_per_second / reference.questions_per_second:.2f} | {text:.1f} | "
+                     f"{decision:.1f} | {scores['f1']:.2f} | {scores['HasAns_f1']:.2f} | {scores['NoAns_f1']:.2f} |")
+    return "\n".join(lines)
+
+
+def sizes_line(export_folder: Path) -> str:
+    """Return the sizes of the export's graphs in MB, and the int8 span graph's share of the float32 one."""
+    sizes = {path.name: path.stat().st_size / 1e6 for path in sorted(export_folder.glob("*.onnx"))}
+    share = 100 * sizes[SPAN_GRAPHS["int8"]] / sizes[SPAN_GRAPHS["float32"]]
+    return ", ".join(f"{name} {size:.1f} MB" for name, size in sizes.items()) + f" (int8 span graph {share:.0f} %)"
+
+
+def sweep_table(model_folder: Path, work: Path, questions: list[dict], reference: list[dict]) -> str:
+    """Return the markdown table of the int8 variants: size, batch-1 speed and agreement with PyTorch float32."""
+    pytorch = load_pipeline(str(model_folder))
+    _, pytorch_speed = timed_answers(pytorch, questions[:SWEEP_SPEED_QUESTIONS], 1)
+    lines = ["| int8 variant | span graph MB | × PyTorch at batch 1 | same text % | same decision % | F1 |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, change in SWEEP.items():
+        folder = work / f"variant-{len(lines)}"
+        export_onnx.export_folder_of(model_folder, folder, {**export_onnx.QUANTIZATION, **change})
+        qa = load_pipeline(str(folder), "int8")
+        _, speed = timed_answers(qa, questions[:SWEEP_SPEED_QUESTIONS], 1)
+        answers, _ = timed_answers(qa, questions, 16)
+        text, decision = agreement(reference, answers)
+        size = (folder / SPAN_GRAPHS["int8"]).stat().st_size / 1e6
+        lines.append(f"| {name} | {size:.1f} | {speed / pytorch_speed:.2f} | {text:.1f} | {decision:.1f} | "
+                     f"{squad_scores(questions, answers)['f1']:.2f} |")
+    return "\n".join(lines)
+
+
+def machine_line(threads: int) -> str:
+    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").is_file() else set()
+    shown = [flag for flag in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+             if flag in flags]
+    return (f"{cpu_name()} ({', '.join(shown)}), {threads} threads, load {load_average()}, Python "
+            f"{platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
+            f"onnxruntime {onnxruntime.__version__}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="output folder of run_qa.py")
+    parser.add_argument("--data", type=Path, required=True, help="SQuAD 2.0 JSON of questions the model did not see")
+    parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="windows per forward pass")
+    parser.add_argument("--sweep", action="store_true", help="also measure the int8 variants (SWEEP)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    questions = read_questions(args.data)
+    print(f"{len(questions)} questions of {args.data}; {machine_line(args.threads)}\n")
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        models = {"with the sentence matcher": args.model,
+                  "without the sentence matcher": without_matcher(args.model, work / "no-matcher")}
+        for title, model_folder in models.items():
+            export_folder = work / f"export-{len(title)}"
+            settings = export_onnx.export_folder_of(model_folder, export_folder, export_onnx.QUANTIZATION)
+            runs = measure(model_folder, export_folder, questions, args.batch_sizes)
+            print(f"## {title}\n\nexport {settings['export_seconds']} s; {sizes_line(export_folder)}\n")
+            print(results_table(runs, questions) + "\n", flush=True)
+            if args.sweep and model_folder == args.model:
+                print(sweep_table(model_folder, work, questions, runs[0].answers) + "\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
