@@ -23,9 +23,11 @@ split, and both export the rest.
 """
 
 import argparse
+import inspect
 import json
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,9 +35,18 @@ import torch
 from torch import nn
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
+import modeling_pointer_distilbert
+import onnx_backend
 from cli_errors import UserError, run_command
-from modeling_pointer_distilbert import PointerDistilBertConfig, masked_mean
-from onnx_backend import EXPORT_SETTINGS, MATCHER_GRAPH, SPAN_GRAPHS, similarity_settings
+from modeling_pointer_distilbert import PointerDistilBertConfig, masked_mean, ship_pipeline
+from onnx_backend import (
+    EXPORT_SETTINGS,
+    MATCHER_GRAPHS,
+    SPAN_GRAPHS,
+    OnnxExportConfig,
+    OnnxQuestionAnsweringModel,
+    similarity_settings,
+)
 
 OPSET = 17  # the first with LayerNormalization, which keeps each layer norm one operator
 DYNAMIC_AXES = {name: {0: "batch", 1: "sequence"}
@@ -44,7 +55,7 @@ DYNAMIC_AXES = {name: {0: "batch", 1: "sequence"}
 # fused by ONNX Runtime's transformer optimizer (attention, layer norm, GELU), then its matrix products get int8
 # weights, one scale per output channel; the head and verifier stay float32, where a rounded logit moves answers.
 QUANTIZATION = {"optimize": True, "op_types_to_quantize": ["MatMul", "Attention"], "per_channel": True,
-                "reduce_range": False, "float32_scopes": ["qa_outputs", "verifier"]}
+                "reduce_range": False, "float32_scopes": ["qa_outputs", "verifier"], "sentence_matcher": True}
 
 
 class SpanLogits(nn.Module):
@@ -115,7 +126,8 @@ def export(model: nn.Module, export_folder: Path) -> None:
     export_graph(SpanLogits(model), inputs, export_folder / SPAN_GRAPHS["float32"], ["start_logits", "end_logits"])
     model.sentence_matcher = matcher
     if similarity_settings(model.config) is not None:
-        export_graph(SegmentEmbeddings(matcher.encoder), inputs, export_folder / MATCHER_GRAPH, ["embeddings"])
+        export_graph(SegmentEmbeddings(matcher.encoder), inputs, export_folder / MATCHER_GRAPHS["float32"],
+                     ["embeddings"])
 
 
 def float32_nodes(graph_path: Path, scopes: list[str]) -> list[str]:
@@ -126,25 +138,38 @@ def float32_nodes(graph_path: Path, scopes: list[str]) -> list[str]:
     return [node.name for node in graph.node if any(f"/{scope}/" in node.name for scope in scopes)]
 
 
-def quantize(config, export_folder: Path, settings: dict) -> None:
-    """Write the int8 span graph: optionally fused by ONNX Runtime's transformer optimizer, then quantized."""
+def quantize(config, source: Path, target: Path, settings: dict) -> None:
+    """Write the graph `source` with int8 weights to `target`: fused first by ONNX Runtime's transformer optimizer
+    when `settings["optimize"]`, then dynamically quantized as `settings` say."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
 
-    source = export_folder / SPAN_GRAPHS["float32"]
     excluded = float32_nodes(source, settings["float32_scopes"])
-    if settings["optimize"]:
-        fused = export_folder / "model_fused.onnx"
-        optimize_model(str(source), model_type="bert", num_heads=config.n_heads, hidden_size=config.dim,
-                       opt_level=1).save_model_to_file(str(fused))
-        source = fused
-    quantize_dynamic(source, export_folder / SPAN_GRAPHS["int8"], op_types_to_quantize=settings["op_types_to_quantize"],
-                     per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
-                     weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    if settings["optimize"]:
-        source.unlink()
+    with tempfile.TemporaryDirectory() as work:
+        if settings["optimize"]:
+            fused = Path(work) / source.name
+            optimize_model(str(source), model_type="bert", num_heads=config.n_heads, hidden_size=config.dim,
+                           opt_level=1).save_model_to_file(str(fused))
+            source = fused
+        quantize_dynamic(source, target, op_types_to_quantize=settings["op_types_to_quantize"],
+                         per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
+                         weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def ship_code(config, export_folder: Path) -> None:
+    """Write config.json (with the model's `qa_settings`) and the code that answers from the folder with only
+    transformers and onnxruntime installed: `onnx_backend.py` (named for `AutoConfig` and
+    `AutoModelForQuestionAnswering`), the model file it imports and the pipeline's files, as a saved checkpoint
+    carries them."""
+    for module in (modeling_pointer_distilbert, onnx_backend):
+        shutil.copy(inspect.getfile(module), export_folder)
+    ship_pipeline(config, export_folder)
+    config = OnnxExportConfig(**config.to_dict())
+    config.auto_map = {"AutoConfig": f"onnx_backend.{OnnxExportConfig.__name__}",
+                       "AutoModelForQuestionAnswering": f"onnx_backend.{OnnxQuestionAnsweringModel.__name__}"}
+    config.to_json_file(export_folder / "config.json")  # save_pretrained would name its own class in auto_map
 
 
 def export_folder_of(model_folder: Path, export_folder: Path, quantization: dict | None = None) -> dict:
@@ -155,9 +180,13 @@ def export_folder_of(model_folder: Path, export_folder: Path, quantization: dict
     export_folder.mkdir(parents=True, exist_ok=True)
     export(model, export_folder)
     if quantization is not None:
-        quantize(model.config, export_folder, quantization)
+        quantize(model.config, export_folder / SPAN_GRAPHS["float32"], export_folder / SPAN_GRAPHS["int8"],
+                 quantization)
+        if quantization["sentence_matcher"] and (export_folder / MATCHER_GRAPHS["float32"]).is_file():
+            quantize(model.config, export_folder / MATCHER_GRAPHS["float32"], export_folder / MATCHER_GRAPHS["int8"],
+                     quantization)
     AutoTokenizer.from_pretrained(model_folder).save_pretrained(export_folder)
-    shutil.copy(model_folder / "config.json", export_folder / "config.json")
+    ship_code(model.config, export_folder)
     settings = {"exporter": "torch.onnx.export(dynamo=False)", "opset": OPSET, "torch": torch.__version__,
                 "quantization": quantization,
                 "export_seconds": round(time.perf_counter() - started, 1)}

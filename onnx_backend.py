@@ -3,7 +3,9 @@
 `OnnxQuestionAnsweringModel` stands where the PyTorch model stands in `PointerQuestionAnsweringPipeline`: it takes
 the pipeline's padded batch (`input_ids`, `attention_mask`) and returns the span logits, so windows, span search
 and the decision rule stay the pipeline's own and only the forward pass changes. Use it through
-`qa_pipeline.load_pipeline(EXPORT_FOLDER)`.
+`qa_pipeline.load_pipeline(EXPORT_FOLDER)`, or where only the export folder is at hand (it carries this file, the
+model file and the pipeline's, as a checkpoint does), `pipeline("question-answering", model=EXPORT_FOLDER,
+trust_remote_code=True, device="cpu")`.
 
 A model with a sentence matcher is exported as two graphs (see `export_onnx.py`): the span graph gives the logits
 without the question-sentence similarity, and the matcher graph embeds `[CLS] segment [SEP]` segments. The windows
@@ -20,12 +22,25 @@ import torch
 from transformers import AutoConfig
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
 
-from modeling_pointer_distilbert import SentenceMatcher, add_to_null_logits, window_segments
+try:  # the copy in an export folder, which transformers loads as remote code beside this file
+    from .modeling_pointer_distilbert import (
+        PointerDistilBertConfig,
+        SentenceMatcher,
+        add_to_null_logits,
+        window_segments,
+    )
+except ImportError:  # the recipe's own module
+    from modeling_pointer_distilbert import (
+        PointerDistilBertConfig,
+        SentenceMatcher,
+        add_to_null_logits,
+        window_segments,
+    )
 
-# The export folder's files: the span graph at each precision, the matcher's graph (kept in float32, see
-# bench/results/onnx_serving.md) and the settings the export was made with.
+# The export folder's files: the span graph and the matcher's graph at each precision (an int8 span graph may come
+# with a float32 matcher, see export_onnx.QUANTIZATION) and the settings the export was made with.
 SPAN_GRAPHS = {"float32": "model.onnx", "int8": "model_int8.onnx"}
-MATCHER_GRAPH = "sentence_matcher.onnx"
+MATCHER_GRAPHS = {"float32": "sentence_matcher.onnx", "int8": "sentence_matcher_int8.onnx"}
 EXPORT_SETTINGS = "onnx_export.json"
 PRECISIONS = tuple(SPAN_GRAPHS)
 # Segments the matcher embeds per run, sorted by length: the PyTorch matcher's chunk, so each segment is padded
@@ -67,6 +82,14 @@ def runtime_session(path: Path, threads: int):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxExportConfig(PointerDistilBertConfig):
+    """The configuration of an export folder: the model's own, under a model type of its own. The model file
+    registers its type for the PyTorch model; with this one, transformers' `AutoModelForQuestionAnswering` (and so
+    `pipeline(..., trust_remote_code=True)`) follows the folder's `auto_map` to `OnnxQuestionAnsweringModel`."""
+
+    model_type = "pointer_distilbert_onnx"
 
 
 class OnnxSentenceMatcher:
@@ -133,8 +156,22 @@ class OnnxQuestionAnsweringModel:
         threads = torch.get_num_threads()
         self.session = runtime_session(folder / SPAN_GRAPHS[self.precision], threads)
         self.similarity = similarity_settings(self.config)
-        self.matcher = (OnnxSentenceMatcher(runtime_session(folder / MATCHER_GRAPH, threads), self.config)
-                        if self.similarity else None)
+        self.matcher = None
+        if self.similarity:
+            matcher_graph = folder / MATCHER_GRAPHS[self.precision]
+            if not matcher_graph.is_file():
+                matcher_graph = folder / MATCHER_GRAPHS["float32"]
+            self.matcher = OnnxSentenceMatcher(runtime_session(matcher_graph, threads), self.config)
+
+    @classmethod
+    def from_pretrained(cls, folder, *args, precision: str | None = None, **kwargs) -> "OnnxQuestionAnsweringModel":
+        """Return the model of an export folder: the way in of `AutoModelForQuestionAnswering` and `pipeline` with
+        `trust_remote_code=True`, whose loading arguments (dtype, revision, ...) do not apply to ONNX graphs."""
+        return cls(folder, precision)
+
+    @classmethod
+    def register_for_auto_class(cls, auto_class: str = "AutoModelForQuestionAnswering") -> None:
+        """Nothing to record: the export folder's config.json already names this class for the Auto class."""
 
     def to(self, device) -> "OnnxQuestionAnsweringModel":
         """Return the model, which stays on the CPU; any other device is a ValueError."""
@@ -154,3 +191,6 @@ class OnnxQuestionAnsweringModel:
 
     __call__ = forward
 
+
+# exist_ok: the module may be imported twice in one process (by the recipe, and as an export folder's remote code).
+AutoConfig.register(OnnxExportConfig.model_type, OnnxExportConfig, exist_ok=True)

@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModelForQuestionAnswering
+from transformers import AutoModelForQuestionAnswering, pipeline
 
 import export_onnx
 import qa_pipeline
 from cli_errors import UserError
 from conftest import ROOT, save_tiny_pointer_model
-from onnx_backend import MATCHER_GRAPH, SPAN_GRAPHS, OnnxQuestionAnsweringModel
+from onnx_backend import MATCHER_GRAPHS, SPAN_GRAPHS, OnnxQuestionAnsweringModel
 from run_qa import sentence_token_ids
 
 pytest.importorskip("onnxruntime", reason="pip install -r requirements-onnx.txt")
@@ -30,9 +30,11 @@ MODELS = {
 
 
 def matcher_settings(tokenizer) -> dict:
-    """A pointer model with verifier whose null odds use the sentence matcher."""
+    """A pointer model with verifier whose null odds use the sentence matcher, evaluated on short windows."""
     return dict(answer_verifier=True, answer_similarity=True, answer_similarity_weight=3.0,
-                answer_similarity_center=0.4, sentence_token_ids=sentence_token_ids(tokenizer))
+                answer_similarity_center=0.4, sentence_token_ids=sentence_token_ids(tokenizer),
+                qa_settings={"max_seq_length": 128, "doc_stride": 48, "version_2_with_negative": True,
+                             "null_score_diff_threshold": 0.0})
 
 
 def sample_questions(limit: int | None = None) -> list[dict]:
@@ -81,7 +83,7 @@ def matcher_export(tmp_path_factory, tokenizer):
 def test_exported_logits_match_pytorch_at_every_shape(name, tmp_path, tokenizer):
     model, folder = exported(tmp_path, tokenizer, **MODELS[name])
     onnx_model = OnnxQuestionAnsweringModel(folder, "float32")
-    assert not (folder / MATCHER_GRAPH).exists()
+    assert not (folder / MATCHER_GRAPHS["float32"]).exists()
     for batch, length in SHAPES:
         inputs = window_batch(tokenizer, batch, length)
         with torch.no_grad():
@@ -105,10 +107,14 @@ def test_exported_matcher_model_matches_pytorch_with_the_similarity_shift(matche
 
 
 def test_export_folder_holds_what_the_pipeline_reads(matcher_export):
-    _, folder = matcher_export
+    model, folder = matcher_export
     written = {path.name for path in folder.iterdir()}
-    assert {*SPAN_GRAPHS.values(), MATCHER_GRAPH, "config.json", "tokenizer.json", "onnx_export.json"} <= written
+    graphs = {*SPAN_GRAPHS.values(), *MATCHER_GRAPHS.values()}
+    code = {"onnx_backend.py", "modeling_pointer_distilbert.py", "pipeline.py", "features.py", "spans.py"}
+    assert graphs | code | {"config.json", "tokenizer.json", "onnx_export.json"} <= written
     assert json.loads((folder / "onnx_export.json").read_text())["quantization"] == export_onnx.QUANTIZATION
+    config = json.loads((folder / "config.json").read_text())
+    assert config["qa_settings"] == model.config.qa_settings and config["answer_similarity_weight"] == 3.0
 
 
 def test_exported_pipeline_gives_the_pytorch_pipelines_answers(matcher_export, tokenizer):
@@ -123,6 +129,16 @@ def test_exported_pipeline_gives_the_pytorch_pipelines_answers(matcher_export, t
         (a["answer"], a["start"], a["end"]) for a in expected]
     assert [a["score"] for a in answers] == pytest.approx([a["score"] for a in expected], rel=1e-3)
     assert any(a["answer"] == "" for a in expected) and any(a["answer"] for a in expected)
+
+
+def test_transformers_pipeline_answers_from_the_export_folder_with_its_own_code(matcher_export):
+    _, folder = matcher_export
+    questions = sample_questions(12)
+    remote = pipeline("question-answering", model=str(folder), trust_remote_code=True, device="cpu")
+    assert type(remote).__module__.startswith("transformers_modules.")
+    assert type(remote.model).__name__ == "OnnxQuestionAnsweringModel" and remote.model.precision == "int8"
+    expected = qa_pipeline.load_pipeline(str(folder))(questions)
+    assert [a["answer"] for a in remote(questions)] == [a["answer"] for a in expected]
 
 
 def test_int8_is_the_default_and_keeps_the_float32_argmax(matcher_export, tokenizer):
