@@ -51,11 +51,13 @@ from onnx_backend import (
 OPSET = 17  # the first with LayerNormalization, which keeps each layer norm one operator
 DYNAMIC_AXES = {name: {0: "batch", 1: "sequence"}
                 for name in ("input_ids", "attention_mask", "start_logits", "end_logits")}
-# How the span graph is quantized, chosen on real questions (bench/results/onnx_serving.md): the graph is first
-# fused by ONNX Runtime's transformer optimizer (attention, layer norm, GELU), then its matrix products get int8
-# weights, one scale per output channel; the head and verifier stay float32, where a rounded logit moves answers.
-QUANTIZATION = {"optimize": True, "op_types_to_quantize": ["MatMul", "Attention"], "per_channel": True,
-                "reduce_range": False, "float32_scopes": ["qa_outputs", "verifier"], "sentence_matcher": True}
+# How the int8 graphs are quantized, chosen on real questions (bench/results/onnx_serving.md): each graph is first
+# fused by ONNX Runtime's transformer optimizer (attention, layer norms, GELU), then its matrix products, fused
+# attention and embedding tables get int8 weights, one scale per output channel; the span head and verifier stay
+# float32, and the sentence matcher's graph is quantized the same way.
+QUANTIZATION = {"optimize": True, "op_types_to_quantize": ["MatMul", "Attention", "EmbedLayerNormalization", "Gather"],
+                "per_channel": True, "reduce_range": False, "float32_scopes": ["qa_outputs", "verifier"],
+                "sentence_matcher": True}
 
 
 class SpanLogits(nn.Module):
@@ -131,11 +133,16 @@ def export(model: nn.Module, export_folder: Path) -> None:
 
 
 def float32_nodes(graph_path: Path, scopes: list[str]) -> list[str]:
-    """Return the names of the graph's nodes exported from the modules `scopes` (e.g. the head), to keep float32."""
+    """Return the names of the graph's nodes exported from the modules `scopes` (e.g. the head), to keep float32.
+
+    The quantizer turns each Gemm (a linear layer on 2-d inputs, such as the GRU cell's) into a MatMul named
+    `<name>_MatMul` before it reads the exclusions, so that name is kept too.
+    """
     import onnx
 
     graph = onnx.load(str(graph_path), load_external_data=False).graph
-    return [node.name for node in graph.node if any(f"/{scope}/" in node.name for scope in scopes)]
+    kept = [node for node in graph.node if any(f"/{scope}/" in node.name for scope in scopes)]
+    return [node.name for node in kept] + [f"{node.name}_MatMul" for node in kept if node.op_type == "Gemm"]
 
 
 def quantize(config, source: Path, target: Path, settings: dict) -> None:
@@ -145,13 +152,13 @@ def quantize(config, source: Path, target: Path, settings: dict) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
 
-    excluded = float32_nodes(source, settings["float32_scopes"])
     with tempfile.TemporaryDirectory() as work:
         if settings["optimize"]:
             fused = Path(work) / source.name
             optimize_model(str(source), model_type="bert", num_heads=config.n_heads, hidden_size=config.dim,
                            opt_level=1).save_model_to_file(str(fused))
             source = fused
+        excluded = float32_nodes(source, settings["float32_scopes"])  # after fusion, which renames some nodes
         quantize_dynamic(source, target, op_types_to_quantize=settings["op_types_to_quantize"],
                          per_channel=settings["per_channel"], reduce_range=settings["reduce_range"],
                          weight_type=QuantType.QInt8, nodes_to_exclude=excluded,

@@ -41,9 +41,10 @@ BACKENDS = {"PyTorch float32": None, "ONNX float32": "float32", "ONNX int8": "in
 SWEEP = {
     "adopted": {},
     "matcher float32": {"sentence_matcher": False},
-    "embeddings int8 too": {"op_types_to_quantize": ["MatMul", "Attention", "EmbedLayerNormalization"]},
+    "embeddings float32": {"op_types_to_quantize": ["MatMul", "Attention"]},
+    "attention float32": {"op_types_to_quantize": ["MatMul", "EmbedLayerNormalization", "Gather"]},
     "per-tensor scales": {"per_channel": False},
-    "not fused first": {"optimize": False, "op_types_to_quantize": ["MatMul"]},
+    "not fused first": {"optimize": False, "op_types_to_quantize": ["MatMul", "Gather"]},
     "head and verifier int8 too": {"float32_scopes": []},
 }
 SWEEP_SPEED_QUESTIONS = 50  # batch-1 speed of a variant: the first questions only
