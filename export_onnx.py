@@ -183,6 +183,8 @@ def export_folder_of(model_folder: Path, export_folder: Path, quantization: dict
     """Export the model of `model_folder` into `export_folder`, with an int8 span graph quantized as `quantization`
     says (`QUANTIZATION`) unless it is None; return what the export wrote into onnx_export.json."""
     started = time.perf_counter()
+    if export_folder.resolve() == model_folder.resolve():
+        raise UserError(f"{export_folder}: the export would overwrite the model's config.json; give another folder")
     model = load_model(model_folder)
     export_folder.mkdir(parents=True, exist_ok=True)
     export(model, export_folder)

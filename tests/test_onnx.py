@@ -183,6 +183,14 @@ def test_export_of_a_folder_that_is_not_a_model_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "export").exists()
 
 
+def test_export_into_the_model_folder_is_one_line(tiny_model_dir, capsys):
+    config = (tiny_model_dir / "config.json").read_text()
+    assert export_onnx.main([str(tiny_model_dir), str(tiny_model_dir)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "overwrite" in error
+    assert (tiny_model_dir / "config.json").read_text() == config
+
+
 def test_int8_asked_of_an_export_without_it_is_one_line(tmp_path, tokenizer, capsys):
     _, folder = exported(tmp_path, tokenizer)
     assert qa_pipeline.load_pipeline(str(folder)).model.precision == "float32"
