@@ -81,6 +81,9 @@ def runtime_session(path: Path, threads: int):
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Idle threads sleep rather than spin: a matcher model runs two sessions in turn, and the cores are often
+    # shared; spinning threads then take the cores from the working ones (2-3x slower, onnx_serving.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
