@@ -10,16 +10,20 @@ MODEL_FOLDER is an output folder of run_qa.py. EXPORT_FOLDER gets:
   `[CLS] segment [SEP]` ids and mask to unit-length mean-pooled embeddings. The matcher cuts each window into its
   question and sentences with a Python loop, which no exporter turns into graph operators, so the split stays in
   Python (`onnx_backend.py`) and `model.onnx` gives the logits before the similarity moves the null logits;
-- with `--int8`, `model_int8.onnx`: the span graph with dynamically quantized int8 weights (`QUANTIZATION`);
-- the tokenizer, `config.json` (with the model's `qa_settings`, so the pipeline answers as evaluation did) and
-  `onnx_export.json`, the exporter and quantization settings used.
+- with `--int8`, `model_int8.onnx` (and `sentence_matcher_int8.onnx`): the graphs with dynamically quantized int8
+  weights, as `QUANTIZATION` says;
+- the tokenizer, `config.json` (with the model's `qa_settings`, so the pipeline answers as evaluation did),
+  `onnx_export.json` (the exporter and quantization settings used) and the code that answers from the folder
+  (`onnx_backend.py`, the model file and the pipeline's files), as a saved checkpoint carries its code.
 
-`qa_pipeline.load_pipeline(EXPORT_FOLDER)` and `python qa_pipeline.py EXPORT_FOLDER ...` answer from the folder.
+`qa_pipeline.load_pipeline(EXPORT_FOLDER)`, `python qa_pipeline.py EXPORT_FOLDER ...` and, with only transformers
+and onnxruntime installed, `pipeline("question-answering", model=EXPORT_FOLDER, trust_remote_code=True)` answer
+from the folder.
 
-Exporter: the TorchScript exporter, `torch.onnx.export(..., dynamo=False)`. It traces the forward once and marks
-the batch and sequence axes dynamic, and needs nothing beyond torch and onnx. The default dynamo exporter
-(`torch.export`) needs onnxscript besides, and gains nothing for this graph: both fail on the matcher's Python
-split, and both export the rest.
+Exporter: the TorchScript exporter, `torch.onnx.export(..., dynamo=False)`, which torch 2.13 still ships beside
+the default dynamo exporter. It traces the forward once, marks the batch and sequence axes dynamic and needs
+nothing beyond torch and onnx; its graphs give PyTorch's logits (tests/test_onnx.py). The dynamo exporter needs
+onnxscript besides and, like this one, cannot turn the matcher's Python split into a graph.
 """
 
 import argparse
@@ -49,8 +53,7 @@ from onnx_backend import (
 )
 
 OPSET = 17  # the first with LayerNormalization, which keeps each layer norm one operator
-DYNAMIC_AXES = {name: {0: "batch", 1: "sequence"}
-                for name in ("input_ids", "attention_mask", "start_logits", "end_logits")}
+TOKEN_AXES = {0: "batch", 1: "sequence"}  # the dynamic axes of token ids, masks and span logits
 # How the int8 graphs are quantized, chosen on real questions (bench/results/onnx_serving.md): each graph is first
 # fused by ONNX Runtime's transformer optimizer (attention, layer norms, GELU), then its matrix products, fused
 # attention and embedding tables get int8 weights, one scale per output channel; the span head and verifier stay
@@ -103,7 +106,7 @@ def load_model(model_folder: Path) -> nn.Module:
     return model.eval()
 
 
-def example_inputs(config, batch: int = 2, length: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+def example_inputs(batch: int = 2, length: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """Return a traceable batch: token ids and a mask whose second row is padded, so the masking is traced too."""
     input_ids = torch.randint(1000, 2000, (batch, length))  # (batch, length)
     attention_mask = torch.ones_like(input_ids)
@@ -111,25 +114,25 @@ def example_inputs(config, batch: int = 2, length: int = 16) -> tuple[torch.Tens
     return input_ids, attention_mask
 
 
-def export_graph(module: nn.Module, inputs: tuple, path: Path, output_names: list[str]) -> None:
-    """Write `module` as an ONNX graph of `input_ids` and `attention_mask` with dynamic batch and sequence axes."""
-    axes = {name: axes for name, axes in DYNAMIC_AXES.items() if name in ("input_ids", "attention_mask",
-                                                                          *output_names)}
-    axes.update({name: {0: "batch"} for name in output_names if name not in DYNAMIC_AXES})
+def export_graph(module: nn.Module, inputs: tuple, path: Path, output_axes: dict[str, dict]) -> None:
+    """Write `module` as an ONNX graph of `input_ids` and `attention_mask` (batch and sequence axes dynamic) to
+    the outputs `output_axes` names, with their dynamic axes."""
+    axes = {"input_ids": TOKEN_AXES, "attention_mask": TOKEN_AXES, **output_axes}
     with torch.no_grad():
         torch.onnx.export(module, inputs, str(path), input_names=["input_ids", "attention_mask"],
-                          output_names=output_names, dynamic_axes=axes, opset_version=OPSET, dynamo=False)
+                          output_names=list(output_axes), dynamic_axes=axes, opset_version=OPSET, dynamo=False)
 
 
 def export(model: nn.Module, export_folder: Path) -> None:
     """Write the span graph, and the matcher's graph for a model whose null odds use it, into `export_folder`."""
-    inputs = example_inputs(model.config)
+    inputs = example_inputs()
     matcher, model.sentence_matcher = model.sentence_matcher, None
-    export_graph(SpanLogits(model), inputs, export_folder / SPAN_GRAPHS["float32"], ["start_logits", "end_logits"])
+    export_graph(SpanLogits(model), inputs, export_folder / SPAN_GRAPHS["float32"],
+                 {"start_logits": TOKEN_AXES, "end_logits": TOKEN_AXES})
     model.sentence_matcher = matcher
     if similarity_settings(model.config) is not None:
         export_graph(SegmentEmbeddings(matcher.encoder), inputs, export_folder / MATCHER_GRAPHS["float32"],
-                     ["embeddings"])
+                     {"embeddings": {0: "batch"}})
 
 
 def float32_nodes(graph_path: Path, scopes: list[str]) -> list[str]:
@@ -207,7 +210,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Export a model trained by run_qa.py to ONNX for CPU serving.")
     parser.add_argument("model_folder", type=Path, help="output folder of run_qa.py")
     parser.add_argument("export_folder", type=Path, help="folder to write the ONNX graphs, tokenizer and config to")
-    parser.add_argument("--int8", action="store_true", help="also write the int8 span graph (model_int8.onnx)")
+    parser.add_argument("--int8", action="store_true", help="also write the int8 graphs (model_int8.onnx, ...)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of input errors too")
     return parser.parse_args(argv)
 
