@@ -64,7 +64,7 @@ def without_matcher(model_folder: Path, folder: Path) -> Path:
     """Save the model of `model_folder` without its sentence matcher into `folder` (null odds of reader and
     verifier alone, against the same threshold); return `folder`."""
     model = AutoModelForQuestionAnswering.from_pretrained(model_folder, dtype=torch.float32)
-    model.config.answer_similarity, model.config.answer_similarity_weight = False, 0.0
+    model.config.answer_similarity = False
     model.sentence_matcher = None
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(model_folder).save_pretrained(folder)
