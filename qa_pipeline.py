@@ -7,8 +7,9 @@ Every checkpoint the recipe saves carries its pipeline (`squad/pipeline.py`, nam
     qa(question="Who built the lighthouse?", context="...")  # {"score", "start", "end", "answer"}
 
 Here, with the recipe's code at hand, `load_pipeline` builds the same pipeline without remote code, for any
-checkpoint (also one saved before checkpoints carried their pipeline), and `answer_questions` and the command line
-use it. Long contexts are cut into the same windows as evaluation and answered by the same decision rule, so the
+checkpoint (also one saved before checkpoints carried their pipeline) and for an export folder of `export_onnx.py`
+(answered by ONNX Runtime on the CPU, see `onnx_backend.py`), and `answer_questions` and the command line use
+it. Long contexts are cut into the same windows as evaluation and answered by the same decision rule, so the
 pipeline and `run_qa.py --do_eval` give the same answers for the same inputs and settings.
 """
 
@@ -19,16 +20,24 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 import modeling_pointer_distilbert  # noqa: F401  (registers the model with the Auto classes)
 from cli_errors import UserError, run_command
+from onnx_backend import is_export_folder
 from squad.pipeline import TASK, PointerQuestionAnsweringPipeline
 
 __all__ = ["TASK", "PointerQuestionAnsweringPipeline", "answer_questions", "load_pipeline", "main"]
 
 
-def load_pipeline(model: str, **kwargs) -> PointerQuestionAnsweringPipeline:
-    """Return the pipeline of an output folder or Hub id, or a UserError saying what could not be read.
+def load_pipeline(model: str, precision: str | None = None, **kwargs) -> PointerQuestionAnsweringPipeline:
+    """Return the pipeline of an output folder, Hub id or ONNX export folder, or a UserError saying what could not
+    be read.
 
-    `kwargs` are pipeline arguments that apply to every call (`handle_impossible_answer=True`, `device=0`, ...).
+    `precision` ("float32" or "int8") chooses the graph of an export folder; by default its int8 graph where it has
+    one. `kwargs` are pipeline arguments that apply to every call (`handle_impossible_answer=True`, `device=0`, ...).
     """
+    if is_export_folder(model):
+        return onnx_pipeline(model, precision, **kwargs)
+    if precision is not None:
+        raise UserError(f"precision={precision!r} applies to an ONNX export folder (export_onnx.py), and {model!r} "
+                        "is not one; leave precision out for a PyTorch model")
     try:
         loaded = AutoModelForQuestionAnswering.from_pretrained(model)
         tokenizer = AutoTokenizer.from_pretrained(model)
@@ -36,6 +45,21 @@ def load_pipeline(model: str, **kwargs) -> PointerQuestionAnsweringPipeline:
         raise UserError(f"cannot load a question-answering model from {model!r} ({error}); give an output folder "
                         "of run_qa.py or a Hub id reachable from here") from None
     return PointerQuestionAnsweringPipeline(model=loaded, tokenizer=tokenizer, task=TASK, **kwargs)
+
+
+def onnx_pipeline(folder: str, precision: str | None, **kwargs) -> PointerQuestionAnsweringPipeline:
+    """Return the pipeline of an export folder, its forward pass run by ONNX Runtime on the CPU."""
+    try:
+        from onnx_backend import OnnxQuestionAnsweringModel
+
+        loaded = OnnxQuestionAnsweringModel(folder, precision)
+    except ImportError as error:
+        raise UserError(f"{folder} is an ONNX export, answered with onnxruntime ({error}): "
+                        "pip install -r requirements-onnx.txt") from None
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return PointerQuestionAnsweringPipeline(model=loaded, tokenizer=tokenizer, task=TASK, **{"device": -1, **kwargs})
 
 
 def answer_questions(model, questions, contexts, **kwargs) -> list[dict]:
@@ -57,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     parser = argparse.ArgumentParser(description="Answer questions with a model trained by run_qa.py.")
-    parser.add_argument("model", help="output folder of run_qa.py, or a hub id")
+    parser.add_argument("model", help="output folder of run_qa.py, a hub id, or an export folder of export_onnx.py")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--context", help="the passage to answer from")
     source.add_argument("--context-file", help="a UTF-8 text file holding the passage")
@@ -65,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--handle-impossible-answer", action=argparse.BooleanOptionalAction,
                         help='allow "" (no answer); default: as the model was evaluated')
     parser.add_argument("--top-k", type=int, default=1, help="answers per question")
+    parser.add_argument("--precision", choices=("float32", "int8"),
+                        help="graph of an export folder to answer with; default: int8 where the folder has it")
     parser.add_argument("--debug", action="store_true", help="show the traceback of input errors too")
     args = parser.parse_args(argv)
 
@@ -76,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.handle_impossible_answer is not None:
             settings["handle_impossible_answer"] = args.handle_impossible_answer
         try:
-            answers = answer_questions(load_pipeline(args.model), args.question, [context] * len(args.question),
-                                       **settings)
+            qa = load_pipeline(args.model, args.precision)
+            answers = answer_questions(qa, args.question, [context] * len(args.question), **settings)
         except ValueError as error:  # the pipeline's word on a question or a setting
             raise UserError(str(error)) from None
         for question, answer in zip(args.question, answers):
