@@ -56,10 +56,11 @@ OPSET = 17  # the first with LayerNormalization, which keeps each layer norm one
 TOKEN_AXES = {0: "batch", 1: "sequence"}  # the dynamic axes of token ids, masks and span logits
 # How the int8 graphs are quantized, chosen on real questions (bench/results/onnx_serving.md): each graph is first
 # fused by ONNX Runtime's transformer optimizer (attention, layer norms, GELU), then its matrix products, fused
-# attention and embedding tables get int8 weights, one scale per output channel; the span head and verifier stay
-# float32, and the sentence matcher's graph is quantized the same way.
+# attention and embedding tables get int8 weights, one scale per output channel, the verifier's hidden layer too; the
+# span head and the verifier's classifier, whose products are the logits themselves, stay float32; the sentence
+# matcher's graph is quantized the same way.
 QUANTIZATION = {"optimize": True, "op_types_to_quantize": ["MatMul", "Attention", "EmbedLayerNormalization", "Gather"],
-                "per_channel": True, "reduce_range": False, "float32_scopes": ["qa_outputs", "verifier"],
+                "per_channel": True, "reduce_range": False, "float32_scopes": ["qa_outputs", "verifier/classifier"],
                 "sentence_matcher": True}
 
 
