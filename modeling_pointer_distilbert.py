@@ -74,16 +74,9 @@ class PointerDistilBertConfig(DistilBertConfig):
             and the similarity's weight and centre. Written by `run_qa.py` after training; `None` leaves each
             consumer's defaults.
 
-    Checkpoints saved with the retired settings `pointer_attention="bilinear"`, `pointer_hidden_size=None`,
-    `verifier_loss_weight`, `nonnull_loss_weight` or a top-level `answer_similarity_weight`/`_center` load as before.
+    Checkpoints saved with settings retired since (`drop_retired_settings`, `with_retired_similarity`) load as before.
 
-    Example:
-
-    ```python
-    >>> from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering
-
-    >>> model = PointerDistilBertForQuestionAnswering(PointerDistilBertConfig(qa_head="pointer"))
-    ```
+    Example: `PointerDistilBertForQuestionAnswering(PointerDistilBertConfig(qa_head="pointer"))`.
     """
 
     model_type = "pointer_distilbert"
@@ -166,11 +159,8 @@ def is_sentence_token_ids(value) -> bool:
 
 
 def mask_padding(logits: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """Returns `logits` with padding positions (attention_mask == 0) set to the dtype's minimum.
-
-    The finite minimum rather than -inf keeps fp16/bf16 arithmetic and the cross-entropy free of NaNs, while a padding
-    position still gets zero probability and never wins an argmax.
-    """
+    """Returns `logits` with padding positions (attention_mask == 0) set to the dtype's minimum: finite, unlike -inf,
+    so half-precision arithmetic and the cross-entropy stay free of NaNs, while padding never wins an argmax."""
     if attention_mask is None:
         return logits
     return logits.masked_fill(attention_mask == 0, torch.finfo(logits.dtype).min)  # (batch, seq_len)
@@ -192,12 +182,9 @@ def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> to
 
 
 def float32_linear(layer: nn.Linear, inputs: torch.Tensor) -> torch.Tensor:
-    """Returns `layer(inputs)` computed in float32, whatever the layer's dtype or an enclosing autocast.
-
-    The answer head's last products become the span logits and the null odds, which are compared across hundreds of
-    tokens and against a threshold: in bf16 they would move in steps of about 0.06 at typical values. These products
-    are a sliver of a training step, so the head pays next to nothing for exact logits.
-    """
+    """Returns `layer(inputs)` computed in float32, whatever the layer's dtype or an enclosing autocast: these
+    products become the span logits and null odds, compared against a threshold, which bf16 would move in steps of
+    about 0.06; they are a sliver of a training step."""
     with torch.autocast(inputs.device.type, enabled=False):
         bias = None if layer.bias is None else layer.bias.float()
         return nn.functional.linear(inputs.float(), layer.weight.float(), bias)
@@ -278,13 +265,9 @@ SPAN_HEADS = {"pointer": AnswerPointerHead, "linear": LinearSpanHead}
 
 
 class FeatureStandardizer(nn.BatchNorm1d):
-    """Batch normalisation in float32 whatever the module's or the input's dtype, which falls back to its running
-    statistics for a training batch of one row, where batch statistics do not exist.
-
-    Half-precision means and variances over a batch of features lose the small differences that standardisation is
-    there to bring out, and bf16 or fp16 running statistics cannot follow an update of momentum 0.1 to a value near
-    them; so statistics and the affine rescaling run on float32 copies, and the running statistics are written back
-    in the buffers' own dtype.
+    """Batch normalisation in float32 whatever the module's or the input's dtype, falling back to its running
+    statistics for a training batch of one row. Half-precision statistics would lose the small differences that
+    standardisation brings out, so they and the rescaling run on float32 copies, written back in the buffers' dtype.
     """
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -596,13 +579,10 @@ PIPELINE_TASK = "question-answering"
 
 
 def pipeline_class() -> type | None:
-    """Returns the recipe's question-answering pipeline class, or None where its code is not at hand.
-
-    In the recipe it is `squad.pipeline`; in a checkpoint loaded as remote code it is the `pipeline` module that
-    transformers copied beside this file when the checkpoint's pipeline was loaded. The import goes through
-    importlib so that transformers, which follows a file's `from .x import` lines, never asks for the pipeline where
-    only the model is wanted.
-    """
+    """Returns the recipe's question-answering pipeline class, or None where its code is not at hand: `squad.pipeline`
+    in the recipe, the `pipeline` module beside this file in a checkpoint loaded as remote code. importlib keeps
+    transformers, which follows a file's `from .x import` lines, from asking for the pipeline where only the model is
+    wanted."""
     package = __package__ or "squad"
     try:
         return importlib.import_module(f"{package}.pipeline").PointerQuestionAnsweringPipeline
@@ -611,12 +591,9 @@ def pipeline_class() -> type | None:
 
 
 def ship_pipeline(config: PointerDistilBertConfig, save_directory) -> None:
-    """Copies the question-answering pipeline's code into `save_directory` and names it in `config.custom_pipelines`.
-
-    transformers' `pipeline(..., trust_remote_code=True)` finds it there: the pipeline file and the files it imports
-    relatively (its windows and span search, numpy only). Where the code is not at hand the entry is dropped, so a
-    saved config never names a file the folder lacks.
-    """
+    """Copies the question-answering pipeline's code (and the files it imports relatively) into `save_directory` and
+    names it in `config.custom_pipelines`, where `pipeline(..., trust_remote_code=True)` finds it. Where the code is
+    not at hand the entry is dropped, so a saved config never names a file the folder lacks."""
     pipeline = pipeline_class()
     if pipeline is None:
         if getattr(config, "custom_pipelines", None):
@@ -626,11 +603,9 @@ def ship_pipeline(config: PointerDistilBertConfig, save_directory) -> None:
         return
     os.makedirs(save_directory, exist_ok=True)
     custom_object_save(pipeline, save_directory)
-    module = pipeline.__module__.rsplit(".", 1)[-1]
-    implementation = f"{module}.{pipeline.__name__}"
-    config.custom_pipelines = {
-        PIPELINE_TASK: {"impl": implementation, "pt": ["AutoModelForQuestionAnswering"], "type": "text"}
-    }
+    implementation = f"{pipeline.__module__.rsplit('.', 1)[-1]}.{pipeline.__name__}"
+    config.custom_pipelines = {PIPELINE_TASK: {"impl": implementation, "pt": ["AutoModelForQuestionAnswering"],
+                                               "type": "text"}}
 
 
 # exist_ok: the module may be imported twice in one process (as __main__ and by name, or from a saved checkpoint).

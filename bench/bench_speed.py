@@ -45,6 +45,7 @@ import transformers  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback  # noqa: E402
 
+import arguments_qa  # noqa: E402
 import run_qa  # noqa: E402
 import trainer_qa  # noqa: E402
 from bench_postprocess import loop_select_answers  # noqa: E402
@@ -237,7 +238,7 @@ class TrainingSetup:
 
 def training_setups() -> list[tuple[str, list[str]]]:
     """Return `(name, run_qa.py flags)` of each training setup, the classic one first."""
-    default = next(field.default for field in fields(run_qa.QATrainingArguments)
+    default = next(field.default for field in fields(arguments_qa.QATrainingArguments)
                    if field.name == "train_sampling_strategy")
     setups = [("classic: padded to 384, random batches", CLASSIC_FLAGS)]
     for strategy in SAMPLING_STRATEGIES:
