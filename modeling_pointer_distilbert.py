@@ -335,11 +335,8 @@ class AnswerVerifier(nn.Module):
 
 def window_segments(token_ids: list[int], sep_id: int, sentence_ends: set[int]) -> list[list[int]]:
     """Returns the question's tokens, then each context sentence's, of one window `[CLS] question [SEP] context
-    [SEP]` (padding already dropped).
-
-    A sentence ends after a token in `sentence_ends`; the context's last words form a sentence whether or not a
-    window edge cut it. A window without a context gives the question alone.
-    """
+    [SEP]` (padding dropped). A sentence ends after a token in `sentence_ends`; the context's last words form one
+    whether or not a window edge cut it; a window without a context gives the question alone."""
     separators = [index for index, token in enumerate(token_ids) if token == sep_id]
     if not separators:
         return [token_ids[1:]]
@@ -361,8 +358,7 @@ class SentenceMatcher(nn.Module):
     the question's and a sentence's mean-pooled embedding, each encoded on its own as `[CLS] text [SEP]`.
 
     The encoder is a frozen copy of the starting checkpoint's (`copy_encoder`): a sentence encoder keeps its
-    embedding space only as long as fine-tuning leaves it alone. It never trains and always runs in inference
-    mode, so it costs nothing until a calibrated weight asks for it.
+    embedding space only while fine-tuning leaves it alone. It never trains and costs nothing until weighed in.
     """
 
     def __init__(self, config: PointerDistilBertConfig):
@@ -389,11 +385,8 @@ class SentenceMatcher(nn.Module):
         return [self.cls_id, *segment[: self.max_segment_length], self.sep_id]
 
     def embed(self, segments: list[list[int]], device: torch.device, chunk: int = 64) -> torch.Tensor:
-        """Returns the unit-length mean-pooled embedding of each segment (`wrap`ped), shape (len(segments), dim).
-
-        A window's question and sentences differ in length several-fold, so they are encoded in chunks of similar
-        lengths, each padded only to its own longest.
-        """
+        """Returns the unit-length mean-pooled embedding of each segment (`wrap`ped), shape (len(segments), dim),
+        encoded in chunks of similar lengths, each padded only to its own longest."""
         texts = [self.wrap(segment) for segment in segments]
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         embeddings = torch.empty(len(texts), self.encoder.config.dim, device=device)
@@ -408,25 +401,33 @@ class SentenceMatcher(nn.Module):
             embeddings[rows] = nn.functional.normalize(pooled, dim=-1)
         return embeddings
 
+    def segments_of(self, input_ids: list[list[int]], lengths: list[int]) -> list[list[list[int]]]:
+        """Returns the `window_segments` of each right-padded window of `lengths` tokens."""
+        return [window_segments(ids[:length], self.sep_id, self.sentence_ends)
+                for ids, length in zip(input_ids, lengths)]
+
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Returns each window's question–sentence similarity, shape (batch,), float32 in [-1, 1]; -1 without a
-        sentence.
-        Windows are right-padded, as the recipe's collator and pipeline pad them."""
+        sentence. Windows are right-padded, as the recipe's collator and pipeline pad them."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        lengths = attention_mask.sum(dim=-1).tolist()
-        windows = [window_segments(ids[:length], self.sep_id, self.sentence_ends)
-                   for ids, length in zip(input_ids.tolist(), lengths)]
+        windows = self.segments_of(input_ids.tolist(), attention_mask.sum(dim=-1).tolist())
         embeddings = self.embed([segment for segments in windows for segment in segments], input_ids.device)
-        similarities, row = [], 0
         # Float32 products: the weighed similarity moves the null odds, and a bf16 one would move them in steps.
         with torch.autocast(input_ids.device.type, enabled=False):
-            for segments in windows:
-                question, sentences = embeddings[row], embeddings[row + 1 : row + len(segments)]  # (dim,), (n, dim)
-                similarities.append((sentences @ question).max() if len(sentences) else question.new_tensor(-1.0))
-                row += len(segments)
-        return torch.stack(similarities)  # (batch,)
+            return torch.tensor(closest_sentence(windows, embeddings), device=input_ids.device)  # (batch,)
+
+
+def closest_sentence(windows: list[list[list[int]]], embeddings) -> list[float]:
+    """Returns each window's largest cosine similarity between its question and a sentence, -1 without a sentence,
+    from the unit `embeddings` (torch or numpy) of every window's segments in turn, question first."""
+    similarities, row = [], 0
+    for segments in windows:
+        question, sentences = embeddings[row], embeddings[row + 1 : row + len(segments)]  # (dim,), (n, dim)
+        similarities.append(float((sentences @ question).max()) if len(sentences) else -1.0)
+        row += len(segments)
+    return similarities
 
 
 def add_to_null_logits(start_logits: torch.Tensor, end_logits: torch.Tensor, no_answer_logit: torch.Tensor

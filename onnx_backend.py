@@ -27,16 +27,16 @@ try:  # the copy in an export folder, which transformers loads as remote code be
         PointerDistilBertConfig,
         SentenceMatcher,
         add_to_null_logits,
+        closest_sentence,
         similarity_weighting,
-        window_segments,
     )
 except ImportError:  # the recipe's own module
     from modeling_pointer_distilbert import (
         PointerDistilBertConfig,
         SentenceMatcher,
         add_to_null_logits,
+        closest_sentence,
         similarity_weighting,
-        window_segments,
     )
 
 # The export folder's files: the span graph and the matcher's graph at each precision (an int8 span graph may come
@@ -110,8 +110,10 @@ class OnnxSentenceMatcher:
         self.pad_id = config.pad_token_id or 0
         self.max_segment_length = config.max_position_embeddings - 2  # room for [CLS] and [SEP]
 
-    # The attributes above are the PyTorch matcher's, so its `wrap` cuts segments here exactly as there.
+    # The attributes above are the PyTorch matcher's, so its `wrap` and `segments_of` cut segments here exactly as
+    # there.
     wrap = SentenceMatcher.wrap
+    segments_of = SentenceMatcher.segments_of
 
     def embed(self, segments: list[list[int]]) -> np.ndarray:
         """Return the unit-length embedding of each segment, shape (len(segments), dim), in length-sorted chunks."""
@@ -132,17 +134,9 @@ class OnnxSentenceMatcher:
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Return each right-padded window's question-sentence similarity, shape (batch,); -1 without a sentence."""
-        lengths = attention_mask.sum(axis=-1).tolist()
-        windows = [window_segments(ids[:length], self.sep_id, self.sentence_ends)
-                   for ids, length in zip(input_ids.tolist(), lengths)]
+        windows = self.segments_of(input_ids.tolist(), attention_mask.sum(axis=-1).tolist())
         embeddings = self.embed([segment for segments in windows for segment in segments])  # (segments, dim)
-        similarities, row = np.full(len(windows), -1.0, dtype=np.float32), 0
-        for window, segments in enumerate(windows):
-            question, sentences = embeddings[row], embeddings[row + 1 : row + len(segments)]  # (dim,), (n, dim)
-            if len(sentences):
-                similarities[window] = (sentences @ question).max()
-            row += len(segments)
-        return similarities
+        return np.array(closest_sentence(windows, embeddings), dtype=np.float32)  # (batch,)
 
 
 class OnnxQuestionAnsweringModel:
