@@ -1,29 +1,14 @@
-"""Export a trained model to ONNX, for answering on CPUs with ONNX Runtime (optionally in int8).
+"""Export a model trained by run_qa.py to ONNX, for answering on CPUs with ONNX Runtime (optionally in int8).
 
-Usage:
-    python export_onnx.py MODEL_FOLDER EXPORT_FOLDER [--int8]
+Usage: `python export_onnx.py MODEL_FOLDER EXPORT_FOLDER [--int8]`. EXPORT_FOLDER gets `model.onnx`, the span logits
+of `input_ids` and `attention_mask` (batch and sequence axes dynamic); for a model whose null odds use the sentence
+matcher, `sentence_matcher.onnx`, the matcher's unit-length segment embeddings (no exporter turns the matcher's Python
+split of a window into graph operators, so `onnx_backend.py` splits and adds the similarity); with `--int8`, both
+graphs quantized as `QUANTIZATION` says (`model_int8.onnx`, ...); the tokenizer, `config.json`, `onnx_export.json`
+(the export's settings) and the code that answers from the folder, as a checkpoint carries it.
 
-MODEL_FOLDER is an output folder of run_qa.py. EXPORT_FOLDER gets:
-- `model.onnx`: the whole model (encoder, pointer or linear head, verifier) as one graph from `input_ids` and
-  `attention_mask` (batch and sequence axes dynamic) to `start_logits` and `end_logits`;
-- for a model whose null odds use the sentence matcher, `sentence_matcher.onnx`: the matcher's encoder, from
-  `[CLS] segment [SEP]` ids and mask to unit-length mean-pooled embeddings. The matcher cuts each window into its
-  question and sentences with a Python loop, which no exporter turns into graph operators, so the split stays in
-  Python (`onnx_backend.py`) and `model.onnx` gives the logits before the similarity moves the null logits;
-- with `--int8`, `model_int8.onnx` (and `sentence_matcher_int8.onnx`): the graphs with dynamically quantized int8
-  weights, as `QUANTIZATION` says;
-- the tokenizer, `config.json` (with the model's `qa_settings`, so the pipeline answers as evaluation did),
-  `onnx_export.json` (the exporter and quantization settings used) and the code that answers from the folder
-  (`onnx_backend.py`, the model file and the pipeline's files), as a saved checkpoint carries its code.
-
-`qa_pipeline.load_pipeline(EXPORT_FOLDER)`, `python qa_pipeline.py EXPORT_FOLDER ...` and, with only transformers
-and onnxruntime installed, `pipeline("question-answering", model=EXPORT_FOLDER, trust_remote_code=True)` answer
-from the folder.
-
-Exporter: the TorchScript exporter, `torch.onnx.export(..., dynamo=False)`, which torch 2.13 still ships beside
-the default dynamo exporter. It traces the forward once, marks the batch and sequence axes dynamic and needs
-nothing beyond torch and onnx; its graphs give PyTorch's logits (tests/test_onnx.py). The dynamo exporter needs
-onnxscript besides and, like this one, cannot turn the matcher's Python split into a graph.
+The exporter is TorchScript's (`dynamo=False`): it needs nothing beyond torch and onnx, and its graphs give PyTorch's
+logits (tests/test_onnx.py); the dynamo exporter needs onnxscript and cannot export the split either.
 """
 
 import argparse
@@ -42,7 +27,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 import modeling_pointer_distilbert
 import onnx_backend
 from cli_errors import UserError, run_command
-from modeling_pointer_distilbert import PointerDistilBertConfig, masked_mean, ship_pipeline
+from modeling_pointer_distilbert import PointerDistilBertConfig, SentenceMatcher, ship_pipeline
 from onnx_backend import (
     EXPORT_SETTINGS,
     MATCHER_GRAPHS,
@@ -54,19 +39,17 @@ from onnx_backend import (
 
 OPSET = 17  # the first with LayerNormalization, which keeps each layer norm one operator
 TOKEN_AXES = {0: "batch", 1: "sequence"}  # the dynamic axes of token ids, masks and span logits
-# How the int8 graphs are quantized, chosen on real questions (bench/results/onnx_serving.md): each graph is first
-# fused by ONNX Runtime's transformer optimizer (attention, layer norms, GELU), then its matrix products, fused
-# attention and embedding tables get int8 weights, one scale per output channel, the verifier's hidden layer too; the
-# span head and the verifier's classifier, whose products are the logits themselves, stay float32; the sentence
-# matcher's graph is quantized the same way.
+# How the int8 graphs are quantized (chosen in bench/results/onnx_serving.md): fused by ONNX Runtime's transformer
+# optimizer first, then int8 weights, one scale per output channel, except in the span head and the verifier's
+# classifier, whose products are the logits themselves; the sentence matcher's graph alike.
 QUANTIZATION = {"optimize": True, "op_types_to_quantize": ["MatMul", "Attention", "EmbedLayerNormalization", "Gather"],
                 "per_channel": True, "reduce_range": False, "float32_scopes": ["qa_outputs", "verifier/classifier"],
                 "sentence_matcher": True}
 
 
 class SpanLogits(nn.Module):
-    """The model's span logits as a graph: the forward with the null logits as the span head and verifier leave
-    them (the sentence matcher, if any, is set aside by `export`)."""
+    """The model's span logits as a graph, with the null logits as the span head and verifier leave them (`export`
+    sets the sentence matcher aside)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -74,19 +57,17 @@ class SpanLogits(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         output = self.model(input_ids=input_ids, attention_mask=attention_mask)
-        return output.start_logits.float(), output.end_logits.float()  # 2 x (batch, seq_len)
+        return output.start_logits, output.end_logits  # 2 x (batch, seq_len), float32
 
 
 class SegmentEmbeddings(nn.Module):
-    """The sentence matcher's encoder as a graph: unit-length mean-pooled embeddings of padded segments."""
+    """The sentence matcher's encoder as a graph: `SentenceMatcher.unit_embeddings` of padded segments."""
 
     def __init__(self, encoder: nn.Module):
         super().__init__()
         self.encoder = encoder
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, L, dim)
-        return nn.functional.normalize(masked_mean(states, attention_mask).float(), dim=-1)  # (B, dim)
+    forward = SentenceMatcher.unit_embeddings
 
 
 def load_model(model_folder: Path) -> nn.Module:
@@ -137,11 +118,8 @@ def export(model: nn.Module, export_folder: Path) -> None:
 
 
 def float32_nodes(graph_path: Path, scopes: list[str]) -> list[str]:
-    """Return the names of the graph's nodes exported from the modules `scopes` (e.g. the head), to keep float32.
-
-    The quantizer turns each Gemm (a linear layer on 2-d inputs, such as the GRU cell's) into a MatMul named
-    `<name>_MatMul` before it reads the exclusions, so that name is kept too.
-    """
+    """Return the names of the graph's nodes exported from the modules `scopes` (e.g. the head), to keep float32;
+    for a Gemm (a linear layer on 2-d inputs) also `<name>_MatMul`, the MatMul the quantizer turns it into first."""
     import onnx
 
     graph = onnx.load(str(graph_path), load_external_data=False).graph
@@ -170,10 +148,8 @@ def quantize(config, source: Path, target: Path, settings: dict) -> None:
 
 
 def ship_code(config, export_folder: Path) -> None:
-    """Write config.json (with the model's `qa_settings`) and the code that answers from the folder with only
-    transformers and onnxruntime installed: `onnx_backend.py` (named for `AutoConfig` and
-    `AutoModelForQuestionAnswering`), the model file it imports and the pipeline's files, as a saved checkpoint
-    carries them."""
+    """Write config.json and the code that answers from the folder with only transformers and onnxruntime
+    installed: `onnx_backend.py` (named in `auto_map`), the model file it imports and the pipeline's files."""
     for module in (modeling_pointer_distilbert, onnx_backend):
         shutil.copy(inspect.getfile(module), export_folder)
     ship_pipeline(config, export_folder)
@@ -193,21 +169,19 @@ def export_folder_of(model_folder: Path, export_folder: Path, quantization: dict
     export_folder.mkdir(parents=True, exist_ok=True)
     export(model, export_folder)
     if quantization is not None:
-        quantize(model.config, export_folder / SPAN_GRAPHS["float32"], export_folder / SPAN_GRAPHS["int8"],
-                 quantization)
-        if quantization["sentence_matcher"] and (export_folder / MATCHER_GRAPHS["float32"]).is_file():
-            quantize(model.config, export_folder / MATCHER_GRAPHS["float32"], export_folder / MATCHER_GRAPHS["int8"],
-                     quantization)
+        for graphs in (SPAN_GRAPHS, MATCHER_GRAPHS) if quantization["sentence_matcher"] else (SPAN_GRAPHS,):
+            if (export_folder / graphs["float32"]).is_file():
+                quantize(model.config, export_folder / graphs["float32"], export_folder / graphs["int8"], quantization)
     AutoTokenizer.from_pretrained(model_folder).save_pretrained(export_folder)
     ship_code(model.config, export_folder)
     settings = {"exporter": "torch.onnx.export(dynamo=False)", "opset": OPSET, "torch": torch.__version__,
-                "quantization": quantization,
-                "export_seconds": round(time.perf_counter() - started, 1)}
+                "quantization": quantization, "export_seconds": round(time.perf_counter() - started, 1)}
     (export_folder / EXPORT_SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
     return settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Return the command-line arguments."""
     parser = argparse.ArgumentParser(description="Export a model trained by run_qa.py to ONNX for CPU serving.")
     parser.add_argument("model_folder", type=Path, help="output folder of run_qa.py")
     parser.add_argument("export_folder", type=Path, help="folder to write the ONNX graphs, tokenizer and config to")

@@ -1,16 +1,13 @@
 """Pointer-network DistilBERT for extractive question answering.
 
-The encoder is transformers' own `DistilBertModel`; only the answer head is new. The answer-pointer head points twice
-over the encoder's token states: a learned query points at the start, and the end query is produced by a GRU cell that
-reads what the start distribution attends to, so the end is conditioned on the start. Index 0 ([CLS]) doubles as the
-no-answer pointer, which keeps SQuAD 2.0 null answers and the usual post-processing unchanged. An optional answer
-verifier (a has-answer classifier trained jointly with its own binary loss) adds its no-answer logit to that
-pointer's score, so every consumer of the logits reads one definition of the null odds.
+On transformers' own `DistilBertModel`, the answer-pointer head points at the start with a learned query and at the
+end with a query that a GRU cell makes from what the start distribution attends to. Index 0 ([CLS]) is the no-answer
+pointer, as in stock SQuAD 2.0 models; an optional answer verifier adds its no-answer logit to that pointer's score, so
+every consumer of the logits reads one definition of the null odds.
 
-This file imports only torch and transformers: `save_pretrained` copies it next to the weights (see `auto_map` in the
-saved config.json), so a checkpoint loads anywhere with `trust_remote_code=True`. It also copies the recipe's
-question-answering pipeline beside it (see `ship_pipeline`), so `pipeline("question-answering", model=...,
-trust_remote_code=True)` answers from the checkpoint alone.
+This file imports only torch and transformers: `save_pretrained` copies it and the recipe's question-answering
+pipeline (`ship_pipeline`) next to the weights, so `pipeline("question-answering", model=..., trust_remote_code=True)`
+answers from the checkpoint alone.
 """
 
 import importlib
@@ -42,65 +39,44 @@ RETIRED_COMMIT = "e7becc9"
 
 class PointerDistilBertConfig(DistilBertConfig):
     r"""
-    Configuration of [`PointerDistilBertForQuestionAnswering`]: a DistilBERT encoder configuration plus the answer
-    head's settings. Every other argument is DistilBERT's and is passed on to [`DistilBertConfig`]; the head's dropout
-    on the encoder states is DistilBERT's own `qa_dropout`. The defaults are `run_qa.py`'s.
+    Configuration of [`PointerDistilBertForQuestionAnswering`]: [`DistilBertConfig`] (whose `qa_dropout` is the
+    head's dropout) plus the answer head's settings, with `run_qa.py`'s defaults.
 
     Args:
         qa_head (`str`, *optional*, defaults to `"pointer"`):
-            The answer head: `"pointer"`, the answer pointer ([`AnswerPointerHead`]), or `"linear"`, the stock
-            per-token linear layer ([`LinearSpanHead`]).
+            The answer head: `"pointer"` ([`AnswerPointerHead`]) or `"linear"`, the stock one ([`LinearSpanHead`]).
         answer_verifier (`bool`, *optional*, defaults to `True`):
-            Add an [`AnswerVerifier`], a has-answer classifier with its own binary loss whose no-answer logit is
-            added to the null score.
+            Add an [`AnswerVerifier`], whose no-answer logit is added to the null score.
         verifier_standardization (`bool`, *optional*, defaults to `True`):
-            Standardise the verifier's features over the batch (batch normalisation; running statistics at
-            inference) before its MLP.
+            Batch-normalise the verifier's features before its MLP.
         null_span_loss_weight (`float`, *optional*, defaults to 1.0):
-            Weight of the span loss on windows without an answer (target: the null pointer) against 1 for the
-            others; 1 is the stock loss.
+            Weight of the span loss on windows without an answer against 1 for the others (see `span_loss`).
         answer_similarity (`bool`, *optional*, defaults to `False`):
             Keep a frozen copy of the starting encoder as a [`SentenceMatcher`], whose question–sentence similarity
-            lowers the null score by `qa_settings["answer_similarity_weight"]` × (similarity −
-            `qa_settings["answer_similarity_center"]`).
+            lowers the null score as `qa_settings` weighs it (see `similarity_shift`).
         sentence_token_ids (`dict`, *optional*):
-            The tokenizer's ids the matcher cuts windows with: `{"cls": id, "sep": id, "sentence_ends": [ids]}` (the
-            ids of ".", "?" and "!"). Required with `answer_similarity`.
+            The ids the matcher cuts windows with, `{"cls": id, "sep": id, "sentence_ends": [ids of ".", "?", "!"]}`;
+            required with `answer_similarity`.
         qa_settings (`dict`, *optional*):
-            How the model answers, read by evaluation, prediction and the pipeline: the window settings
-            (`max_seq_length`, `doc_stride`, `max_query_length`), the answer settings (`max_answer_length`,
-            `n_best_size`, `version_2_with_negative`), the null-odds threshold (`null_score_diff_threshold`: answer
-            "" when null score minus best span score exceeds it) and its origin (`null_score_diff_threshold_source`),
-            and the similarity's weight and centre. Written by `run_qa.py` after training; `None` leaves each
-            consumer's defaults.
+            How the model answers, written by `run_qa.py` after training and read by evaluation, prediction and the
+            pipeline: window and answer settings (`max_seq_length`, `n_best_size`, ...), the null-odds threshold
+            (`null_score_diff_threshold`) and the similarity's weight and centre; `None` leaves the consumers' defaults.
 
     Checkpoints saved with settings retired since (`drop_retired_settings`, `with_retired_similarity`) load as before.
-
-    Example: `PointerDistilBertForQuestionAnswering(PointerDistilBertConfig(qa_head="pointer"))`.
     """
 
     model_type = "pointer_distilbert"
 
-    def __init__(
-        self,
-        qa_head="pointer",
-        answer_verifier=True,
-        verifier_standardization=True,
-        null_span_loss_weight=1.0,
-        answer_similarity=False,
-        sentence_token_ids=None,
-        qa_settings=None,
-        **kwargs,
-    ):
+    def __init__(self, qa_head="pointer", answer_verifier=True, verifier_standardization=True,
+                 null_span_loss_weight=1.0, answer_similarity=False, sentence_token_ids=None, qa_settings=None,
+                 **kwargs):
         if qa_head not in QA_HEADS:
             raise ValueError(f"qa_head={qa_head!r} is not supported: set it to 'pointer' or 'linear'.")
         if not null_span_loss_weight >= 0:
             raise ValueError(f"null_span_loss_weight={null_span_loss_weight!r} must be a number >= 0.")
         if answer_similarity and not is_sentence_token_ids(sentence_token_ids):
-            raise ValueError(
-                f"sentence_token_ids={sentence_token_ids!r}: answer_similarity needs the tokenizer's ids as "
-                '{"cls": id, "sep": id, "sentence_ends": [ids of ".", "?", "!"]}'
-            )
+            raise ValueError(f"sentence_token_ids={sentence_token_ids!r}: answer_similarity needs the tokenizer's ids "
+                             'as {"cls": id, "sep": id, "sentence_ends": [ids of ".", "?", "!"]}')
         if qa_settings is not None and not isinstance(qa_settings, dict):
             raise ValueError(f"qa_settings={qa_settings!r} must be a dict of evaluation settings or None.")
         self.qa_head = qa_head
@@ -167,8 +143,8 @@ def mask_padding(logits: torch.Tensor, attention_mask: torch.Tensor | None) -> t
 
 
 def without_null(logits: torch.Tensor) -> torch.Tensor:
-    """Returns `logits` with the null position (index 0, [CLS]) at the dtype's minimum: it never wins and gets no
-    probability, so what remains is a distribution over the non-null tokens."""
+    """Returns `logits` with the null position (index 0, [CLS]) at the dtype's minimum, so that what remains is a
+    distribution over the non-null tokens."""
     masked = logits.clone()
     masked[:, 0] = torch.finfo(logits.dtype).min
     return masked
@@ -183,18 +159,15 @@ def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> to
 
 def float32_linear(layer: nn.Linear, inputs: torch.Tensor) -> torch.Tensor:
     """Returns `layer(inputs)` computed in float32, whatever the layer's dtype or an enclosing autocast: these
-    products become the span logits and null odds, compared against a threshold, which bf16 would move in steps of
-    about 0.06; they are a sliver of a training step."""
+    products become the span logits and null odds, compared against a threshold that bf16 would move in steps."""
     with torch.autocast(inputs.device.type, enabled=False):
         bias = None if layer.bias is None else layer.bias.float()
         return nn.functional.linear(inputs.float(), layer.weight.float(), bias)
 
 
 def attention_summary(logits: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
-    """Returns sum_i softmax(logits)_i * h_i, the token state a pointer distribution expects.
-
-    The softmax runs in float32: half-precision exponentials summed over hundreds of tokens would round the weights.
-    """
+    """Returns sum_i softmax(logits)_i * h_i, the token state a pointer distribution expects; the softmax runs in
+    float32, as half-precision exponentials summed over hundreds of tokens would round the weights."""
     weights = torch.softmax(logits.float(), dim=-1).to(hidden_states.dtype)  # (batch, seq_len)
     return torch.bmm(weights.unsqueeze(1), hidden_states).squeeze(1)  # (batch, dim)
 
@@ -216,10 +189,8 @@ class BilinearScorer(nn.Module):
 class AnswerPointerHead(nn.Module):
     """Answer pointer (Wang & Jiang, 2016): start and end distributions over the tokens, the end given the start.
 
-    Keys are one projection of the token states shared by both pointers. The start query is learned; the end query is
-    a GRU cell step whose hidden state is the start query and whose input is the start distribution's attention
-    summary. Start and end have separate scorers, so anything that moves the start distribution reaches the end only
-    through that summary.
+    Both pointers score one projection of the token states, each with its own scorer. The start query is learned; the
+    end query is a GRU cell step from the start query, reading the start distribution's attention summary.
     """
 
     def __init__(self, config: PointerDistilBertConfig):
@@ -244,11 +215,8 @@ class AnswerPointerHead(nn.Module):
 
 
 class LinearSpanHead(nn.Linear):
-    """Stock DistilBERT QA head: one linear layer gives each token a start and an end score (the ablation baseline).
-
-    It is an `nn.Linear(dim, 2)` itself, so its weights are named exactly like the stock model's `qa_outputs`; it
-    scores in float32 like the pointer head (see `float32_linear`).
-    """
+    """Stock DistilBERT QA head, the ablation baseline: an `nn.Linear(dim, 2)` itself, so its weights are named like
+    the stock model's `qa_outputs`, giving each token a start and an end score in float32 (see `float32_linear`)."""
 
     def __init__(self, config: PointerDistilBertConfig):
         super().__init__(config.dim, 2)
@@ -265,10 +233,8 @@ SPAN_HEADS = {"pointer": AnswerPointerHead, "linear": LinearSpanHead}
 
 
 class FeatureStandardizer(nn.BatchNorm1d):
-    """Batch normalisation in float32 whatever the module's or the input's dtype, falling back to its running
-    statistics for a training batch of one row. Half-precision statistics would lose the small differences that
-    standardisation brings out, so they and the rescaling run on float32 copies, written back in the buffers' dtype.
-    """
+    """Batch normalisation in float32 whatever the module's or the input's dtype (half-precision statistics would
+    lose the small differences it brings out), on running statistics for a training batch of one row."""
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Returns the standardised, affinely rescaled features, shape (batch, num_features), in their own dtype."""
@@ -292,13 +258,11 @@ class FeatureStandardizer(nn.BatchNorm1d):
 class AnswerVerifier(nn.Module):
     """Has-answer classifier: one no-answer logit per window, from what the window says and how sure the pointers are.
 
-    The span head can only abstain by pointing at [CLS], whose logit competes with hundreds of token logits and
-    learns as slowly as any of them. The verifier gets its own per-window binary loss (the Read + Verify idea, Hu et
-    al., 2019; Retro-Reader's front verifier, Zhang et al., 2021) and reads features that carry a signal before much
-    training: the [CLS] state and the mean token state (a sentence encoder's pooled view), the states the start and
-    end pointers expect among the other tokens (what the best non-null answer looks like), and four confidences, the
-    log-probabilities of the best non-null start and end and of the null start and end. The pointer distributions
-    are read without a gradient, so the binary loss reaches the encoder through the token states only. With
+    The span head abstains only by pointing at [CLS], whose logit learns as slowly as any of hundreds of token logits.
+    The verifier has its own per-window binary loss (Read + Verify, Hu et al., 2019) and reads features with a signal
+    early in training: the [CLS] and mean token states, the states the start and end pointers expect among the other
+    tokens, and the log-probabilities of the best non-null and of the null start and end. The pointers are read
+    without a gradient, so the binary loss reaches the encoder through the token states only; with
     `verifier_standardization` the features are batch-normalised first, which lets the MLP learn within a small budget.
     """
 
@@ -359,16 +323,18 @@ class SentenceMatcher(nn.Module):
 
     The encoder is a frozen copy of the starting checkpoint's (`copy_encoder`): a sentence encoder keeps its
     embedding space only while fine-tuning leaves it alone. It never trains and costs nothing until weighed in.
+    `encoder` replaces the DistilBERT for a subclass that embeds otherwise (`unit_embeddings`), as the ONNX one does.
     """
 
-    def __init__(self, config: PointerDistilBertConfig):
+    def __init__(self, config: PointerDistilBertConfig, encoder=None):
         super().__init__()
-        self.encoder = DistilBertModel(config)
+        self.encoder = DistilBertModel(config) if encoder is None else encoder
         token_ids = config.sentence_token_ids
         self.cls_id, self.sep_id = token_ids["cls"], token_ids["sep"]
         self.sentence_ends = set(token_ids["sentence_ends"])
         self.pad_id = config.pad_token_id or 0
         self.max_segment_length = config.max_position_embeddings - 2  # room for [CLS] and [SEP]
+        self.dim = config.dim
         self.requires_grad_(False)
 
     @torch.no_grad()
@@ -380,31 +346,25 @@ class SentenceMatcher(nn.Module):
         """Stays in inference mode: the matcher's embeddings are the starting encoder's, dropout included."""
         return super().train(False)
 
-    def wrap(self, segment: list[int]) -> list[int]:
-        """Returns a segment's token ids as the matcher encodes it: `[CLS] segment [SEP]`, cut to fit the encoder."""
-        return [self.cls_id, *segment[: self.max_segment_length], self.sep_id]
+    def unit_embeddings(self, token_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Returns the unit-length mean-pooled embedding of each padded row, shape (rows, dim), pooled in float32."""
+        states = self.encoder(input_ids=token_ids, attention_mask=attention_mask).last_hidden_state  # (rows, L, dim)
+        return nn.functional.normalize(masked_mean(states.float(), attention_mask), dim=-1)
 
     def embed(self, segments: list[list[int]], device: torch.device, chunk: int = 64) -> torch.Tensor:
-        """Returns the unit-length mean-pooled embedding of each segment (`wrap`ped), shape (len(segments), dim),
-        encoded in chunks of similar lengths, each padded only to its own longest."""
-        texts = [self.wrap(segment) for segment in segments]
+        """Returns the `unit_embeddings` of each segment as `[CLS] segment [SEP]` (cut to fit the encoder), shape
+        (len(segments), dim), encoded in chunks of similar lengths, each padded only to its own longest."""
+        texts = [[self.cls_id, *segment[: self.max_segment_length], self.sep_id] for segment in segments]
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
-        embeddings = torch.empty(len(texts), self.encoder.config.dim, device=device)
+        embeddings = torch.empty(len(texts), self.dim, device=device)
         for first in range(0, len(order), chunk):
             rows = order[first : first + chunk]
             tokens = [torch.tensor(texts[row]) for row in rows]
             token_ids = nn.utils.rnn.pad_sequence(tokens, batch_first=True, padding_value=self.pad_id).to(device)
             widths = torch.tensor([len(text) for text in tokens], device=device)
             mask = (torch.arange(token_ids.size(1), device=device) < widths.unsqueeze(1)).long()
-            states = self.encoder(input_ids=token_ids, attention_mask=mask).last_hidden_state  # (rows, width, dim)
-            pooled = masked_mean(states.float(), mask)  # (rows, dim), summed in float32
-            embeddings[rows] = nn.functional.normalize(pooled, dim=-1)
+            embeddings[rows] = self.unit_embeddings(token_ids, mask)
         return embeddings
-
-    def segments_of(self, input_ids: list[list[int]], lengths: list[int]) -> list[list[list[int]]]:
-        """Returns the `window_segments` of each right-padded window of `lengths` tokens."""
-        return [window_segments(ids[:length], self.sep_id, self.sentence_ends)
-                for ids, length in zip(input_ids, lengths)]
 
     @torch.no_grad()
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -412,31 +372,23 @@ class SentenceMatcher(nn.Module):
         sentence. Windows are right-padded, as the recipe's collator and pipeline pad them."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        windows = self.segments_of(input_ids.tolist(), attention_mask.sum(dim=-1).tolist())
+        windows = [window_segments(ids[:length], self.sep_id, self.sentence_ends)
+                   for ids, length in zip(input_ids.tolist(), attention_mask.sum(dim=-1).tolist())]
         embeddings = self.embed([segment for segments in windows for segment in segments], input_ids.device)
+        similarities, row = [], 0
         # Float32 products: the weighed similarity moves the null odds, and a bf16 one would move them in steps.
         with torch.autocast(input_ids.device.type, enabled=False):
-            return torch.tensor(closest_sentence(windows, embeddings), device=input_ids.device)  # (batch,)
-
-
-def closest_sentence(windows: list[list[list[int]]], embeddings) -> list[float]:
-    """Returns each window's largest cosine similarity between its question and a sentence, -1 without a sentence,
-    from the unit `embeddings` (torch or numpy) of every window's segments in turn, question first."""
-    similarities, row = [], 0
-    for segments in windows:
-        question, sentences = embeddings[row], embeddings[row + 1 : row + len(segments)]  # (dim,), (n, dim)
-        similarities.append(float((sentences @ question).max()) if len(sentences) else -1.0)
-        row += len(segments)
-    return similarities
+            for segments in windows:  # the question's embedding, then its sentences'
+                question, sentences = embeddings[row], embeddings[row + 1 : row + len(segments)]  # (dim,), (n, dim)
+                similarities.append(float((sentences @ question).max()) if len(sentences) else -1.0)
+                row += len(segments)
+        return torch.tensor(similarities, device=input_ids.device)  # (batch,)
 
 
 def add_to_null_logits(start_logits: torch.Tensor, end_logits: torch.Tensor, no_answer_logit: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns the span logits with half of `no_answer_logit` added to each [CLS] (index 0) logit, in float32.
-
-    The null score start[0] + end[0] thus grows by exactly the verifier's logit, and evaluation, prediction and the
-    pipeline, which all read the null score from the logits, share one definition of the null odds.
-    """
+    """Returns the span logits, in float32, with half of `no_answer_logit` added to each [CLS] (index 0) logit: the
+    null score start[0] + end[0], which evaluation, prediction and the pipeline all read, grows by exactly the logit."""
     start_logits, end_logits = start_logits.float(), end_logits.float()
     shift = torch.zeros_like(start_logits)  # (batch, seq_len)
     shift[:, 0] = no_answer_logit.float() / 2
@@ -444,10 +396,8 @@ def add_to_null_logits(start_logits: torch.Tensor, end_logits: torch.Tensor, no_
 
 
 def verifier_loss(no_answer_logit: torch.Tensor, start_positions: torch.Tensor, seq_len: int) -> torch.Tensor:
-    """Returns the binary cross-entropy of "this window holds no answer" (start label 0), in float32.
-
-    Labels are clamped like the span loss's, and windows whose start label lies past the sequence are ignored.
-    """
+    """Returns the binary cross-entropy of "this window holds no answer" (start label 0), in float32; labels are
+    clamped like the span loss's, and windows whose start label lies past the sequence are ignored."""
     start_positions = start_positions.reshape(-1).clamp(0, seq_len)  # (batch,)
     labelled = start_positions < seq_len  # (batch,)
     no_answer = (start_positions == 0).float()  # (batch,)
@@ -457,33 +407,27 @@ def verifier_loss(no_answer_logit: torch.Tensor, start_positions: torch.Tensor, 
 
 def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, start_positions: torch.Tensor,
               end_positions: torch.Tensor, null_weight: float = 1.0) -> torch.Tensor:
-    """Returns the mean of the start and end cross-entropies; labels outside the sequence are ignored.
-
-    As in the stock model, labels are clamped to seq_len, which is then the ignored index, and each pointer's loss
-    is a mean over its own labelled windows. A window whose start label is the null (0) counts `null_weight` times
-    in those means, any other window once, so weight 1 is the stock loss. The cross-entropy runs in float32 so that
-    half-precision logits cannot lose the loss's precision; a batch without any labelled window gives 0, not NaN.
-    """
+    """Returns the mean of the start and end cross-entropies, each a mean over its labelled windows; as in the stock
+    model, labels are clamped to seq_len, the ignored index. A window whose start label is the null (0) counts
+    `null_weight` times, any other once, so weight 1 is the stock loss. The cross-entropy runs in float32, for
+    half-precision logits too; a batch without any labelled window gives 0, not NaN."""
     ignored_index = start_logits.size(1)
     start_positions = start_positions.reshape(-1).clamp(0, ignored_index)  # (batch,)
     end_positions = end_positions.reshape(-1).clamp(0, ignored_index)  # (batch,)
     window_weight = torch.where(start_positions == 0, null_weight, 1.0)  # (batch,)
     total = 0.0
     for logits, positions in ((start_logits, start_positions), (end_logits, end_positions)):
-        losses = nn.functional.cross_entropy(
-            logits.float(), positions, ignore_index=ignored_index, reduction="none"
-        )  # (batch,), 0 where ignored
+        losses = nn.functional.cross_entropy(logits.float(), positions, ignore_index=ignored_index,
+                                             reduction="none")  # (batch,), 0 where ignored
         weights = window_weight * (positions < ignored_index)
         total = total + (losses * weights).sum() / weights.sum().clamp(min=torch.finfo(torch.float32).tiny)
     return total / 2
 
 
 class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
-    """DistilBERT with an answer-pointer (or, for ablation, linear) span head for extractive question answering.
-
-    The encoder is stored as `distilbert` like every DistilBERT task model, so any DistilBERT checkpoint loads its
-    encoder weights and only the head (`qa_outputs.*`) starts fresh. Outputs match `DistilBertForQuestionAnswering`.
-    """
+    """DistilBERT with an answer-pointer (or, for ablation, linear) span head, outputs as
+    `DistilBertForQuestionAnswering`'s. The encoder is stored as `distilbert`, so any DistilBERT checkpoint loads its
+    encoder weights and only the heads start fresh."""
 
     config_class = PointerDistilBertConfig
 
@@ -528,14 +472,10 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
                 inputs_embeds: torch.Tensor | None = None, start_positions: torch.Tensor | None = None,
                 end_positions: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
                 **kwargs) -> QuestionAnsweringModelOutput | tuple[torch.Tensor, ...]:
-        r"""Returns span logits (and the loss when both label tensors are given) as `DistilBertForQuestionAnswering`;
-        the logits are float32 whatever the weights' dtype or an enclosing autocast, so the null odds are exact.
-
-        The null score of a window is start_logits[:, 0] + end_logits[:, 0]: the span head's null pointer, plus the
-        verifier's no-answer logit, minus the weighed answer similarity (`similarity_shift`).
-        Args are the stock model's: `input_ids` or `inputs_embeds` (batch, seq_len); `attention_mask` (1 for tokens,
-        0 for padding, whose logits are the dtype's minimum); `start_positions`/`end_positions` (batch,), 0 for no
-        answer, indices outside the sequence ignored; `kwargs` go to the encoder (`output_hidden_states`, ...).
+        r"""Returns span logits (and the loss when both label tensors are given) as `DistilBertForQuestionAnswering`,
+        whose arguments it takes (`kwargs` go to the encoder); the logits are float32 whatever the weights' dtype or
+        an enclosing autocast, so the null odds are exact. A window's null score start_logits[:, 0] + end_logits[:, 0]
+        is the span head's null pointer, plus the verifier's no-answer logit, minus the weighed answer similarity.
         """
         encoder_outputs = self.distilbert(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                           inputs_embeds=inputs_embeds, return_dict=True, **kwargs)
@@ -550,7 +490,10 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
             start_logits, end_logits = add_to_null_logits(start_logits, end_logits, similarity_shift)
         loss = None
         if start_positions is not None and end_positions is not None:
-            loss = self.answer_loss(start_logits, end_logits, no_answer_logit, start_positions, end_positions)
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions,
+                             self.config.null_span_loss_weight)
+            if no_answer_logit is not None:  # the verifier's binary loss
+                loss = loss + verifier_loss(no_answer_logit, start_positions, start_logits.size(1))
         return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
                                             hidden_states=encoder_outputs.hidden_states,
                                             attentions=encoder_outputs.attentions)
@@ -567,23 +510,14 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
                              "pass input_ids, not inputs_embeds")
         return -weight * (self.sentence_matcher(input_ids, attention_mask) - center)
 
-    def answer_loss(self, start_logits: torch.Tensor, end_logits: torch.Tensor, no_answer_logit: torch.Tensor | None,
-                    start_positions: torch.Tensor, end_positions: torch.Tensor) -> torch.Tensor:
-        """Returns the span loss, plus the verifier's binary loss when the model has a verifier."""
-        loss = span_loss(start_logits, end_logits, start_positions, end_positions, self.config.null_span_loss_weight)
-        if no_answer_logit is not None:
-            loss = loss + verifier_loss(no_answer_logit, start_positions, start_logits.size(1))
-        return loss
-
 
 PIPELINE_TASK = "question-answering"
 
 
 def pipeline_class() -> type | None:
-    """Returns the recipe's question-answering pipeline class, or None where its code is not at hand: `squad.pipeline`
-    in the recipe, the `pipeline` module beside this file in a checkpoint loaded as remote code. importlib keeps
-    transformers, which follows a file's `from .x import` lines, from asking for the pipeline where only the model is
-    wanted."""
+    """Returns the recipe's question-answering pipeline class (`squad.pipeline`, or the `pipeline` module beside this
+    file as remote code), or None where its code is not at hand. importlib keeps transformers, which follows a
+    file's `from .x import` lines, from asking for the pipeline where only the model is wanted."""
     package = __package__ or "squad"
     try:
         return importlib.import_module(f"{package}.pipeline").PointerQuestionAnsweringPipeline
@@ -614,6 +548,3 @@ AutoConfig.register(PointerDistilBertConfig.model_type, PointerDistilBertConfig,
 AutoModelForQuestionAnswering.register(PointerDistilBertConfig, PointerDistilBertForQuestionAnswering, exist_ok=True)
 PointerDistilBertConfig.register_for_auto_class()
 PointerDistilBertForQuestionAnswering.register_for_auto_class("AutoModelForQuestionAnswering")
-
-__all__ = ["AnswerPointerHead", "AnswerVerifier", "LinearSpanHead", "PointerDistilBertConfig",
-           "PointerDistilBertForQuestionAnswering", "span_loss"]

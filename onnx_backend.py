@@ -1,23 +1,14 @@
 """A model exported by `export_onnx.py`, answered by ONNX Runtime behind the recipe's question-answering pipeline.
 
-`OnnxQuestionAnsweringModel` stands where the PyTorch model stands in `PointerQuestionAnsweringPipeline`: it takes
-the pipeline's padded batch (`input_ids`, `attention_mask`) and returns the span logits, so windows, span search
-and the decision rule stay the pipeline's own and only the forward pass changes. Use it through
-`qa_pipeline.load_pipeline(EXPORT_FOLDER)`, or where only the export folder is at hand (it carries this file, the
-model file and the pipeline's, as a checkpoint does), `pipeline("question-answering", model=EXPORT_FOLDER,
-trust_remote_code=True, device="cpu")`.
-
-A model with a sentence matcher is exported as two graphs (see `export_onnx.py`): the span graph gives the logits
-without the question-sentence similarity, and the matcher graph embeds `[CLS] segment [SEP]` segments. The windows
-are cut into the question and its sentences here, in Python, by the model file's own `window_segments`, and the
-similarity shifts the null logits as the PyTorch model's forward does.
-
+`OnnxQuestionAnsweringModel` stands where the PyTorch model stands in `PointerQuestionAnsweringPipeline`: it returns
+the span logits of the pipeline's padded batch, so windows, span search and the decision rule stay the pipeline's.
+Use it through `qa_pipeline.load_pipeline(EXPORT_FOLDER)` or, with the folder alone (it carries this file, the model
+file and the pipeline's), `pipeline("question-answering", model=EXPORT_FOLDER, trust_remote_code=True, device="cpu")`.
 onnxruntime is needed only here; the PyTorch path and every saved checkpoint run without it.
 """
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import AutoConfig
 from transformers.modeling_outputs import QuestionAnsweringModelOutput
@@ -27,7 +18,6 @@ try:  # the copy in an export folder, which transformers loads as remote code be
         PointerDistilBertConfig,
         SentenceMatcher,
         add_to_null_logits,
-        closest_sentence,
         similarity_weighting,
     )
 except ImportError:  # the recipe's own module
@@ -35,7 +25,6 @@ except ImportError:  # the recipe's own module
         PointerDistilBertConfig,
         SentenceMatcher,
         add_to_null_logits,
-        closest_sentence,
         similarity_weighting,
     )
 
@@ -45,9 +34,6 @@ SPAN_GRAPHS = {"float32": "model.onnx", "int8": "model_int8.onnx"}
 MATCHER_GRAPHS = {"float32": "sentence_matcher.onnx", "int8": "sentence_matcher_int8.onnx"}
 EXPORT_SETTINGS = "onnx_export.json"
 PRECISIONS = tuple(SPAN_GRAPHS)
-# Segments the matcher embeds per run, sorted by length: the PyTorch matcher's chunk, so each segment is padded
-# exactly as there and the embeddings agree to float32 rounding.
-MATCHER_CHUNK = 64
 
 
 def is_export_folder(folder) -> bool:
@@ -98,45 +84,14 @@ class OnnxExportConfig(PointerDistilBertConfig):
     model_type = "pointer_distilbert_onnx"
 
 
-class OnnxSentenceMatcher:
-    """The sentence matcher of an exported model: `SentenceMatcher.forward`'s similarities, with the segments
-    embedded by the matcher's ONNX graph."""
+class OnnxSentenceMatcher(SentenceMatcher):
+    """The sentence matcher of an exported model: the PyTorch matcher's segments and similarities, with `encoder` an
+    ONNX Runtime session of the matcher's graph."""
 
-    def __init__(self, session, config):
-        self.session = session
-        token_ids = config.sentence_token_ids
-        self.cls_id, self.sep_id = token_ids["cls"], token_ids["sep"]
-        self.sentence_ends = set(token_ids["sentence_ends"])
-        self.pad_id = config.pad_token_id or 0
-        self.max_segment_length = config.max_position_embeddings - 2  # room for [CLS] and [SEP]
-
-    # The attributes above are the PyTorch matcher's, so its `wrap` and `segments_of` cut segments here exactly as
-    # there.
-    wrap = SentenceMatcher.wrap
-    segments_of = SentenceMatcher.segments_of
-
-    def embed(self, segments: list[list[int]]) -> np.ndarray:
-        """Return the unit-length embedding of each segment, shape (len(segments), dim), in length-sorted chunks."""
-        texts = [self.wrap(segment) for segment in segments]
-        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
-        embeddings = [None] * len(texts)
-        for first in range(0, len(order), MATCHER_CHUNK):
-            rows = order[first : first + MATCHER_CHUNK]
-            widths = np.array([len(texts[row]) for row in rows])  # (rows,)
-            token_ids = np.full((len(rows), widths.max()), self.pad_id, dtype=np.int64)  # (rows, width)
-            for line, row in enumerate(rows):
-                token_ids[line, : widths[line]] = texts[row]
-            mask = (np.arange(token_ids.shape[1]) < widths[:, None]).astype(np.int64)  # (rows, width)
-            (chunk,) = self.session.run(None, {"input_ids": token_ids, "attention_mask": mask})  # (rows, dim)
-            for line, row in enumerate(rows):
-                embeddings[row] = chunk[line]
-        return np.stack(embeddings)
-
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Return each right-padded window's question-sentence similarity, shape (batch,); -1 without a sentence."""
-        windows = self.segments_of(input_ids.tolist(), attention_mask.sum(axis=-1).tolist())
-        embeddings = self.embed([segment for segments in windows for segment in segments])  # (segments, dim)
-        return np.array(closest_sentence(windows, embeddings), dtype=np.float32)  # (batch,)
+    def unit_embeddings(self, token_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Returns the graph's unit-length embedding of each padded row, shape (rows, dim)."""
+        inputs = {"input_ids": token_ids.numpy(), "attention_mask": attention_mask.numpy()}
+        return torch.from_numpy(self.encoder.run(None, inputs)[0])
 
 
 class OnnxQuestionAnsweringModel:
@@ -161,7 +116,7 @@ class OnnxQuestionAnsweringModel:
             matcher_graph = folder / MATCHER_GRAPHS[self.precision]
             if not matcher_graph.is_file():
                 matcher_graph = folder / MATCHER_GRAPHS["float32"]
-            self.matcher = OnnxSentenceMatcher(runtime_session(matcher_graph, threads), self.config)
+            self.matcher = OnnxSentenceMatcher(self.config, encoder=runtime_session(matcher_graph, threads))
 
     @classmethod
     def from_pretrained(cls, folder, *args, precision: str | None = None, **kwargs) -> "OnnxQuestionAnsweringModel":
@@ -185,7 +140,7 @@ class OnnxQuestionAnsweringModel:
         start_logits, end_logits = map(torch.from_numpy, self.session.run(None, inputs))  # 2 x (batch, seq_len)
         if self.matcher is not None:
             weight, center = self.similarity
-            shift = -weight * (torch.from_numpy(self.matcher(**inputs)) - center)  # (batch,)
+            shift = -weight * (self.matcher(input_ids, attention_mask) - center)  # (batch,)
             start_logits, end_logits = add_to_null_logits(start_logits, end_logits, shift)
         return QuestionAnsweringModelOutput(start_logits=start_logits, end_logits=end_logits)
 
