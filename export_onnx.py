@@ -7,8 +7,7 @@ split of a window into graph operators, so `onnx_backend.py` splits and adds the
 graphs quantized as `QUANTIZATION` says (`model_int8.onnx`, ...); the tokenizer, `config.json`, `onnx_export.json`
 (the export's settings) and the code that answers from the folder, as a checkpoint carries it.
 
-The exporter is TorchScript's (`dynamo=False`): it needs nothing beyond torch and onnx, and its graphs give PyTorch's
-logits (tests/test_onnx.py); the dynamo exporter needs onnxscript and cannot export the split either.
+The exporter is TorchScript's (`dynamo=False`), which needs nothing beyond torch and onnx (dynamo needs onnxscript).
 """
 
 import argparse
@@ -27,15 +26,8 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 import modeling_pointer_distilbert
 import onnx_backend
 from cli_errors import UserError, run_command
-from modeling_pointer_distilbert import PointerDistilBertConfig, SentenceMatcher, ship_pipeline
-from onnx_backend import (
-    EXPORT_SETTINGS,
-    MATCHER_GRAPHS,
-    SPAN_GRAPHS,
-    OnnxExportConfig,
-    OnnxQuestionAnsweringModel,
-    similarity_settings,
-)
+from modeling_pointer_distilbert import PointerDistilBertConfig, SentenceMatcher, ship_pipeline, similarity_settings
+from onnx_backend import EXPORT_SETTINGS, MATCHER_GRAPHS, SPAN_GRAPHS, OnnxExportConfig, OnnxQuestionAnsweringModel
 
 OPSET = 17  # the first with LayerNormalization, which keeps each layer norm one operator
 TOKEN_AXES = {0: "batch", 1: "sequence"}  # the dynamic axes of token ids, masks and span logits
@@ -83,9 +75,8 @@ def load_model(model_folder: Path) -> nn.Module:
         raise UserError(f"{model_folder} holds no model of this recipe ({config_path} does not say model_type "
                         f"{PointerDistilBertConfig.model_type!r}); give an output folder of run_qa.py")
     # Eager attention: its matrix products and softmax are what ONNX Runtime's optimizer fuses into one operator.
-    model = AutoModelForQuestionAnswering.from_pretrained(model_folder, dtype=torch.float32,
-                                                          attn_implementation="eager")
-    return model.eval()
+    return AutoModelForQuestionAnswering.from_pretrained(model_folder, dtype=torch.float32,
+                                                         attn_implementation="eager").eval()
 
 
 def example_inputs(batch: int = 2, length: int = 16) -> tuple[torch.Tensor, torch.Tensor]:

@@ -127,6 +127,13 @@ def similarity_weighting(config: PointerDistilBertConfig) -> tuple[float, float]
     return settings.get("answer_similarity_weight", 0.0), settings.get("answer_similarity_center", 0.0)
 
 
+def similarity_settings(config: PointerDistilBertConfig) -> tuple[float, float] | None:
+    """Returns the `similarity_weighting`, or None where the null odds leave the similarity out (no matcher or no
+    weight): what decides whether the ONNX export needs the matcher's graph."""
+    weight, center = similarity_weighting(config)
+    return (weight, center) if config.answer_similarity and weight else None
+
+
 def is_sentence_token_ids(value) -> bool:
     """True for `{"cls": int, "sep": int, "sentence_ends": [int, ...]}`."""
     if not isinstance(value, dict) or not isinstance(value.get("sentence_ends"), list):
@@ -187,11 +194,8 @@ class BilinearScorer(nn.Module):
 
 
 class AnswerPointerHead(nn.Module):
-    """Answer pointer (Wang & Jiang, 2016): start and end distributions over the tokens, the end given the start.
-
-    Both pointers score one projection of the token states, each with its own scorer. The start query is learned; the
-    end query is a GRU cell step from the start query, reading the start distribution's attention summary.
-    """
+    """Answer pointer (Wang & Jiang, 2016): start and end distributions over one projection of the token states, each
+    with its own scorer; the end query is a GRU cell step from the learned start query, reading the start summary."""
 
     def __init__(self, config: PointerDistilBertConfig):
         super().__init__()
@@ -321,9 +325,8 @@ class SentenceMatcher(nn.Module):
     """How close a window's question comes to its closest context sentence: the largest cosine similarity between
     the question's and a sentence's mean-pooled embedding, each encoded on its own as `[CLS] text [SEP]`.
 
-    The encoder is a frozen copy of the starting checkpoint's (`copy_encoder`): a sentence encoder keeps its
-    embedding space only while fine-tuning leaves it alone. It never trains and costs nothing until weighed in.
-    `encoder` replaces the DistilBERT for a subclass that embeds otherwise (`unit_embeddings`), as the ONNX one does.
+    The encoder is a frozen copy of the starting checkpoint's (`copy_encoder`), as a sentence encoder keeps its
+    embedding space only while fine-tuning leaves it alone; a subclass may give its own (the ONNX backend does).
     """
 
     def __init__(self, config: PointerDistilBertConfig, encoder=None):

@@ -18,18 +18,17 @@ try:  # the copy in an export folder, which transformers loads as remote code be
         PointerDistilBertConfig,
         SentenceMatcher,
         add_to_null_logits,
-        similarity_weighting,
+        similarity_settings,
     )
 except ImportError:  # the recipe's own module
     from modeling_pointer_distilbert import (
         PointerDistilBertConfig,
         SentenceMatcher,
         add_to_null_logits,
-        similarity_weighting,
+        similarity_settings,
     )
 
-# The export folder's files: the span graph and the matcher's graph at each precision (an int8 span graph may come
-# with a float32 matcher, see export_onnx.QUANTIZATION) and the settings the export was made with.
+# The export folder's files: the span and the matcher's graph at each precision, and the export's settings.
 SPAN_GRAPHS = {"float32": "model.onnx", "int8": "model_int8.onnx"}
 MATCHER_GRAPHS = {"float32": "sentence_matcher.onnx", "int8": "sentence_matcher_int8.onnx"}
 EXPORT_SETTINGS = "onnx_export.json"
@@ -39,15 +38,6 @@ PRECISIONS = tuple(SPAN_GRAPHS)
 def is_export_folder(folder) -> bool:
     """True for a folder written by export_onnx.py (it holds the float32 span graph)."""
     return (Path(folder) / SPAN_GRAPHS["float32"]).is_file()
-
-
-def similarity_settings(config) -> tuple[float, float] | None:
-    """Return the (weight, centre) with which the question-sentence similarity lowers the null logits, or None
-    when the model's null odds do not use it (no matcher, or a calibrated weight of 0)."""
-    weight, center = similarity_weighting(config)
-    if not getattr(config, "answer_similarity", False) or not weight:
-        return None
-    return weight, center
 
 
 def chosen_precision(folder: Path, precision: str | None) -> str:
@@ -77,16 +67,14 @@ def runtime_session(path: Path, threads: int):
 
 
 class OnnxExportConfig(PointerDistilBertConfig):
-    """The configuration of an export folder: the model's own, under a model type of its own. The model file
-    registers its type for the PyTorch model; with this one, transformers' `AutoModelForQuestionAnswering` (and so
-    `pipeline(..., trust_remote_code=True)`) follows the folder's `auto_map` to `OnnxQuestionAnsweringModel`."""
+    """An export folder's configuration: the model's own under a type of its own, so that transformers' Auto classes
+    (and `pipeline(..., trust_remote_code=True)`) follow the folder's `auto_map` to `OnnxQuestionAnsweringModel`."""
 
     model_type = "pointer_distilbert_onnx"
 
 
 class OnnxSentenceMatcher(SentenceMatcher):
-    """The sentence matcher of an exported model: the PyTorch matcher's segments and similarities, with `encoder` an
-    ONNX Runtime session of the matcher's graph."""
+    """The PyTorch matcher's segments and similarities, embedded by `encoder`, an ONNX Runtime session of its graph."""
 
     def unit_embeddings(self, token_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Returns the graph's unit-length embedding of each padded row, shape (rows, dim)."""
@@ -95,12 +83,8 @@ class OnnxSentenceMatcher(SentenceMatcher):
 
 
 class OnnxQuestionAnsweringModel:
-    """An exported model as the question-answering pipeline uses a model: `config`, `device`, `to` and a `forward`
-    that returns the span logits of a padded batch.
-
-    It runs on the CPU only. ONNX Runtime uses as many threads as torch (`torch.get_num_threads()`, which follows
-    OMP_NUM_THREADS), so one setting governs both backends.
-    """
+    """An exported model as the question-answering pipeline uses one (`config`, `device`, `to`, `forward`), on the
+    CPU, with as many ONNX Runtime threads as torch's (`torch.get_num_threads()`): one setting governs both backends."""
 
     device = torch.device("cpu")
 
@@ -114,7 +98,7 @@ class OnnxQuestionAnsweringModel:
         self.matcher = None
         if self.similarity:
             matcher_graph = folder / MATCHER_GRAPHS[self.precision]
-            if not matcher_graph.is_file():
+            if not matcher_graph.is_file():  # an int8 span graph may come with a float32 matcher
                 matcher_graph = folder / MATCHER_GRAPHS["float32"]
             self.matcher = OnnxSentenceMatcher(self.config, encoder=runtime_session(matcher_graph, threads))
 
