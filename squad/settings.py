@@ -15,11 +15,10 @@ import numpy as np
 class QASettings:
     """A model's window, answer and decision settings; the defaults are the recipe's.
 
-    `null_score_diff_threshold`: answer "" when null score minus best span score exceeds it;
-    `null_score_diff_threshold_source` says where it came from (a calibration split, a flag, the default).
-    `answer_similarity_weight` and `answer_similarity_center`: how much the question–sentence similarity of a
-    model with a sentence matcher lowers the null score, `weight * (similarity - center)`; chosen with the
-    threshold on the calibration split, 0 leaves the null odds as the reader gives them.
+    The answer is "" when null score minus best span score exceeds `null_score_diff_threshold` (its source: a
+    calibration split, a flag, the default). A model with a sentence matcher lowers the null score by
+    `answer_similarity_weight * (similarity - answer_similarity_center)`, chosen with the threshold on the
+    calibration split; a weight of 0 leaves the null odds as the reader gives them.
     """
 
     max_seq_length: int = 384

@@ -1,7 +1,6 @@
 """Answer spans from span logits: the one search and decision rule that evaluation, prediction (`postprocess.py`)
-and the pipeline share, so a question gets the same answer whichever way it is asked.
-
-It ships with every checkpoint beside the pipeline, which imports it relatively, so it needs numpy only.
+and the pipeline share, so a question gets the same answer whichever way it is asked. It ships with every
+checkpoint beside the pipeline, which imports it relatively, so it needs numpy only.
 """
 
 from dataclasses import dataclass
@@ -24,8 +23,7 @@ class ContextOffsets:
     pairs: np.ndarray  # (P, 2) character [start, end) of each context token
 
     def char_span(self, feature: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return the character start of token `start` and end of token `end` of each window (0, 0 outside the
-        context)."""
+        """Return the character start of token `start` and end of token `end` of each window (0, 0 outside context)."""
         inside = self.in_context[feature, start] & self.in_context[feature, end]  # (C,)
         if not len(self.pairs):
             return np.zeros(len(feature), dtype=np.int64), np.zeros(len(feature), dtype=np.int64)
@@ -38,10 +36,9 @@ class ContextOffsets:
 class Spans:
     """The best spans of every example and its null score, as `find_spans` leaves them.
 
-    Candidates are grouped by example, best first: those of example e are `bounds[e]:bounds[e + 1]` (none when the
-    example's windows hold no valid span). A candidate is a window (`feature`), its first and last token in that
-    window (`start`, `end`) and its score, start logit + end logit. The null score of an example is the lowest [CLS]
-    score (start[0] + end[0]) over its windows; `null_feature` is the window it comes from.
+    A candidate is a window (`feature`), its first and last token there and its score, start + end logit; those of
+    example e are `bounds[e]:bounds[e + 1]`, best first. The null score of an example is the lowest [CLS] score
+    (start[0] + end[0]) over its windows, `null_feature` the window it comes from.
     """
 
     bounds: np.ndarray  # (E + 1,)
@@ -85,9 +82,8 @@ def find_spans(feature_example: np.ndarray, num_examples: int, in_context: np.nd
     Candidates are the `n_best_size` best starts and ends among a window's context tokens; a pair is valid when
     end >= start and end - start + 1 <= `max_answer_length`. Equal scores keep window order.
     """
-    # (C,) each: window, start token, end token, score
     feature, start, end, score = _best_spans_per_feature(start_logits, end_logits, in_context, n_best_size,
-                                                         max_answer_length)
+                                                         max_answer_length)  # (C,) each
     order = _best_per_example(feature_example, feature, score, n_best_size)
     feature, start, end, score = feature[order], start[order], end[order], score[order]
     bounds = np.searchsorted(feature_example[feature], np.arange(num_examples + 1))  # (E + 1,)
@@ -99,10 +95,8 @@ def find_spans(feature_example: np.ndarray, num_examples: int, in_context: np.nd
 
 def _best_spans_per_feature(start_logits, end_logits, in_context, n_best_size, max_answer_length, block_size=512):
     """Return `(feature, start, end, score)` arrays of each window's `n_best_size` best valid spans, grouped by
-    window and best first within it.
-
-    Per window: the k best start and end tokens among context tokens, their k×k score matrix, masked for order and
-    length, then its n best cells. Windows go in blocks so memory stays at block × k × k.
+    window and best first within it: the n best cells of the k×k score matrix of its k best starts and ends, masked
+    for order and length. Windows go in blocks so memory stays at block × k × k.
     """
     num_features, width = start_logits.shape
     k = min(n_best_size, width)
@@ -138,11 +132,8 @@ def _k_smallest(values: np.ndarray, k: int) -> np.ndarray:
 
 
 def _best_per_example(feature_example: np.ndarray, feature: np.ndarray, score: np.ndarray, size: int) -> np.ndarray:
-    """Return candidate indices grouped by example, best first, at most `size` per example.
-
-    Candidates arrive grouped by window and sorted within it, so only examples spread over several windows need
-    their candidates merged by score; ties keep window order.
-    """
+    """Return candidate indices grouped by example, best first, at most `size` per example. Candidates arrive sorted
+    within their window, so only examples of several windows need merging by score; ties keep window order."""
     example = feature_example[feature]  # (C,)
     order = np.argsort(example, kind="stable")  # (C,)
     shared = np.flatnonzero(np.bincount(feature_example)[example[order]] > 1)  # positions of multi-window examples
