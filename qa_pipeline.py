@@ -1,16 +1,9 @@
 """The recipe's question-answering pipeline for scripts and the command line.
 
-Every checkpoint the recipe saves carries its pipeline (`squad/pipeline.py`, named in config.json's
-`custom_pipelines`), so anywhere, with only torch and transformers installed:
-
-    qa = pipeline("question-answering", model="out", trust_remote_code=True)
-    qa(question="Who built the lighthouse?", context="...")  # {"score", "start", "end", "answer"}
-
-Here, with the recipe's code at hand, `load_pipeline` builds the same pipeline without remote code, for any
-checkpoint (also one saved before checkpoints carried their pipeline) and for an export folder of `export_onnx.py`
-(answered by ONNX Runtime on the CPU, see `onnx_backend.py`), and `answer_questions` and the command line use
-it. Long contexts are cut into the same windows as evaluation and answered by the same decision rule, so the
-pipeline and `run_qa.py --do_eval` give the same answers for the same inputs and settings.
+Every checkpoint carries its pipeline (`squad/pipeline.py`) as remote code; here `load_pipeline` builds the same
+pipeline without remote code, for any checkpoint (also one saved before checkpoints carried it) and for an export
+folder of `export_onnx.py` (answered by ONNX Runtime on the CPU). It cuts windows and decides as evaluation does, so
+it and `run_qa.py --do_eval` give the same answers for the same inputs and settings.
 """
 
 import sys
@@ -28,11 +21,8 @@ __all__ = ["TASK", "PointerQuestionAnsweringPipeline", "answer_questions", "load
 
 def load_pipeline(model: str, precision: str | None = None, **kwargs) -> PointerQuestionAnsweringPipeline:
     """Return the pipeline of an output folder, Hub id or ONNX export folder, or a UserError saying what could not
-    be read.
-
-    `precision` ("float32" or "int8") chooses the graph of an export folder; by default its int8 graph where it has
-    one. `kwargs` are pipeline arguments that apply to every call (`handle_impossible_answer=True`, `device=0`, ...).
-    """
+    be read. `precision` ("float32" or "int8") picks an export folder's graph, by default int8 where it has one;
+    `kwargs` are pipeline arguments for every call (`handle_impossible_answer=True`, `device=0`, ...)."""
     if is_export_folder(model):
         return onnx_pipeline(model, precision, **kwargs)
     if precision is not None:
@@ -73,10 +63,8 @@ def answer_questions(model, questions, contexts, **kwargs) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Answer questions about one context from the command line, printing one JSON line per question.
-
-    Returns the exit status: 2 with a one-line error for a missing context file or a model that cannot be loaded.
-    """
+    """Answer questions about one context from the command line, printing one JSON line per question; return the
+    exit status, 2 with a one-line error for input that cannot be used (context file, model, question, setting)."""
     import argparse
     import json
 

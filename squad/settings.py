@@ -1,9 +1,8 @@
-"""How a model cuts questions into windows and turns logits into answers: the settings it is saved with.
+"""How a model cuts questions into windows and turns logits into answers, and the checks of those settings.
 
-`QASettings` is what `run_qa.py` evaluates with and saves as `config.qa_settings`; the pipeline reads the same dict
-back under transformers 4.x's argument names (`PIPELINE_NAMES`), so every consumer of a model answers as its
-evaluation did. The checks of both live here. This module ships with every checkpoint (the pipeline imports it
-relatively) and needs only the standard library and numpy.
+`run_qa.py` evaluates with `QASettings` and saves them as `config.qa_settings`; the pipeline reads them back under
+transformers 4.x's argument names, so every consumer of a model answers as its evaluation did. The module ships with
+every checkpoint (the pipeline imports it relatively), so it needs only the standard library and numpy.
 """
 
 from dataclasses import dataclass
@@ -16,11 +15,10 @@ import numpy as np
 class QASettings:
     """A model's window, answer and decision settings; the defaults are the recipe's.
 
-    `null_score_diff_threshold`: answer "" when null score minus best span score exceeds it;
-    `null_score_diff_threshold_source` says where it came from (a calibration split, a flag, the default).
-    `answer_similarity_weight` and `answer_similarity_center`: how much the question–sentence similarity of a
-    model with a sentence matcher lowers the null score, `weight * (similarity - center)`; chosen with the
-    threshold on the calibration split, 0 leaves the null odds as the reader gives them.
+    The answer is "" when null score minus best span score exceeds `null_score_diff_threshold` (its source: a
+    calibration split, a flag, the default). A model with a sentence matcher lowers the null score by
+    `answer_similarity_weight * (similarity - answer_similarity_center)`, chosen with the threshold on the
+    calibration split; a weight of 0 leaves the null odds as the reader gives them.
     """
 
     max_seq_length: int = 384
@@ -45,9 +43,7 @@ def check_window_settings(max_seq_length: int | None, doc_stride: int | None, ma
                           names: tuple[str, str, str] = ("--max_seq_length", "--doc_stride", "--max_query_length"),
                           ) -> None:
     """Raise a ValueError naming the settings (by `names`, the caller's words for the three) when windows of them
-    cannot hold a context. A setting that is None (not given) is not checked.
-
-    A stride of 0 is allowed: consecutive windows then share no token.
+    cannot hold a context; a setting that is None is not checked. A stride of 0 (windows share no token) is allowed.
     """
     seq_name, stride_name, query_name = names
     if doc_stride is not None and doc_stride < 0:
@@ -62,10 +58,9 @@ def check_window_settings(max_seq_length: int | None, doc_stride: int | None, ma
 def resolve_settings(given: dict, saved: dict | None, version_2: bool, training: bool) -> QASettings:
     """Return a run's settings, with where the threshold comes from.
 
-    Each window or answer setting is `given` (a flag; None when not given), else the model's `saved` value, else the
-    default. The threshold is `given["null_score_diff_threshold"]`; else, when training, 0 until a calibration split
-    replaces it; else the model's. The answer similarity's weight is the model's unless it is trained again (then 0
-    until calibration). Raises ValueError when the windows cannot hold a context.
+    Each window or answer setting is `given` (a flag, or None), else the model's `saved` value, else the default.
+    The threshold is the given one, else the model's; training starts it and the answer similarity's weight from 0
+    until a calibration split replaces them. Raises ValueError when the windows cannot hold a context.
     """
     saved = saved or {}
     values = {name: given[name] if given.get(name) is not None else saved.get(name, default)
@@ -82,11 +77,8 @@ def resolve_settings(given: dict, saved: dict | None, version_2: bool, training:
                       null_score_diff_threshold_source=source, **similarity)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# The pipeline's arguments: transformers 4.x's names, read from `qa_settings`
-# ----------------------------------------------------------------------------------------------------------------
-
-# transformers 4.x's defaults; a model saved without `qa_settings` answers with them.
+# The pipeline's arguments, under transformers 4.x's names, and its defaults: a model without `qa_settings` answers
+# with them.
 PIPELINE_DEFAULTS = {"max_seq_len": 384, "doc_stride": 128, "max_question_len": 64, "max_answer_len": 15,
                      "n_best_size": 20, "null_score_diff_threshold": 0.0, "handle_impossible_answer": False,
                      "top_k": 1, "align_to_words": True, "batch_size": 4}
@@ -108,11 +100,8 @@ INSTEAD = {"topk": "top_k", "max_seq_length": "max_seq_len", "max_length": "max_
 
 
 def checked_arguments(arguments: dict, source: str = "") -> dict:
-    """Return `arguments`, or raise ValueError naming the first one that is unknown or out of range.
-
-    transformers 4.x ignored an argument it did not know (`max_seq_length=512` changed nothing); here it is an
-    error, as a misspelt setting would otherwise answer with the default in silence.
-    """
+    """Return `arguments`, or raise ValueError naming the first one that is unknown or out of range (transformers
+    4.x ignored an unknown one, so a misspelt setting answered with the default in silence)."""
     for name, value in arguments.items():
         if name not in PIPELINE_ARGUMENTS:
             hint = f"; use {INSTEAD[name]}" if name in INSTEAD else ""
@@ -130,14 +119,12 @@ def checked_arguments(arguments: dict, source: str = "") -> dict:
 
 def call_settings(qa_settings: dict | None, model_max_length: int, given: dict) -> dict:
     """Return every setting of a pipeline call: what it was given, else the model's `qa_settings`, else transformers
-    4.x's defaults.
+    4.x's defaults, so a model answers as its evaluation did without any argument.
 
-    With `qa_settings` (the evaluation's windows, answer length, n-best size, null threshold and whether it was
-    SQuAD 2.0) a model answers as its evaluation did without any argument. Evaluation cuts answers at token
-    offsets, so such a model does not widen answers to whole words unless its settings say `align_to_words`.
-    Without them, `max_seq_len` is at most the tokenizer's `model_max_length`, `handle_impossible_answer` is False
-    and answers are whole words, as in transformers 4.x. `doc_stride` follows `max_seq_len`: a call that changes only
-    `max_seq_len` gets `min(stride, max_seq_len // 2)`, where the stride is the model's or 128.
+    Evaluation cuts answers at token offsets, so a model with `qa_settings` does not widen answers to whole words
+    unless they say `align_to_words`. Without them `max_seq_len` is at most the tokenizer's `model_max_length`. A
+    call that changes only `max_seq_len` gets a `doc_stride` of `min(stride, max_seq_len // 2)`, where the stride is
+    the model's or 128.
     """
     model = {name: qa_settings[key] for name, key in PIPELINE_NAMES.items()
              if qa_settings and qa_settings.get(key) is not None}
