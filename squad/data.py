@@ -1,8 +1,6 @@
-"""Data in: SQuAD files and Hub datasets read into one schema, every record checked, answers aligned to their text.
+"""Data in: SQuAD files and Hub datasets read into one schema, every record checked.
 
-Everything between a user's file and clean rows lives here, so a new layout or a new check touches only this file.
-Each failure is a `DataFormatError` naming the file, the record and the field, which is why the module runs past
-450 lines: one message per accepted layout and field.
+Every failure is a `DataFormatError` naming the file, the record and the field, so one line tells the user what to fix.
 """
 
 import csv
@@ -11,32 +9,26 @@ import logging
 from pathlib import Path
 
 import datasets
+import pyarrow.parquet as pq
 
 from squad._shared import _column
 
 logger = logging.getLogger(__name__)
 
-_ANSWERS = datasets.Sequence({"text": datasets.Value("string"), "answer_start": datasets.Value("int32")})
+_STRING = datasets.Value("string")
 SQUAD_FEATURES = datasets.Features(
     {
-        "id": datasets.Value("string"),
-        "title": datasets.Value("string"),
-        "context": datasets.Value("string"),
-        "question": datasets.Value("string"),
-        "answers": _ANSWERS,
+        "id": _STRING,
+        "title": _STRING,
+        "context": _STRING,
+        "question": _STRING,
+        "answers": datasets.Sequence({"text": _STRING, "answer_start": datasets.Value("int32")}),
     }
 )
-
-_FLAT_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 
 
 class DataFormatError(ValueError):
     """Input data that cannot be read as SQuAD; the message names the file, the record and the field, and the fix."""
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Loading
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def load_squad_file(path: str | Path) -> datasets.Dataset:
@@ -59,16 +51,14 @@ def load_squad_file(path: str | Path) -> datasets.Dataset:
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file; check the path")
     suffix = path.suffix.lower()
-    if suffix not in _FLAT_SUFFIXES:
+    if suffix in (".json", ".jsonl"):
+        rows = _rows_from_json_text(path, _read_text(path), json_lines=suffix == ".jsonl")
+    elif suffix in (".csv", ".parquet"):
+        rows = _validated_flat_rows(path, _csv_records(path) if suffix == ".csv" else _parquet_records(path))
+    else:
         raise DataFormatError(
             f"{path}: unsupported file type '{suffix}'; use .json (official SQuAD or rows), .jsonl, .csv or .parquet"
         )
-    if suffix == ".parquet":
-        rows = _validated_flat_rows(path, _parquet_records(path))
-    elif suffix == ".csv":
-        rows = _validated_flat_rows(path, _csv_records(path))
-    else:
-        rows = _rows_from_json_text(path, _read_text(path), json_lines=suffix == ".jsonl")
     if not rows:
         raise DataFormatError(f"{path}: holds no questions; check that it is the right file")
     _check_unique_ids(path, rows)
@@ -228,8 +218,6 @@ def _csv_records(path: Path):
 
 def _parquet_records(path: Path):
     """Yield `(record, where)` for each row of a Parquet file."""
-    import pyarrow.parquet as pq
-
     try:
         table = pq.read_table(path)
     except Exception as error:  # pyarrow raises ArrowInvalid/OSError variants for unreadable files
@@ -276,7 +264,8 @@ def _validated_flat_rows(path: Path, records) -> list[tuple[dict, str]]:
 
 
 def _flat_answers(path: Path, where: str, record: dict):
-    """Return a flat record's answers in any accepted layout, empty when it carries none."""
+    """Return a flat record's answers in any accepted layout (the `answers` field may hold their JSON text), empty
+    when it carries none."""
     if "answers" in record and "answer_text" in record:
         raise _field_error(path, where, "answers", "given twice (answers and answer_text); keep one of the two layouts")
     if "answer_text" in record:
@@ -284,14 +273,12 @@ def _flat_answers(path: Path, where: str, record: dict):
         if text is None or text == "":
             return []
         if isinstance(start, str):
-            start = _parse_int(path, where, "answer_start", start)
+            try:
+                start = int(start)
+            except ValueError:
+                raise _field_error(path, where, "answer_start", f"must be an integer, got {start!r}") from None
         return [{"text": text, "answer_start": start}]
-    return _answers_field(path, where, record, "answers")
-
-
-def _answers_field(path: Path, where: str, record: dict, name: str):
-    """Return the answers held in `record[name]` (an object, a list or their JSON text), empty when absent."""
-    answers = record.get(name)
+    answers = record.get("answers")
     if answers is None or answers == "":
         return []
     if isinstance(answers, str):
@@ -299,7 +286,7 @@ def _answers_field(path: Path, where: str, record: dict, name: str):
             answers = json.loads(answers)
         except json.JSONDecodeError as error:
             problem = f"is not valid JSON ({error.msg}, column {error.colno}); write it as a JSON object"
-            raise _field_error(path, where, name, problem) from None
+            raise _field_error(path, where, "answers", problem) from None
     return answers
 
 
@@ -324,37 +311,28 @@ def _validated_row(path: Path, where: str, record: dict, answers, is_impossible,
             path, where, "answers", "is_impossible is true but answers is not empty; set is_impossible to false or "
             "move them to plausible_answers"
         )
-    return {
-        "id": question_id,
-        "title": title,
-        "context": context,
-        "question": question,
-        "answers": {"text": texts, "answer_start": starts},
-    }
+    answers = {"text": texts, "answer_start": starts}
+    return {"id": question_id, "title": title, "context": context, "question": question, "answers": answers}
 
 
-def _validated_answers(
-    path: Path, where: str, answers, context: str, name: str = "answers"
-) -> tuple[list[str], list[int]]:
-    """Return `(texts, starts)` from either answer layout, with types and ranges checked; `name` is the field."""
+def _validated_answers(path: Path, where: str, answers, context: str) -> tuple[list[str], list[int]]:
+    """Return `(texts, starts)` from either answer layout, with types and ranges checked."""
     if isinstance(answers, dict):
         texts, starts = answers.get("text"), answers.get("answer_start")
         if not isinstance(texts, list) or not isinstance(starts, list):
-            raise _field_error(path, where, name, "must hold two lists, text and answer_start")
+            raise _field_error(path, where, "answers", "must hold two lists, text and answer_start")
         if len(texts) != len(starts):
-            raise _field_error(
-                path, where, name,
-                f"has {len(texts)} text(s) but {len(starts)} answer_start(s); give one start per answer text",
-            )
+            problem = f"has {len(texts)} text(s) but {len(starts)} answer_start(s); give one start per answer text"
+            raise _field_error(path, where, "answers", problem)
     elif isinstance(answers, list):
         if not all(isinstance(answer, dict) for answer in answers):
-            raise _field_error(path, where, name, 'must be a list of {"text", "answer_start"} objects')
+            raise _field_error(path, where, "answers", 'must be a list of {"text", "answer_start"} objects')
         texts = [answer.get("text") for answer in answers]
         starts = [answer.get("answer_start") for answer in answers]
     else:
-        raise _field_error(path, where, name, f"must be a list or an object, got {type(answers).__name__}")
+        raise _field_error(path, where, "answers", f"must be a list or an object, got {type(answers).__name__}")
     for index, (text, start) in enumerate(zip(texts, starts)):
-        answer_field = f"{name}[{index}]"
+        answer_field = f"answers[{index}]"
         if not isinstance(text, str) or not text.strip():
             raise _field_error(
                 path, where, f"{answer_field}.text",
@@ -390,14 +368,6 @@ def _expect(path: Path, where: str, container, name: str, kind: type):
     if not isinstance(value, kind):
         raise _field_error(path, where, name, f"must be a {kind.__name__}, got {type(value).__name__}")
     return value
-
-
-def _parse_int(path: Path, where: str, name: str, value: str) -> int:
-    """Return the integer written in a text cell, or raise naming the field."""
-    try:
-        return int(value)
-    except ValueError:
-        raise _field_error(path, where, name, f"must be an integer, got {value!r}") from None
 
 
 def _check_unique_ids(path: Path, rows: list[tuple[dict, str]]) -> None:

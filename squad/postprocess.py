@@ -1,15 +1,12 @@
-"""Answers out: span logits of a dataset's windows turned into answer texts, n-best lists and null odds, and the
-prediction files.
-
-The span search and the decision between a span and "" live in `squad/spans.py`, which the question-answering
-pipeline shares; this file reads datasets into it and writes what evaluation and prediction report. A change to
-the files, or to the n-best lists they hold, touches only this file.
+"""Answers out: span logits of a dataset's windows turned into answer texts, n-best lists, null odds and the
+prediction files. The span search, shared with the question-answering pipeline, lives in `squad/spans.py`.
 """
 
 import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import datasets
@@ -31,9 +28,9 @@ class QAPredictions:
 
     `answers` is the final text per id ("" for no answer); `nbest` the best spans per id, best first, each
     `{"text", "probability", "score", "start_logit", "end_logit", "start", "end"}`, Hugging Face's keys (`score` is
-    start_logit + end_logit) and the character offsets `start`/`end` into the context (SQuAD 2.0 adds the null
-    answer: text "", offsets 0/0, the [CLS] logits); `null_odds` is null score
-    minus best span score (SQuAD 2.0 only); `non_null_answers` the best span's text whatever the null score says.
+    start_logit + end_logit) and the character offsets into the context (SQuAD 2.0 adds the null answer: text "",
+    offsets 0/0, the [CLS] logits); `null_odds` is null score minus best span score (SQuAD 2.0 only);
+    `non_null_answers` the best span's text whatever the null score says.
     """
 
     answers: dict[str, str]
@@ -55,13 +52,9 @@ class NBestLists(Mapping):
         self._row_of = {question_id: row for row, question_id in enumerate(example_ids)}
         self._contexts = contexts
         self._inputs = (spans, null, offsets, start_logits, end_logits)
-        self._lists = None
 
     def __getitem__(self, question_id: str) -> list[dict]:
-        row = self._row_of[question_id]
-        if self._lists is None:
-            self._lists = self._build()
-        return self._lists[row]
+        return self._lists[self._row_of[question_id]]
 
     def __iter__(self):
         return iter(self._row_of)
@@ -72,67 +65,53 @@ class NBestLists(Mapping):
     def __repr__(self) -> str:
         return f"NBestLists({len(self)} questions)"
 
-    def _build(self) -> list[list[dict]]:
-        """Return every example's n-best list, in example order."""
-        bounds, (first_char, last_char, probability, score, start_logit, end_logit) = _nbest_columns(*self._inputs)
-        example = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds)).tolist()
+    @cached_property
+    def _lists(self) -> list[list[dict]]:
+        """Every example's n-best list, in example order.
+
+        For SQuAD 2.0 the null answer joins each list as one more entry ([CLS] of its lowest-scoring window, placed
+        after spans of equal score); probabilities are a softmax over each list.
+        """
+        spans, null, offsets, start_logits, end_logits = self._inputs
+        bounds, feature, start, end, score = spans.bounds, spans.feature, spans.start, spans.end, spans.score  # (C,)
+        num_examples = len(bounds) - 1
+        example = np.repeat(np.arange(num_examples), np.diff(bounds))  # (C,)
+        if null is not None:
+            null_feature, null_score = null  # (E,) each
+            ahead = np.bincount(example, weights=score >= null_score[example], minlength=num_examples)  # (E,)
+            position = bounds[:-1] + ahead.astype(np.int64)
+            feature, score = np.insert(feature, position, null_feature), np.insert(score, position, null_score)
+            start, end = np.insert(start, position, 0), np.insert(end, position, 0)
+            example = np.insert(example, position, np.arange(num_examples))
+            bounds = bounds + np.arange(num_examples + 1)
+        nonempty = bounds[1:] > bounds[:-1]  # (E,)
+        top_score = np.zeros(num_examples)
+        top_score[nonempty] = score[bounds[:-1][nonempty]]  # lists are sorted, so the first score is the largest
+        weight = np.exp(score - top_score[example])  # (C,)
+        probability = weight / np.bincount(example, weights=weight, minlength=num_examples)[example]  # (C,)
+        first_char, last_char = offsets.char_span(feature, start, end)
         contexts = self._contexts
         entries = [
             {"text": contexts[row][begin:stop], "probability": p, "score": total, "start_logit": s, "end_logit": e,
              "start": begin, "end": stop}
             for row, begin, stop, p, total, s, e in zip(
-                example, first_char.tolist(), last_char.tolist(), probability.tolist(), score.tolist(),
-                start_logit.tolist(), end_logit.tolist(),
+                example.tolist(), first_char.tolist(), last_char.tolist(), probability.tolist(), score.tolist(),
+                start_logits[feature, start].tolist(), end_logits[feature, end].tolist(),
             )
         ]
         bounds = bounds.tolist()
-        return [entries[bounds[row] : bounds[row + 1]] for row in range(len(bounds) - 1)]
+        return [entries[bounds[row] : bounds[row + 1]] for row in range(num_examples)]
 
 
-def _nbest_columns(spans: Spans, null, offsets, start_logits, end_logits):
-    """Return `(bounds, (first_char, last_char, probability, score, start_logit, end_logit))` of every n-best entry.
+def select_answers(examples: datasets.Dataset, features: datasets.Dataset, predictions: tuple[np.ndarray, np.ndarray],
+                   version_2_with_negative: bool = False, n_best_size: int = 20, max_answer_length: int = 30,
+                   null_score_diff_threshold: float = 0.0) -> QAPredictions:
+    """Return the answer, the n-best spans and (SQuAD 2.0) the null odds of every example.
 
-    For SQuAD 2.0 the null answer joins each list as one more entry ([CLS] of its lowest-scoring window, placed
-    after spans of equal score); probabilities are a softmax over each list.
-    """
-    bounds, feature, start, end, score = spans.bounds, spans.feature, spans.start, spans.end, spans.score  # (C,)
-    num_examples = len(bounds) - 1
-    example = np.repeat(np.arange(num_examples), np.diff(bounds))  # (C,)
-    if null is not None:
-        null_feature, null_score = null  # (E,) each
-        ahead = np.bincount(example, weights=score >= null_score[example], minlength=num_examples)  # (E,)
-        position = bounds[:-1] + ahead.astype(np.int64)
-        feature, score = np.insert(feature, position, null_feature), np.insert(score, position, null_score)
-        start, end = np.insert(start, position, 0), np.insert(end, position, 0)
-        example = np.insert(example, position, np.arange(num_examples))
-        bounds = bounds + np.arange(num_examples + 1)
-    nonempty = bounds[1:] > bounds[:-1]  # (E,)
-    top_score = np.zeros(num_examples)
-    top_score[nonempty] = score[bounds[:-1][nonempty]]  # lists are sorted, so the first score is the largest
-    weight = np.exp(score - top_score[example])  # (C,)
-    probability = weight / np.bincount(example, weights=weight, minlength=num_examples)[example]  # (C,)
-    first_char, last_char = offsets.char_span(feature, start, end)
-    columns = (first_char, last_char, probability, score, start_logits[feature, start], end_logits[feature, end])
-    return bounds, columns
-
-
-def select_answers(
-    examples: datasets.Dataset,
-    features: datasets.Dataset,
-    predictions: tuple[np.ndarray, np.ndarray],
-    version_2_with_negative: bool = False,
-    n_best_size: int = 20,
-    max_answer_length: int = 30,
-    null_score_diff_threshold: float = 0.0,
-) -> QAPredictions:
-    """Return the answer, the n-best spans and (SQuAD 2.0) the null odds of every example (see `squad/spans.py`).
-
-    A span (start, end) of a window scores start_logit + end_logit. Candidates are the `n_best_size` best starts
-    and ends among context tokens; a pair is valid when end >= start and end - start + 1 <= `max_answer_length`.
-    The null score of an example is the lowest [CLS] score (start[0] + end[0]) over its windows, its best span the
-    highest valid span over its windows, and its null odds `null - best`. With `version_2_with_negative` the example
-    answers "" when the null odds exceed `null_score_diff_threshold`. An example without any valid span answers ""
-    with null odds `NULL_ODDS_WITHOUT_SPAN`. Probabilities are a softmax over each n-best list (null included).
+    A span scores start_logit + end_logit; `squad/spans.py` searches the `n_best_size` best starts and ends among
+    context tokens for valid spans (end >= start, at most `max_answer_length` tokens). With `version_2_with_negative`
+    an example answers "" when its null odds (lowest [CLS] score minus best span score, over its windows) exceed
+    `null_score_diff_threshold`; one without any valid span answers "" with null odds `NULL_ODDS_WITHOUT_SPAN`.
 
     `predictions` are `(start_logits, end_logits)` of shape (num_features, width); columns past a window's own
     length are ignored, whatever padding value they hold. Equal scores keep window order.
@@ -146,19 +125,16 @@ def select_answers(
     has_span = spans.has_span  # (E,)
     best = spans.best[has_span]
     non_null = dict.fromkeys(example_ids, "")
-    best_chars = offsets.char_span(spans.feature[best], spans.start[best], spans.end[best])
-    best_chars = (chars.tolist() for chars in best_chars)
-    for row, first_char, last_char in zip(np.flatnonzero(has_span).tolist(), *best_chars):
+    first_chars, last_chars = offsets.char_span(spans.feature[best], spans.start[best], spans.end[best])
+    for row, first_char, last_char in zip(np.flatnonzero(has_span).tolist(), first_chars.tolist(), last_chars.tolist()):
         non_null[example_ids[row]] = contexts[row][first_char:last_char]
-
     null = (spans.null_feature, spans.null_score) if version_2_with_negative else None
     nbest = NBestLists(example_ids, contexts, spans, null, offsets, start_logits, end_logits)
     answers = dict(non_null)
     for row in np.flatnonzero(spans.no_answer(version_2_with_negative, null_score_diff_threshold)).tolist():
         answers[example_ids[row]] = ""
-    if not version_2_with_negative:
-        return QAPredictions(answers, nbest, None, non_null)
-    return QAPredictions(answers, nbest, dict(zip(example_ids, spans.null_odds().tolist())), non_null)
+    null_odds = dict(zip(example_ids, spans.null_odds().tolist())) if version_2_with_negative else None
+    return QAPredictions(answers, nbest, null_odds, non_null)
 
 
 def _checked_logits(predictions, num_features: int) -> tuple[np.ndarray, np.ndarray]:
@@ -272,22 +248,17 @@ def write_predictions(result: QAPredictions, output_dir: str | Path, prefix: str
     return paths
 
 
-def postprocess_qa_predictions(
-    examples: datasets.Dataset,
-    features: datasets.Dataset,
-    predictions: tuple[np.ndarray, np.ndarray],
-    version_2_with_negative: bool = False,
-    n_best_size: int = 20,
-    max_answer_length: int = 30,
-    null_score_diff_threshold: float = 0.0,
-    output_dir: str | Path | None = None,
-    prefix: str | None = None,
-) -> dict[str, str]:
-    """Return `{id: answer text}` (see `select_answers`), writing the prediction files when `output_dir` is given."""
-    result = select_answers(
-        examples, features, predictions, version_2_with_negative, n_best_size, max_answer_length,
-        null_score_diff_threshold,
-    )
+def postprocess_qa_predictions(examples: datasets.Dataset, features: datasets.Dataset,
+                               predictions: tuple[np.ndarray, np.ndarray], version_2_with_negative: bool = False,
+                               n_best_size: int = 20, max_answer_length: int = 30,
+                               null_score_diff_threshold: float = 0.0, output_dir: str | Path | None = None,
+                               prefix: str | None = None) -> dict[str, str]:
+    """Return `{id: answer text}` (see `select_answers`), writing the prediction files when `output_dir` is given.
+
+    Hugging Face's question-answering examples call this name, with these arguments in this order.
+    """
+    result = select_answers(examples, features, predictions, version_2_with_negative, n_best_size, max_answer_length,
+                            null_score_diff_threshold)
     if output_dir is not None:
         write_predictions(result, output_dir, prefix)
     return result.answers
