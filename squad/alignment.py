@@ -27,14 +27,9 @@ def aligned_answer_start(context: str, text: str, answer_start: int, max_shift: 
     `max_shift` characters of it, or None when there is none."""
     if context.startswith(text, answer_start):
         return answer_start
-    window_end = min(len(context), answer_start + max_shift + len(text))
-    best = None
-    found = context.find(text, max(0, answer_start - max_shift), window_end)
-    while found != -1:
-        if best is None or abs(found - answer_start) < abs(best - answer_start):
-            best = found
-        found = context.find(text, found + 1, window_end)
-    return best
+    nearby = range(max(0, answer_start - max_shift), answer_start + max_shift + 1)
+    found = [start for start in nearby if context.startswith(text, start)]
+    return min(found, key=lambda start: abs(start - answer_start), default=None)
 
 
 def align_answers(dataset: datasets.Dataset, max_shift: int = 8) -> tuple[datasets.Dataset, AlignmentReport]:

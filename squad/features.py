@@ -1,6 +1,5 @@
 """Tokenised features: SQuAD rows cut into overlapping model windows, with answer labels or context offsets.
 
-A change to how questions and contexts become model inputs (windows, truncation, labels) touches only this file.
 The question-answering pipeline cuts its windows here too (`tokenize_windows`), so this module ships with every
 saved checkpoint and imports nothing outside the standard library.
 """
@@ -11,14 +10,8 @@ import logging
 logger = logging.getLogger(__name__)
 
 
-def prepare_train_features(
-    examples: dict,
-    tokenizer,
-    max_seq_length: int = 384,
-    doc_stride: int = 128,
-    max_query_length: int = 64,
-    pad_to_max_length: bool = False,
-) -> dict:
+def prepare_train_features(examples: dict, tokenizer, max_seq_length: int = 384, doc_stride: int = 128,
+                           max_query_length: int = 64, pad_to_max_length: bool = False) -> dict:
     """Return training windows (the tokenizer's model inputs) with `start_positions`/`end_positions`: the token span
     of the first answer when the window holds all of it, else the [CLS] token, as for unanswerable questions.
 
@@ -40,14 +33,8 @@ def prepare_train_features(
     return {**_model_inputs(encoded, tokenizer), **labels}
 
 
-def prepare_eval_features(
-    examples: dict,
-    tokenizer,
-    max_seq_length: int = 384,
-    doc_stride: int = 128,
-    max_query_length: int = 64,
-    pad_to_max_length: bool = False,
-) -> dict:
+def prepare_eval_features(examples: dict, tokenizer, max_seq_length: int = 384, doc_stride: int = 128,
+                          max_query_length: int = 64, pad_to_max_length: bool = False) -> dict:
     """Return evaluation windows with `example_id` and an `offset_mapping` that is None outside the context.
 
     The same windows as `prepare_train_features`; `select_answers` uses the offsets to cut answers out of the
@@ -61,10 +48,7 @@ def prepare_eval_features(
         offsets = encoded["offset_mapping"][window]
         first, last = context_token_range(encoded.sequence_ids(window), context_index) or (len(offsets), len(offsets))
         offset_mappings.append([None] * first + offsets[first : last + 1] + [None] * (len(offsets) - last - 1))
-    features = _model_inputs(encoded, tokenizer)
-    features["example_id"] = example_ids
-    features["offset_mapping"] = offset_mappings
-    return features
+    return {**_model_inputs(encoded, tokenizer), "example_id": example_ids, "offset_mapping": offset_mappings}
 
 
 def context_token_range(sequence_ids: list, context_index: int) -> tuple[int, int] | None:
@@ -76,9 +60,8 @@ def context_token_range(sequence_ids: list, context_index: int) -> tuple[int, in
     return first, len(sequence_ids) - 1 - sequence_ids[::-1].index(context_index)
 
 
-def answer_token_span(
-    offsets: list, sequence_ids: list, context_index: int, char_span: tuple[int, int]
-) -> tuple[int, int] | None:
+def answer_token_span(offsets: list, sequence_ids: list, context_index: int,
+                      char_span: tuple[int, int]) -> tuple[int, int] | None:
     """Return the first and last token of the answer `char_span` (end exclusive), or None when the window's context
     does not hold all of it."""
     context_range = context_token_range(sequence_ids, context_index)
