@@ -16,14 +16,9 @@ from squad._shared import _column
 logger = logging.getLogger(__name__)
 
 _STRING = datasets.Value("string")
+_ANSWERS = datasets.Sequence({"text": _STRING, "answer_start": datasets.Value("int32")})
 SQUAD_FEATURES = datasets.Features(
-    {
-        "id": _STRING,
-        "title": _STRING,
-        "context": _STRING,
-        "question": _STRING,
-        "answers": datasets.Sequence({"text": _STRING, "answer_start": datasets.Value("int32")}),
-    }
+    {"id": _STRING, "title": _STRING, "context": _STRING, "question": _STRING, "answers": _ANSWERS}
 )
 
 
@@ -34,18 +29,15 @@ class DataFormatError(ValueError):
 def load_squad_file(path: str | Path) -> datasets.Dataset:
     """Return the questions of one local file as a `Dataset` with `SQUAD_FEATURES`, after strict validation.
 
-    Accepted layouts, told apart by content rather than by name:
+    Layouts are told apart by content: the official nested SQuAD JSON, v1.1 or v2.0 (`{"data": [{"title",
+    "paragraphs": [{"context", "qas": [...]}]}]}`), or flat rows with `id`, `title` (optional), `context`, `question`
+    and the answers either as an `answers` field (`{"text": [...], "answer_start": [...]}`, a list of `{"text",
+    "answer_start"}` objects, or that JSON as a string, as a CSV cell carries it) or as one `answer_text` and
+    `answer_start` each (an empty `answer_text` means unanswerable). Rows come from a `.json` list (or
+    `{"data": [rows]}`), `.jsonl` (also saved as `.json`), `.csv` (UTF-8, header row) or `.parquet`.
 
-    - the official nested SQuAD JSON (`{"data": [{"title", "paragraphs": [{"context", "qas": [...]}]}]}`), v1.1 or
-      v2.0 (v2.0 questions carry `is_impossible` and empty `answers`);
-    - flat rows with `id`, `title` (optional), `context`, `question` and the answers as either an `answers` field
-      (`{"text": [...], "answer_start": [...]}`, a list of `{"text", "answer_start"}` objects, or that JSON as a string,
-      which is how a CSV cell carries it) or two columns `answer_text` and `answer_start` holding one answer each
-      (an empty `answer_text` means unanswerable). Rows come from a `.json` list (or `{"data": [rows]}`), `.jsonl`,
-      `.csv` (UTF-8, header row) or `.parquet`. A `.json` file holding JSON Lines is read as JSON Lines.
-
-    Questions without answers (unlabelled test files, SQuAD 2.0 unanswerable questions) get empty answers; their
-    `plausible_answers` (the official v2.0 field) are not answers and are not read. Integer ids are turned into strings.
+    Questions without answers get empty answers; SQuAD 2.0's `plausible_answers` are not answers and are not read.
+    Integer ids become strings.
     """
     path = Path(path)
     if not path.is_file():
@@ -69,15 +61,10 @@ def load_squad_file(path: str | Path) -> datasets.Dataset:
     return dataset
 
 
-def load_qa_datasets(
-    dataset_name: str | None = None,
-    dataset_config_name: str | None = None,
-    train_file: str | Path | None = None,
-    validation_file: str | Path | None = None,
-    test_file: str | Path | None = None,
-    cache_dir: str | None = None,
-    token: str | bool | None = None,
-) -> datasets.DatasetDict:
+def load_qa_datasets(dataset_name: str | None = None, dataset_config_name: str | None = None,
+                     train_file: str | Path | None = None, validation_file: str | Path | None = None,
+                     test_file: str | Path | None = None, cache_dir: str | None = None,
+                     token: str | bool | None = None) -> datasets.DatasetDict:
     """Return the splits (among "train", "validation", "test") from the Hub and/or local files, in one schema.
 
     A local file replaces the Hub split of the same name, so a Hub dataset can be evaluated on a local file.

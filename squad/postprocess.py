@@ -40,12 +40,11 @@ class QAPredictions:
 
 
 class NBestLists(Mapping):
-    """`{id: n-best list}` whose lists are built on the first read, all at once.
+    """`{id: n-best list}` built on the first read, all at once: choosing answers needs only each example's best
+    span, so the ~n_best_size dictionaries per question are made only for those who read them (nbest_predictions.json).
 
-    Choosing answers needs only the best candidate of each example; the ~n_best_size dictionaries per question are
-    what nbest_predictions.json holds, so their texts, offsets and probabilities are made only when someone reads
-    them. `spans` are the candidates of `find_spans`; `null` is `(feature, score)` per example for SQuAD 2.0, else
-    None. The lists are shared between reads: treat them as read-only.
+    `spans` are `find_spans`' candidates; `null` is `(feature, score)` per example for SQuAD 2.0, else None. The
+    lists are shared between reads: treat them as read-only.
     """
 
     def __init__(self, example_ids, contexts, spans: Spans, null, offsets, start_logits, end_logits):
@@ -138,8 +137,8 @@ def select_answers(examples: datasets.Dataset, features: datasets.Dataset, predi
 
 
 def _checked_logits(predictions, num_features: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return `(start_logits, end_logits)` as float arrays (num_features, width), refusing shapes and NaN that
-    would give wrong answers silently."""
+    """Return `(start_logits, end_logits)` as float arrays (num_features, width), refusing shapes and NaN that would
+    give wrong answers silently."""
     start_logits, end_logits = (np.asarray(logits) for logits in predictions)
     if start_logits.shape != end_logits.shape or start_logits.ndim != 2 or len(start_logits) != num_features:
         raise ValueError(
@@ -174,11 +173,8 @@ def feature_example_indices(example_ids: list[str], feature_example_ids: list[st
 
 
 def context_offsets(features: datasets.Dataset, width: int) -> ContextOffsets:
-    """Return the context tokens and their character offsets from the features' `offset_mapping`.
-
-    Read straight from Arrow: turning thousands of windows of offsets into Python lists costs more than the whole
-    span search.
-    """
+    """Return the context tokens and their character offsets from the features' `offset_mapping`, read straight from
+    Arrow: Python lists of thousands of windows' offsets would cost more than the whole span search."""
     mapping = features.with_format("arrow")["offset_mapping"]
     mapping = mapping.chunk(0) if mapping.num_chunks == 1 else mapping.combine_chunks()
     if mapping.null_count:
@@ -204,9 +200,8 @@ def context_offsets(features: datasets.Dataset, width: int) -> ContextOffsets:
 def stack_logits(batches, num_features: int) -> tuple[np.ndarray, np.ndarray]:
     """Return `(start_logits, end_logits)` as two `(num_features, longest)` float32 arrays padded with -100.
 
-    `batches` is what `Trainer.evaluation_loop` gathered: either one `(start, end)` pair already concatenated or,
-    with `eval_do_concat_batches=False`, a list of per-batch pairs of their own lengths. Filling one pre-allocated
-    array keeps evaluation memory at one copy of the logits instead of re-concatenating at every step.
+    `batches` is what `Trainer.evaluation_loop` gathered: one `(start, end)` pair already concatenated or, with
+    `eval_do_concat_batches=False`, per-batch pairs of their own widths, copied once into the padded arrays.
     """
     if isinstance(batches, tuple) and isinstance(batches[0], np.ndarray):
         batches = [batches]
@@ -226,11 +221,8 @@ def stack_logits(batches, num_features: int) -> tuple[np.ndarray, np.ndarray]:
 
 def write_predictions(result: QAPredictions, output_dir: str | Path, prefix: str | None = None) -> dict[str, str]:
     """Write predictions.json, nbest_predictions.json and, for SQuAD 2.0, null_odds.json and
-    nonnull_predictions.json (the best span whatever the null odds say); return their paths by kind.
-
-    With a `prefix` the names become `{prefix}_predictions.json` and so on. The files are what the official
-    evaluation script (and `python utils_qa.py score`) reads.
-    """
+    nonnull_predictions.json (the best span whatever the null odds say), the files the official evaluation script
+    and `python utils_qa.py score` read; return their paths by kind. A `prefix` makes `{prefix}_predictions.json`."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     contents = {"predictions": result.answers, "nbest_predictions": dict(result.nbest)}
@@ -253,10 +245,8 @@ def postprocess_qa_predictions(examples: datasets.Dataset, features: datasets.Da
                                n_best_size: int = 20, max_answer_length: int = 30,
                                null_score_diff_threshold: float = 0.0, output_dir: str | Path | None = None,
                                prefix: str | None = None) -> dict[str, str]:
-    """Return `{id: answer text}` (see `select_answers`), writing the prediction files when `output_dir` is given.
-
-    Hugging Face's question-answering examples call this name, with these arguments in this order.
-    """
+    """Return `{id: answer text}` (see `select_answers`), writing the prediction files when `output_dir` is given;
+    the name and argument order of Hugging Face's question-answering examples."""
     result = select_answers(examples, features, predictions, version_2_with_negative, n_best_size, max_answer_length,
                             null_score_diff_threshold)
     if output_dir is not None:
