@@ -65,11 +65,9 @@ def load_qa_datasets(dataset_name: str | None = None, dataset_config_name: str |
                      train_file: str | Path | None = None, validation_file: str | Path | None = None,
                      test_file: str | Path | None = None, cache_dir: str | None = None,
                      token: str | bool | None = None) -> datasets.DatasetDict:
-    """Return the splits (among "train", "validation", "test") from the Hub and/or local files, in one schema.
-
-    A local file replaces the Hub split of the same name, so a Hub dataset can be evaluated on a local file.
-    Hub splits are trusted as published and only conformed to `SQUAD_FEATURES`; local files are validated.
-    """
+    """Return the splits (among "train", "validation", "test") from the Hub and/or local files, in one schema. A
+    local file replaces the Hub split of the same name; Hub splits are trusted as published and only conformed to
+    `SQUAD_FEATURES`, local files are validated."""
     splits = {}
     if dataset_name is not None:
         splits.update(_load_hub_splits(dataset_name, dataset_config_name, cache_dir, token))
