@@ -29,15 +29,12 @@ class DataFormatError(ValueError):
 def load_squad_file(path: str | Path) -> datasets.Dataset:
     """Return the questions of one local file as a `Dataset` with `SQUAD_FEATURES`, after strict validation.
 
-    Layouts are told apart by content: the official nested SQuAD JSON, v1.1 or v2.0 (`{"data": [{"title",
-    "paragraphs": [{"context", "qas": [...]}]}]}`), or flat rows with `id`, `title` (optional), `context`, `question`
-    and the answers either as an `answers` field (`{"text": [...], "answer_start": [...]}`, a list of `{"text",
-    "answer_start"}` objects, or that JSON as a string, as a CSV cell carries it) or as one `answer_text` and
-    `answer_start` each (an empty `answer_text` means unanswerable). Rows come from a `.json` list (or
-    `{"data": [rows]}`), `.jsonl` (also saved as `.json`), `.csv` (UTF-8, header row) or `.parquet`.
-
-    Questions without answers get empty answers; SQuAD 2.0's `plausible_answers` are not answers and are not read.
-    Integer ids become strings.
+    Layouts are told apart by content: the official nested SQuAD JSON (v1.1 or v2.0), or rows with `id`, `title`
+    (optional), `context`, `question` and the answers as `answers` (`{"text": [...], "answer_start": [...]}`, a list
+    of `{"text", "answer_start"}`, or that JSON as text, as a CSV cell holds it) or as one `answer_text` and
+    `answer_start` (empty `answer_text`: no answer), in a `.json` list or `{"data": [rows]}`, `.jsonl` (also saved
+    as `.json`), `.csv` (UTF-8, header row) or `.parquet`. SQuAD 2.0's `plausible_answers` are not answers and are
+    not read; integer ids become strings.
     """
     path = Path(path)
     if not path.is_file():

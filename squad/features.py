@@ -134,9 +134,7 @@ def context_sequence_index(tokenizer) -> int:
 
 def _cls_index(input_ids: list[int], tokenizer) -> int:
     """Return the position of [CLS], the label of windows without the answer (not 0 after left padding)."""
-    if tokenizer.cls_token_id is None or tokenizer.cls_token_id not in input_ids:
-        return 0
-    return input_ids.index(tokenizer.cls_token_id)
+    return input_ids.index(tokenizer.cls_token_id) if tokenizer.cls_token_id in input_ids else 0
 
 
 def _model_inputs(encoded, tokenizer) -> dict:

@@ -24,19 +24,14 @@ __all__ = ["NULL_ODDS_WITHOUT_SPAN", "ContextOffsets", "NBestLists", "QAPredicti
 
 @dataclass
 class QAPredictions:
-    """Answers chosen from span logits.
+    """Answers chosen from span logits. An n-best entry has Hugging Face's keys `text`, `probability`, `score`
+    (start_logit + end_logit), `start_logit`, `end_logit`, and the character offsets `start`/`end` into the context;
+    SQuAD 2.0 adds the null answer to each list (text "", offsets 0/0, the [CLS] logits)."""
 
-    `answers` is the final text per id ("" for no answer); `nbest` the best spans per id, best first, each
-    `{"text", "probability", "score", "start_logit", "end_logit", "start", "end"}`, Hugging Face's keys (`score` is
-    start_logit + end_logit) and the character offsets into the context (SQuAD 2.0 adds the null answer: text "",
-    offsets 0/0, the [CLS] logits); `null_odds` is null score minus best span score (SQuAD 2.0 only);
-    `non_null_answers` the best span's text whatever the null score says.
-    """
-
-    answers: dict[str, str]
-    nbest: Mapping[str, list[dict]]
-    null_odds: dict[str, float] | None
-    non_null_answers: dict[str, str] = field(default_factory=dict)
+    answers: dict[str, str]  # final text per id, "" for no answer
+    nbest: Mapping[str, list[dict]]  # the best spans per id, best first
+    null_odds: dict[str, float] | None  # null score minus best span score (SQuAD 2.0 only)
+    non_null_answers: dict[str, str] = field(default_factory=dict)  # the best span's text whatever the null odds say
 
 
 class NBestLists(Mapping):
@@ -66,11 +61,8 @@ class NBestLists(Mapping):
 
     @cached_property
     def _lists(self) -> list[list[dict]]:
-        """Every example's n-best list, in example order.
-
-        For SQuAD 2.0 the null answer joins each list as one more entry ([CLS] of its lowest-scoring window, placed
-        after spans of equal score); probabilities are a softmax over each list.
-        """
+        """Every example's n-best list, in example order. The null answer (SQuAD 2.0) is the [CLS] of the lowest-scoring
+        window, placed after spans of equal score; probabilities are a softmax over each list."""
         spans, null, offsets, start_logits, end_logits = self._inputs
         bounds, feature, start, end, score = spans.bounds, spans.feature, spans.start, spans.end, spans.score  # (C,)
         num_examples = len(bounds) - 1
@@ -107,13 +99,11 @@ def select_answers(examples: datasets.Dataset, features: datasets.Dataset, predi
                    null_score_diff_threshold: float = 0.0) -> QAPredictions:
     """Return the answer, the n-best spans and (SQuAD 2.0) the null odds of every example.
 
+    `predictions` are `(start_logits, end_logits)`, (num_features, width); columns past a window's length are ignored.
     A span scores start_logit + end_logit; `squad/spans.py` searches the `n_best_size` best starts and ends among
-    context tokens for valid spans (end >= start, at most `max_answer_length` tokens). With `version_2_with_negative`
-    an example answers "" when its null odds (lowest [CLS] score minus best span score, over its windows) exceed
-    `null_score_diff_threshold`; one without any valid span answers "" with null odds `NULL_ODDS_WITHOUT_SPAN`.
-
-    `predictions` are `(start_logits, end_logits)` of shape (num_features, width); columns past a window's own
-    length are ignored, whatever padding value they hold. Equal scores keep window order.
+    context tokens for valid spans (end >= start, at most `max_answer_length` tokens; equal scores keep window
+    order). With `version_2_with_negative` an example answers "" when its null odds (lowest [CLS] score minus best
+    span score) exceed `null_score_diff_threshold`; one without a valid span answers "" (`NULL_ODDS_WITHOUT_SPAN`).
     """
     start_logits, end_logits = _checked_logits(predictions, len(features))  # (F, W) each
     example_ids, contexts = _column(examples, "id"), _column(examples, "context")
