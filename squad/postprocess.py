@@ -44,8 +44,7 @@ class NBestLists(Mapping):
 
     def __init__(self, example_ids, contexts, spans: Spans, null, offsets, start_logits, end_logits):
         self._row_of = {question_id: row for row, question_id in enumerate(example_ids)}
-        self._contexts = contexts
-        self._inputs = (spans, null, offsets, start_logits, end_logits)
+        self._inputs = (contexts, spans, null, offsets, start_logits, end_logits)
 
     def __getitem__(self, question_id: str) -> list[dict]:
         return self._lists[self._row_of[question_id]]
@@ -63,7 +62,7 @@ class NBestLists(Mapping):
     def _lists(self) -> list[list[dict]]:
         """Every example's n-best list, in example order. The null answer (SQuAD 2.0) is the [CLS] of the lowest-scoring
         window, placed after spans of equal score; probabilities are a softmax over each list."""
-        spans, null, offsets, start_logits, end_logits = self._inputs
+        contexts, spans, null, offsets, start_logits, end_logits = self._inputs
         bounds, feature, start, end, score = spans.bounds, spans.feature, spans.start, spans.end, spans.score  # (C,)
         num_examples = len(bounds) - 1
         example = np.repeat(np.arange(num_examples), np.diff(bounds))  # (C,)
@@ -81,7 +80,6 @@ class NBestLists(Mapping):
         weight = np.exp(score - top_score[example])  # (C,)
         probability = weight / np.bincount(example, weights=weight, minlength=num_examples)[example]  # (C,)
         first_char, last_char = offsets.char_span(feature, start, end)
-        contexts = self._contexts
         entries = [
             {"text": contexts[row][begin:stop], "probability": p, "score": total, "start_logit": s, "end_logit": e,
              "start": begin, "end": stop}
@@ -222,9 +220,7 @@ def write_predictions(result: QAPredictions, output_dir: str | Path, prefix: str
     paths = {}
     for kind, content in contents.items():
         path = output_dir / (f"{prefix}_{kind}.json" if prefix else f"{kind}.json")
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(content, handle, indent=4, ensure_ascii=False, allow_nan=False)
-            handle.write("\n")
+        path.write_text(json.dumps(content, indent=4, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
         paths[kind] = str(path)
     logger.info("wrote %s", ", ".join(paths.values()))
     return paths
