@@ -289,10 +289,8 @@ def _validated_row(path: Path, where: str, record: dict, answers, is_impossible,
     question = _required_text(path, where, record, "question")
     texts, starts = _validated_answers(path, where, answers, context)
     if is_impossible is True and texts:
-        raise _field_error(
-            path, where, "answers", "is_impossible is true but answers is not empty; set is_impossible to false or "
-            "move them to plausible_answers"
-        )
+        raise _field_error(path, where, "answers", "is_impossible is true but answers is not empty; set is_impossible "
+                           "to false or move them to plausible_answers")
     answers = {"text": texts, "answer_start": starts}
     return {"id": question_id, "title": title, "context": context, "question": question, "answers": answers}
 
@@ -316,17 +314,13 @@ def _validated_answers(path: Path, where: str, answers, context: str) -> tuple[l
     for index, (text, start) in enumerate(zip(texts, starts)):
         answer_field = f"answers[{index}]"
         if not isinstance(text, str) or not text.strip():
-            raise _field_error(
-                path, where, f"{answer_field}.text",
-                f"must be a non-empty string, got {text!r}; unanswerable questions take an empty answers list",
-            )
+            raise _field_error(path, where, f"{answer_field}.text", f"must be a non-empty string, got {text!r}; "
+                               "unanswerable questions take an empty answers list")
         if not isinstance(start, int) or isinstance(start, bool):
             raise _field_error(path, where, f"{answer_field}.answer_start", f"must be an integer, got {start!r}")
         if not 0 <= start < len(context):
-            raise _field_error(
-                path, where, f"{answer_field}.answer_start",
-                f"{start} is outside the context (length {len(context)}); give the answer's character offset",
-            )
+            raise _field_error(path, where, f"{answer_field}.answer_start", f"{start} is outside the context (length "
+                               f"{len(context)}); give the answer's character offset")
     return list(texts), list(starts)
 
 
