@@ -45,9 +45,8 @@ def load_squad_file(path: str | Path) -> datasets.Dataset:
     elif suffix in (".csv", ".parquet"):
         rows = _validated_flat_rows(path, _csv_records(path) if suffix == ".csv" else _parquet_records(path))
     else:
-        raise DataFormatError(
-            f"{path}: unsupported file type '{suffix}'; use .json (official SQuAD or rows), .jsonl, .csv or .parquet"
-        )
+        raise DataFormatError(f"{path}: unsupported file type '{suffix}'; use .json (official SQuAD or rows), .jsonl, "
+                              ".csv or .parquet")
     if not rows:
         raise DataFormatError(f"{path}: holds no questions; check that it is the right file")
     _check_unique_ids(path, rows)
@@ -107,19 +106,15 @@ def _conform_hub_split(split_data: datasets.Dataset, name: str, split: str) -> d
     """Return a Hub split with exactly our columns and types, or say which column is missing."""
     missing = [column for column in ("id", "context", "question", "answers") if column not in split_data.column_names]
     if missing:
-        raise DataFormatError(
-            f"dataset '{name}', split '{split}': missing column(s) {missing}; a SQuAD-style dataset needs "
-            "id, context, question and answers {text, answer_start}"
-        )
+        raise DataFormatError(f"dataset '{name}', split '{split}': missing column(s) {missing}; a SQuAD-style dataset "
+                              "needs id, context, question and answers {text, answer_start}")
     if "title" not in split_data.column_names:
         split_data = split_data.add_column("title", [""] * len(split_data))
     try:
         return split_data.select_columns(list(SQUAD_FEATURES)).cast(SQUAD_FEATURES)
     except (ValueError, TypeError) as error:
-        raise DataFormatError(
-            f"dataset '{name}', split '{split}': columns do not match the SQuAD schema ({error}); "
-            "answers must be {text: list of strings, answer_start: list of ints}"
-        ) from None
+        raise DataFormatError(f"dataset '{name}', split '{split}': columns do not match the SQuAD schema ({error}); "
+                              "answers must be {text: list of strings, answer_start: list of ints}") from None
 
 
 def _read_text(path: Path) -> str:
@@ -165,10 +160,8 @@ def _first_line_is_object(text: str) -> bool:
 
 def _json_error(path: Path, error: json.JSONDecodeError, line_offset: int = 0) -> DataFormatError:
     """Return a DataFormatError that points at the line and column where the JSON breaks."""
-    return DataFormatError(
-        f"{path}: malformed JSON at line {error.lineno + line_offset}, column {error.colno}: {error.msg}; "
-        "fix the file there (a missing comma, quote or bracket is the usual cause)"
-    )
+    return DataFormatError(f"{path}: malformed JSON at line {error.lineno + line_offset}, column {error.colno}: "
+                           f"{error.msg}; fix the file there (a missing comma, quote or bracket is the usual cause)")
 
 
 def _json_line_records(path: Path, text: str):
@@ -203,9 +196,8 @@ def _parquet_records(path: Path):
     try:
         table = pq.read_table(path)
     except Exception as error:  # pyarrow raises ArrowInvalid/OSError variants for unreadable files
-        raise DataFormatError(
-            f"{path}: not a readable Parquet file ({error}); rewrite it with pandas or pyarrow"
-        ) from None
+        raise DataFormatError(f"{path}: not a readable Parquet file ({error}); rewrite it with pandas or "
+                              "pyarrow") from None
     for index, row in enumerate(table.to_pylist()):
         yield row, f"row {index}"
 
@@ -236,9 +228,8 @@ def _validated_flat_rows(path: Path, records) -> list[tuple[dict, str]]:
     rows = []
     for record, where in records:
         if not isinstance(record, dict):
-            raise DataFormatError(
-                f"{path}: {where}: expected an object with id, context, question; got {type(record).__name__}"
-            )
+            raise DataFormatError(f"{path}: {where}: expected an object with id, context, question; got "
+                                  f"{type(record).__name__}")
         where = _where_with_id(where, record.get("id"))
         answers = _flat_answers(path, where, record)
         rows.append((_validated_row(path, where, record, answers, record.get("is_impossible"), "id" in record), where))

@@ -103,10 +103,8 @@ def question_token_budget(tokenizer, max_seq_length: int, doc_stride: int, max_q
     window would otherwise not exceed `doc_stride` (the tokenizer refuses a stride as long as the context part)."""
     room = max_seq_length - tokenizer.num_special_tokens_to_add(pair=True) - doc_stride - 1
     if room < 1:
-        raise ValueError(
-            f"max_seq_length={max_seq_length} leaves no room for a question with doc_stride={doc_stride}; "
-            "lower doc_stride or raise max_seq_length"
-        )
+        raise ValueError(f"max_seq_length={max_seq_length} leaves no room for a question with doc_stride={doc_stride}; "
+                         "lower doc_stride or raise max_seq_length")
     return min(max_query_length, room)
 
 

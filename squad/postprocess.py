@@ -129,10 +129,8 @@ def _checked_logits(predictions, num_features: int) -> tuple[np.ndarray, np.ndar
     give wrong answers silently."""
     start_logits, end_logits = (np.asarray(logits) for logits in predictions)
     if start_logits.shape != end_logits.shape or start_logits.ndim != 2 or len(start_logits) != num_features:
-        raise ValueError(
-            f"expected start and end logits of shape ({num_features}, width), got {start_logits.shape} and "
-            f"{end_logits.shape}"
-        )
+        raise ValueError(f"expected start and end logits of shape ({num_features}, width), got {start_logits.shape} "
+                         f"and {end_logits.shape}")
     if np.isnan(start_logits).any() or np.isnan(end_logits).any():
         raise ValueError("the logits contain NaN; the model diverged or ran in a precision too low for it")
     if start_logits.dtype == np.float64:
@@ -145,18 +143,14 @@ def feature_example_indices(example_ids: list[str], feature_example_ids: list[st
     row_of = {question_id: row for row, question_id in enumerate(example_ids)}
     unknown = [question_id for question_id in feature_example_ids if question_id not in row_of]
     if unknown:
-        raise ValueError(
-            f"{len(unknown)} feature(s) belong to examples that are not given (e.g. {_few(unknown)}); "
-            "pass the examples the features were built from"
-        )
+        raise ValueError(f"{len(unknown)} feature(s) belong to examples that are not given (e.g. {_few(unknown)}); "
+                         "pass the examples the features were built from")
     rows = np.fromiter(map(row_of.__getitem__, feature_example_ids), dtype=np.int64, count=len(feature_example_ids))
     without_features = np.setdiff1d(np.arange(len(example_ids)), rows)
     if len(without_features):
         missing = [example_ids[row] for row in without_features[:_MAX_IDS_SHOWN]]
-        raise ValueError(
-            f"{len(without_features)} example(s) have no features (e.g. {_few(missing)}); "
-            "build the features from exactly these examples"
-        )
+        raise ValueError(f"{len(without_features)} example(s) have no features (e.g. {_few(missing)}); "
+                         "build the features from exactly these examples")
     return rows
 
 
