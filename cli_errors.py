@@ -1,9 +1,8 @@
 """One-line errors for the commands a person types: `error: <what, where, what to do>` on stderr, exit status 2.
 
-A user's mistake (bad data, contradicting flags, a missing file, an unreachable Hub id) is reported in one line;
-anything else is a bug and keeps its traceback. `--debug` on the argparse commands, or the environment variable
-`QA_TRACEBACK=1` on any of them, shows the traceback of a user error too. Under accelerate/torchrun every process
-exits with the status, and only the main process prints the line, so the launcher fails with one message.
+A user's mistake (bad data, contradicting flags, a missing file, an unreachable Hub id) is one line; anything else is
+a bug and keeps its traceback, as does a user error under `--debug` or `QA_TRACEBACK=1`. Under accelerate/torchrun
+every process exits with the status and only the main process prints, so the launcher fails with one message.
 """
 
 import os
@@ -20,11 +19,8 @@ class UserError(ValueError):
 
 def run_command(command: Callable[[], object], user_errors: tuple[type[BaseException], ...] = (UserError,),
                 debug: bool = False) -> int:
-    """Return the exit status of `command()`: 0, or 2 after printing a user error as one line on stderr.
-
-    Exceptions outside `user_errors` propagate with their traceback, as do user errors when `debug` is set or
-    QA_TRACEBACK is set in the environment.
-    """
+    """Return the exit status of `command()`: 0, or 2 after printing a user error as one line on stderr; other
+    exceptions, and user errors under `debug` or QA_TRACEBACK, propagate with their traceback."""
     try:
         command()
     except user_errors as error:

@@ -27,29 +27,20 @@ def aligned_answer_start(context: str, text: str, answer_start: int, max_shift: 
     `max_shift` characters of it, or None when there is none."""
     if context.startswith(text, answer_start):
         return answer_start
-    window_end = min(len(context), answer_start + max_shift + len(text))
-    best = None
-    found = context.find(text, max(0, answer_start - max_shift), window_end)
-    while found != -1:
-        if best is None or abs(found - answer_start) < abs(best - answer_start):
-            best = found
-        found = context.find(text, found + 1, window_end)
-    return best
+    nearby = range(max(0, answer_start - max_shift), answer_start + max_shift + 1)
+    found = [start for start in nearby if context.startswith(text, start)]
+    return min(found, key=lambda start: abs(start - answer_start), default=None)
 
 
 def align_answers(dataset: datasets.Dataset, max_shift: int = 8) -> tuple[datasets.Dataset, AlignmentReport]:
-    """Return the dataset with every answer's `answer_start` checked against its text, and a report.
-
-    SQuAD answers are sometimes a character or two off; those are moved to the nearest occurrence of the text
-    within `max_shift` characters. Answers whose text cannot be found there are dropped from the example so they
-    never become labels. An answerable example that loses all of its answers is dropped entirely rather than
-    turned into a no-answer example, which would teach the model that the question has no answer.
-    """
-    contexts = _column(dataset, "context")
-    ids = _column(dataset, "id")
+    """Return the dataset with every answer moved to the nearest occurrence of its text within `max_shift`
+    characters of its `answer_start`, and a report. Answers not found there are dropped from the example; an
+    answerable example that loses them all is dropped entirely, as a no-answer example would teach the model that
+    its question has no answer."""
     report = AlignmentReport()
     kept_rows, kept_answers = [], []
-    for row, (context, question_id, answers) in enumerate(zip(contexts, ids, _column(dataset, "answers"))):
+    columns = zip(_column(dataset, "context"), _column(dataset, "id"), _column(dataset, "answers"))
+    for row, (context, question_id, answers) in enumerate(columns):
         aligned = _aligned(context, answers, max_shift, report)
         if len(aligned["text"]) < len(answers["text"]):
             report.unalignable_ids.append(question_id)

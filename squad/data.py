@@ -1,8 +1,6 @@
-"""Data in: SQuAD files and Hub datasets read into one schema, every record checked, answers aligned to their text.
+"""Data in: SQuAD files and Hub datasets read into one schema, every record checked.
 
-Everything between a user's file and clean rows lives here, so a new layout or a new check touches only this file.
-Each failure is a `DataFormatError` naming the file, the record and the field, which is why the module runs past
-450 lines: one message per accepted layout and field.
+Every failure is a `DataFormatError` naming the file, the record and the field, so one line tells the user what to fix.
 """
 
 import csv
@@ -11,64 +9,44 @@ import logging
 from pathlib import Path
 
 import datasets
+import pyarrow.parquet as pq
 
 from squad._shared import _column
 
 logger = logging.getLogger(__name__)
 
-_ANSWERS = datasets.Sequence({"text": datasets.Value("string"), "answer_start": datasets.Value("int32")})
+_STRING = datasets.Value("string")
+_ANSWERS = datasets.Sequence({"text": _STRING, "answer_start": datasets.Value("int32")})
 SQUAD_FEATURES = datasets.Features(
-    {
-        "id": datasets.Value("string"),
-        "title": datasets.Value("string"),
-        "context": datasets.Value("string"),
-        "question": datasets.Value("string"),
-        "answers": _ANSWERS,
-    }
+    {"id": _STRING, "title": _STRING, "context": _STRING, "question": _STRING, "answers": _ANSWERS}
 )
-
-_FLAT_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 
 
 class DataFormatError(ValueError):
     """Input data that cannot be read as SQuAD; the message names the file, the record and the field, and the fix."""
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Loading
-# ----------------------------------------------------------------------------------------------------------------
-
-
 def load_squad_file(path: str | Path) -> datasets.Dataset:
     """Return the questions of one local file as a `Dataset` with `SQUAD_FEATURES`, after strict validation.
 
-    Accepted layouts, told apart by content rather than by name:
-
-    - the official nested SQuAD JSON (`{"data": [{"title", "paragraphs": [{"context", "qas": [...]}]}]}`), v1.1 or
-      v2.0 (v2.0 questions carry `is_impossible` and empty `answers`);
-    - flat rows with `id`, `title` (optional), `context`, `question` and the answers as either an `answers` field
-      (`{"text": [...], "answer_start": [...]}`, a list of `{"text", "answer_start"}` objects, or that JSON as a string,
-      which is how a CSV cell carries it) or two columns `answer_text` and `answer_start` holding one answer each
-      (an empty `answer_text` means unanswerable). Rows come from a `.json` list (or `{"data": [rows]}`), `.jsonl`,
-      `.csv` (UTF-8, header row) or `.parquet`. A `.json` file holding JSON Lines is read as JSON Lines.
-
-    Questions without answers (unlabelled test files, SQuAD 2.0 unanswerable questions) get empty answers; their
-    `plausible_answers` (the official v2.0 field) are not answers and are not read. Integer ids are turned into strings.
+    Layouts are told apart by content: the official nested SQuAD JSON (v1.1 or v2.0), or rows with `id`, `title`
+    (optional), `context`, `question` and the answers as `answers` (`{"text": [...], "answer_start": [...]}`, a list
+    of `{"text", "answer_start"}`, or that JSON as text, as a CSV cell holds it) or as one `answer_text` and
+    `answer_start` (empty `answer_text`: no answer), in a `.json` list or `{"data": [rows]}`, `.jsonl` (also saved
+    as `.json`), `.csv` (UTF-8, header row) or `.parquet`. SQuAD 2.0's `plausible_answers` are not answers and are
+    not read; integer ids become strings.
     """
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file; check the path")
     suffix = path.suffix.lower()
-    if suffix not in _FLAT_SUFFIXES:
-        raise DataFormatError(
-            f"{path}: unsupported file type '{suffix}'; use .json (official SQuAD or rows), .jsonl, .csv or .parquet"
-        )
-    if suffix == ".parquet":
-        rows = _validated_flat_rows(path, _parquet_records(path))
-    elif suffix == ".csv":
-        rows = _validated_flat_rows(path, _csv_records(path))
-    else:
+    if suffix in (".json", ".jsonl"):
         rows = _rows_from_json_text(path, _read_text(path), json_lines=suffix == ".jsonl")
+    elif suffix in (".csv", ".parquet"):
+        rows = _validated_flat_rows(path, _csv_records(path) if suffix == ".csv" else _parquet_records(path))
+    else:
+        raise DataFormatError(f"{path}: unsupported file type '{suffix}'; use .json (official SQuAD or rows), .jsonl, "
+                              ".csv or .parquet")
     if not rows:
         raise DataFormatError(f"{path}: holds no questions; check that it is the right file")
     _check_unique_ids(path, rows)
@@ -79,20 +57,13 @@ def load_squad_file(path: str | Path) -> datasets.Dataset:
     return dataset
 
 
-def load_qa_datasets(
-    dataset_name: str | None = None,
-    dataset_config_name: str | None = None,
-    train_file: str | Path | None = None,
-    validation_file: str | Path | None = None,
-    test_file: str | Path | None = None,
-    cache_dir: str | None = None,
-    token: str | bool | None = None,
-) -> datasets.DatasetDict:
-    """Return the splits (among "train", "validation", "test") from the Hub and/or local files, in one schema.
-
-    A local file replaces the Hub split of the same name, so a Hub dataset can be evaluated on a local file.
-    Hub splits are trusted as published and only conformed to `SQUAD_FEATURES`; local files are validated.
-    """
+def load_qa_datasets(dataset_name: str | None = None, dataset_config_name: str | None = None,
+                     train_file: str | Path | None = None, validation_file: str | Path | None = None,
+                     test_file: str | Path | None = None, cache_dir: str | None = None,
+                     token: str | bool | None = None) -> datasets.DatasetDict:
+    """Return the splits (among "train", "validation", "test") from the Hub and/or local files, in one schema. A
+    local file replaces the Hub split of the same name; Hub splits are trusted as published and only conformed to
+    `SQUAD_FEATURES`, local files are validated."""
     splits = {}
     if dataset_name is not None:
         splits.update(_load_hub_splits(dataset_name, dataset_config_name, cache_dir, token))
@@ -135,19 +106,15 @@ def _conform_hub_split(split_data: datasets.Dataset, name: str, split: str) -> d
     """Return a Hub split with exactly our columns and types, or say which column is missing."""
     missing = [column for column in ("id", "context", "question", "answers") if column not in split_data.column_names]
     if missing:
-        raise DataFormatError(
-            f"dataset '{name}', split '{split}': missing column(s) {missing}; a SQuAD-style dataset needs "
-            "id, context, question and answers {text, answer_start}"
-        )
+        raise DataFormatError(f"dataset '{name}', split '{split}': missing column(s) {missing}; a SQuAD-style dataset "
+                              "needs id, context, question and answers {text, answer_start}")
     if "title" not in split_data.column_names:
         split_data = split_data.add_column("title", [""] * len(split_data))
     try:
         return split_data.select_columns(list(SQUAD_FEATURES)).cast(SQUAD_FEATURES)
     except (ValueError, TypeError) as error:
-        raise DataFormatError(
-            f"dataset '{name}', split '{split}': columns do not match the SQuAD schema ({error}); "
-            "answers must be {text: list of strings, answer_start: list of ints}"
-        ) from None
+        raise DataFormatError(f"dataset '{name}', split '{split}': columns do not match the SQuAD schema ({error}); "
+                              "answers must be {text: list of strings, answer_start: list of ints}") from None
 
 
 def _read_text(path: Path) -> str:
@@ -193,10 +160,8 @@ def _first_line_is_object(text: str) -> bool:
 
 def _json_error(path: Path, error: json.JSONDecodeError, line_offset: int = 0) -> DataFormatError:
     """Return a DataFormatError that points at the line and column where the JSON breaks."""
-    return DataFormatError(
-        f"{path}: malformed JSON at line {error.lineno + line_offset}, column {error.colno}: {error.msg}; "
-        "fix the file there (a missing comma, quote or bracket is the usual cause)"
-    )
+    return DataFormatError(f"{path}: malformed JSON at line {error.lineno + line_offset}, column {error.colno}: "
+                           f"{error.msg}; fix the file there (a missing comma, quote or bracket is the usual cause)")
 
 
 def _json_line_records(path: Path, text: str):
@@ -228,14 +193,11 @@ def _csv_records(path: Path):
 
 def _parquet_records(path: Path):
     """Yield `(record, where)` for each row of a Parquet file."""
-    import pyarrow.parquet as pq
-
     try:
         table = pq.read_table(path)
     except Exception as error:  # pyarrow raises ArrowInvalid/OSError variants for unreadable files
-        raise DataFormatError(
-            f"{path}: not a readable Parquet file ({error}); rewrite it with pandas or pyarrow"
-        ) from None
+        raise DataFormatError(f"{path}: not a readable Parquet file ({error}); rewrite it with pandas or "
+                              "pyarrow") from None
     for index, row in enumerate(table.to_pylist()):
         yield row, f"row {index}"
 
@@ -266,9 +228,8 @@ def _validated_flat_rows(path: Path, records) -> list[tuple[dict, str]]:
     rows = []
     for record, where in records:
         if not isinstance(record, dict):
-            raise DataFormatError(
-                f"{path}: {where}: expected an object with id, context, question; got {type(record).__name__}"
-            )
+            raise DataFormatError(f"{path}: {where}: expected an object with id, context, question; got "
+                                  f"{type(record).__name__}")
         where = _where_with_id(where, record.get("id"))
         answers = _flat_answers(path, where, record)
         rows.append((_validated_row(path, where, record, answers, record.get("is_impossible"), "id" in record), where))
@@ -276,7 +237,8 @@ def _validated_flat_rows(path: Path, records) -> list[tuple[dict, str]]:
 
 
 def _flat_answers(path: Path, where: str, record: dict):
-    """Return a flat record's answers in any accepted layout, empty when it carries none."""
+    """Return a flat record's answers in any accepted layout (the `answers` field may hold their JSON text), empty
+    when it carries none."""
     if "answers" in record and "answer_text" in record:
         raise _field_error(path, where, "answers", "given twice (answers and answer_text); keep one of the two layouts")
     if "answer_text" in record:
@@ -284,14 +246,12 @@ def _flat_answers(path: Path, where: str, record: dict):
         if text is None or text == "":
             return []
         if isinstance(start, str):
-            start = _parse_int(path, where, "answer_start", start)
+            try:
+                start = int(start)
+            except ValueError:
+                raise _field_error(path, where, "answer_start", f"must be an integer, got {start!r}") from None
         return [{"text": text, "answer_start": start}]
-    return _answers_field(path, where, record, "answers")
-
-
-def _answers_field(path: Path, where: str, record: dict, name: str):
-    """Return the answers held in `record[name]` (an object, a list or their JSON text), empty when absent."""
-    answers = record.get(name)
+    answers = record.get("answers")
     if answers is None or answers == "":
         return []
     if isinstance(answers, str):
@@ -299,7 +259,7 @@ def _answers_field(path: Path, where: str, record: dict, name: str):
             answers = json.loads(answers)
         except json.JSONDecodeError as error:
             problem = f"is not valid JSON ({error.msg}, column {error.colno}); write it as a JSON object"
-            raise _field_error(path, where, name, problem) from None
+            raise _field_error(path, where, "answers", problem) from None
     return answers
 
 
@@ -320,53 +280,38 @@ def _validated_row(path: Path, where: str, record: dict, answers, is_impossible,
     question = _required_text(path, where, record, "question")
     texts, starts = _validated_answers(path, where, answers, context)
     if is_impossible is True and texts:
-        raise _field_error(
-            path, where, "answers", "is_impossible is true but answers is not empty; set is_impossible to false or "
-            "move them to plausible_answers"
-        )
-    return {
-        "id": question_id,
-        "title": title,
-        "context": context,
-        "question": question,
-        "answers": {"text": texts, "answer_start": starts},
-    }
+        raise _field_error(path, where, "answers", "is_impossible is true but answers is not empty; set is_impossible "
+                           "to false or move them to plausible_answers")
+    answers = {"text": texts, "answer_start": starts}
+    return {"id": question_id, "title": title, "context": context, "question": question, "answers": answers}
 
 
-def _validated_answers(
-    path: Path, where: str, answers, context: str, name: str = "answers"
-) -> tuple[list[str], list[int]]:
-    """Return `(texts, starts)` from either answer layout, with types and ranges checked; `name` is the field."""
+def _validated_answers(path: Path, where: str, answers, context: str) -> tuple[list[str], list[int]]:
+    """Return `(texts, starts)` from either answer layout, with types and ranges checked."""
     if isinstance(answers, dict):
         texts, starts = answers.get("text"), answers.get("answer_start")
         if not isinstance(texts, list) or not isinstance(starts, list):
-            raise _field_error(path, where, name, "must hold two lists, text and answer_start")
+            raise _field_error(path, where, "answers", "must hold two lists, text and answer_start")
         if len(texts) != len(starts):
-            raise _field_error(
-                path, where, name,
-                f"has {len(texts)} text(s) but {len(starts)} answer_start(s); give one start per answer text",
-            )
+            problem = f"has {len(texts)} text(s) but {len(starts)} answer_start(s); give one start per answer text"
+            raise _field_error(path, where, "answers", problem)
     elif isinstance(answers, list):
         if not all(isinstance(answer, dict) for answer in answers):
-            raise _field_error(path, where, name, 'must be a list of {"text", "answer_start"} objects')
+            raise _field_error(path, where, "answers", 'must be a list of {"text", "answer_start"} objects')
         texts = [answer.get("text") for answer in answers]
         starts = [answer.get("answer_start") for answer in answers]
     else:
-        raise _field_error(path, where, name, f"must be a list or an object, got {type(answers).__name__}")
+        raise _field_error(path, where, "answers", f"must be a list or an object, got {type(answers).__name__}")
     for index, (text, start) in enumerate(zip(texts, starts)):
-        answer_field = f"{name}[{index}]"
+        answer_field = f"answers[{index}]"
         if not isinstance(text, str) or not text.strip():
-            raise _field_error(
-                path, where, f"{answer_field}.text",
-                f"must be a non-empty string, got {text!r}; unanswerable questions take an empty answers list",
-            )
+            raise _field_error(path, where, f"{answer_field}.text", f"must be a non-empty string, got {text!r}; "
+                               "unanswerable questions take an empty answers list")
         if not isinstance(start, int) or isinstance(start, bool):
             raise _field_error(path, where, f"{answer_field}.answer_start", f"must be an integer, got {start!r}")
         if not 0 <= start < len(context):
-            raise _field_error(
-                path, where, f"{answer_field}.answer_start",
-                f"{start} is outside the context (length {len(context)}); give the answer's character offset",
-            )
+            raise _field_error(path, where, f"{answer_field}.answer_start", f"{start} is outside the context (length "
+                               f"{len(context)}); give the answer's character offset")
     return list(texts), list(starts)
 
 
@@ -390,14 +335,6 @@ def _expect(path: Path, where: str, container, name: str, kind: type):
     if not isinstance(value, kind):
         raise _field_error(path, where, name, f"must be a {kind.__name__}, got {type(value).__name__}")
     return value
-
-
-def _parse_int(path: Path, where: str, name: str, value: str) -> int:
-    """Return the integer written in a text cell, or raise naming the field."""
-    try:
-        return int(value)
-    except ValueError:
-        raise _field_error(path, where, name, f"must be an integer, got {value!r}") from None
 
 
 def _check_unique_ids(path: Path, rows: list[tuple[dict, str]]) -> None:

@@ -1,9 +1,7 @@
 """Tokenised features: SQuAD rows cut into overlapping model windows, with answer labels or context offsets.
 
-A change to how questions and contexts become model inputs (windows, truncation, labels) touches only this file.
-The question-answering pipeline cuts its windows here too (`tokenize_windows`), so this module ships with every
-saved checkpoint and imports nothing outside the standard library.
-"""
+The question-answering pipeline cuts its windows here too, so this module ships with every saved checkpoint and
+imports nothing outside the standard library."""
 
 import bisect
 import logging
@@ -11,20 +9,11 @@ import logging
 logger = logging.getLogger(__name__)
 
 
-def prepare_train_features(
-    examples: dict,
-    tokenizer,
-    max_seq_length: int = 384,
-    doc_stride: int = 128,
-    max_query_length: int = 64,
-    pad_to_max_length: bool = False,
-) -> dict:
+def prepare_train_features(examples: dict, tokenizer, max_seq_length: int = 384, doc_stride: int = 128,
+                           max_query_length: int = 64, pad_to_max_length: bool = False) -> dict:
     """Return training windows (the tokenizer's model inputs) with `start_positions`/`end_positions`: the token span
-    of the first answer when the window holds all of it, else the [CLS] token, as for unanswerable questions.
-
-    A batched `Dataset.map` function (bind the settings with `functools.partial`). A context longer than a window is
-    split into overlapping windows `doc_stride` tokens apart.
-    """
+    of the first answer when the window holds all of it, else the [CLS] token, as for unanswerable questions. A
+    batched `Dataset.map` function; a context longer than a window is split into windows `doc_stride` tokens apart."""
     encoded = tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length)
     context_index = context_sequence_index(tokenizer)
     first_answers = [_first_answer_char_span(answers) for answers in examples["answers"]]
@@ -40,19 +29,11 @@ def prepare_train_features(
     return {**_model_inputs(encoded, tokenizer), **labels}
 
 
-def prepare_eval_features(
-    examples: dict,
-    tokenizer,
-    max_seq_length: int = 384,
-    doc_stride: int = 128,
-    max_query_length: int = 64,
-    pad_to_max_length: bool = False,
-) -> dict:
-    """Return evaluation windows with `example_id` and an `offset_mapping` that is None outside the context.
-
-    The same windows as `prepare_train_features`; `select_answers` uses the offsets to cut answers out of the
-    context, and the None entries to keep the question and special tokens out of every answer.
-    """
+def prepare_eval_features(examples: dict, tokenizer, max_seq_length: int = 384, doc_stride: int = 128,
+                          max_query_length: int = 64, pad_to_max_length: bool = False) -> dict:
+    """Return the windows of `prepare_train_features` with `example_id` and an `offset_mapping` that is None
+    outside the context: `select_answers` cuts answers out of the context by the offsets, and never out of the
+    question or special tokens."""
     encoded = tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length)
     context_index = context_sequence_index(tokenizer)
     example_ids, offset_mappings = [], []
@@ -61,10 +42,7 @@ def prepare_eval_features(
         offsets = encoded["offset_mapping"][window]
         first, last = context_token_range(encoded.sequence_ids(window), context_index) or (len(offsets), len(offsets))
         offset_mappings.append([None] * first + offsets[first : last + 1] + [None] * (len(offsets) - last - 1))
-    features = _model_inputs(encoded, tokenizer)
-    features["example_id"] = example_ids
-    features["offset_mapping"] = offset_mappings
-    return features
+    return {**_model_inputs(encoded, tokenizer), "example_id": example_ids, "offset_mapping": offset_mappings}
 
 
 def context_token_range(sequence_ids: list, context_index: int) -> tuple[int, int] | None:
@@ -76,9 +54,8 @@ def context_token_range(sequence_ids: list, context_index: int) -> tuple[int, in
     return first, len(sequence_ids) - 1 - sequence_ids[::-1].index(context_index)
 
 
-def answer_token_span(
-    offsets: list, sequence_ids: list, context_index: int, char_span: tuple[int, int]
-) -> tuple[int, int] | None:
+def answer_token_span(offsets: list, sequence_ids: list, context_index: int,
+                      char_span: tuple[int, int]) -> tuple[int, int] | None:
     """Return the first and last token of the answer `char_span` (end exclusive), or None when the window's context
     does not hold all of it."""
     context_range = context_token_range(sequence_ids, context_index)
@@ -106,9 +83,7 @@ def _first_answer_char_span(answers: dict) -> tuple[int, int] | None:
 
 def tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length):
     """Return the tokenizer's windows over question + context, with offsets and the window → example mapping.
-
-    Tokenizers that pad on the left take the context first, so the truncated side is always the context.
-    """
+    Tokenizers that pad on the left take the context first, so the truncated side is always the context."""
     budget = question_token_budget(tokenizer, max_seq_length, doc_stride, max_query_length)
     questions, truncated = truncate_questions([q.lstrip() for q in examples["question"]], tokenizer, budget)
     if truncated:
@@ -117,16 +92,10 @@ def tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_
             truncated, budget, max_query_length, max_seq_length, doc_stride,
         )
     pad_on_right = tokenizer.padding_side == "right"
-    return tokenizer(
-        questions if pad_on_right else examples["context"],
-        examples["context"] if pad_on_right else questions,
-        truncation="only_second" if pad_on_right else "only_first",
-        max_length=max_seq_length,
-        stride=doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        padding="max_length" if pad_to_max_length else False,
-    )
+    first, second = (questions, examples["context"]) if pad_on_right else (examples["context"], questions)
+    return tokenizer(first, second, truncation="only_second" if pad_on_right else "only_first",
+                     max_length=max_seq_length, stride=doc_stride, return_overflowing_tokens=True,
+                     return_offsets_mapping=True, padding="max_length" if pad_to_max_length else False)
 
 
 def question_token_budget(tokenizer, max_seq_length: int, doc_stride: int, max_query_length: int) -> int:
@@ -134,19 +103,15 @@ def question_token_budget(tokenizer, max_seq_length: int, doc_stride: int, max_q
     window would otherwise not exceed `doc_stride` (the tokenizer refuses a stride as long as the context part)."""
     room = max_seq_length - tokenizer.num_special_tokens_to_add(pair=True) - doc_stride - 1
     if room < 1:
-        raise ValueError(
-            f"max_seq_length={max_seq_length} leaves no room for a question with doc_stride={doc_stride}; "
-            "lower doc_stride or raise max_seq_length"
-        )
+        raise ValueError(f"max_seq_length={max_seq_length} leaves no room for a question with doc_stride={doc_stride}; "
+                         "lower doc_stride or raise max_seq_length")
     return min(max_query_length, room)
 
 
 def truncate_questions(questions: list[str], tokenizer, max_tokens: int) -> tuple[list[str], int]:
-    """Return the questions cut to at most `max_tokens` tokens each, and how many were cut.
-
-    Questions are cut as text at a token boundary, so the windows keep the tokenizer's own offsets. WordPiece gives
-    back the same leading tokens for a cut text; the re-check covers tokenizers whose merges shift at the cut.
-    """
+    """Return the questions cut to at most `max_tokens` tokens each, and how many were cut. They are cut as text at
+    a token boundary, so the windows keep the tokenizer's own offsets; the re-check covers tokenizers whose merges
+    shift at the cut."""
     result, truncated = list(questions), set()
     pending = list(range(len(questions)))
     while pending:
@@ -167,9 +132,7 @@ def context_sequence_index(tokenizer) -> int:
 
 def _cls_index(input_ids: list[int], tokenizer) -> int:
     """Return the position of [CLS], the label of windows without the answer (not 0 after left padding)."""
-    if tokenizer.cls_token_id is None or tokenizer.cls_token_id not in input_ids:
-        return 0
-    return input_ids.index(tokenizer.cls_token_id)
+    return input_ids.index(tokenizer.cls_token_id) if tokenizer.cls_token_id in input_ids else 0
 
 
 def _model_inputs(encoded, tokenizer) -> dict:
