@@ -51,8 +51,7 @@ class ModelArguments:
     model_name_or_path: str | None = argument(
         None, "A DistilBERT checkpoint (hub id such as distilbert-base-uncased, or a folder) to build the pointer "
         "model on, or a pointer-model checkpoint to continue from. BERT checkpoints: convert them first with "
-        "convert_bert_to_distilbert.py."
-    )
+        "convert_bert_to_distilbert.py.")
     config_name: str | None = argument(None, "Config to use instead of the checkpoint's.")
     tokenizer_name: str | None = argument(None, "Tokenizer to use instead of the checkpoint's.")
     cache_dir: str | None = argument(None, "Where to keep models downloaded from the Hub.")
@@ -61,35 +60,25 @@ class ModelArguments:
     trust_remote_code: bool = argument(False, "Allow modeling code that lives next to the checkpoint on the Hub.")
     qa_head: str = argument(
         HEAD_DEFAULTS["qa_head"], "Answer head: 'pointer' (start-conditioned answer pointer) or 'linear' (stock "
-        "baseline).", choices=QA_HEADS
-    )
+        "baseline).", choices=QA_HEADS)
     answer_verifier: bool = argument(
         HEAD_DEFAULTS["answer_verifier"], "Add a has-answer classifier, trained with its own binary loss, whose "
-        "no-answer logit joins the null score (see PointerDistilBertConfig). --answer_verifier false gives the plain "
-        "pointer head."
-    )
+        "no-answer logit joins the null score (see PointerDistilBertConfig); false gives the plain pointer head.")
     verifier_standardization: bool = argument(
         HEAD_DEFAULTS["verifier_standardization"], "Standardise the verifier's features over each batch (running "
-        "statistics at inference): without it the verifier barely learns within a small budget."
-    )
+        "statistics at inference): without it the verifier barely learns within a small budget.")
     null_span_loss_weight: float = argument(
         HEAD_DEFAULTS["null_span_loss_weight"], "Weight of the span loss on windows without an answer, against 1 for "
-        "the others (1: the stock loss). Below 1 the null pointer is learned more slowly, which also shifts the null "
-        "odds towards answering (see PointerDistilBertConfig)."
-    )
+        "the others (the stock loss): below 1 the null pointer learns more slowly and the null odds lean to answering.")
     answer_similarity: bool = argument(
-        HEAD_DEFAULTS["answer_similarity"], "Keep a frozen copy of the starting encoder to measure how close the "
-        "question comes to the window's closest sentence, weighed into the null odds on the calibration split (see "
-        "PointerDistilBertConfig). For a sentence-encoder start such as the MiniLM of configs/cpu_small.json; needs "
-        "--calibration_fraction above 0."
-    )
+        HEAD_DEFAULTS["answer_similarity"], "Keep a frozen copy of the starting sentence encoder (such as the MiniLM "
+        "of configs/cpu_small.json) and weigh how close the question comes to the window's closest sentence into the "
+        "null odds, on the calibration split (--calibration_fraction above 0).")
     dropout: float | None = argument(
         None, "Dropout of the encoder (hidden states and attention weights) and of the answer head. Default: the "
-        "checkpoint's own (0.1 for DistilBERT)."
-    )
+        "checkpoint's own (0.1 for DistilBERT).")
     attn_implementation: str | None = argument(
-        None, "Encoder attention: 'sdpa' (default where available), 'eager' or 'flash_attention_2'."
-    )
+        None, "Encoder attention: 'sdpa' (default where available), 'eager' or 'flash_attention_2'.")
 
     def __post_init__(self):
         if not self.model_name_or_path:
@@ -105,8 +94,7 @@ class DataTrainingArguments:
     """What data to train, evaluate and predict on, and how questions and contexts become features and answers."""
 
     dataset_name: str | None = argument(
-        None, "Hub dataset, e.g. squad_v2 or squad (squad_v2 when no data flag is given)."
-    )
+        None, "Hub dataset, e.g. squad_v2 or squad (squad_v2 when no data flag is given).")
     dataset_config_name: str | None = argument(None, "Configuration of the hub dataset.")
     train_file: str | None = argument(None, "Training data: official SQuAD JSON, or flat json/jsonl/csv/parquet rows.")
     validation_file: str | None = argument(None, "Evaluation data, same formats.")
@@ -115,48 +103,36 @@ class DataTrainingArguments:
     preprocessing_num_workers: int | None = argument(None, "Processes for tokenisation.")
     max_seq_length: int | None = argument(
         None, "Longest feature in tokens (question + context window + special tokens). "
-        f"{FROM_MODEL} {FLAG_DEFAULTS['max_seq_length']}."
-    )
+        f"{FROM_MODEL} {FLAG_DEFAULTS['max_seq_length']}.")
     pad_to_max_length: bool = argument(
         False, "Pad every feature to max_seq_length. Default: pad each batch to its longest feature (a multiple of 8), "
-        "which is faster and gives the same answers."
-    )
+        "which is faster and gives the same answers.")
     max_train_samples: int | None = argument(None, "Keep only this many training examples.")
     max_eval_samples: int | None = argument(None, "Keep only this many evaluation examples.")
     max_predict_samples: int | None = argument(None, "Keep only this many test examples.")
     version_2_with_negative: bool | None = argument(
         None, "SQuAD 2.0 style data with unanswerable questions. Detected from the data when not given; an explicit "
-        "value that contradicts the data is an error."
-    )
+        "value that contradicts the data is an error.")
     null_score_diff_threshold: float | None = argument(
         None, "Predict no answer when null score - best span score exceeds this. Default: when training, the one "
         "chosen on the calibration split (see --calibration_fraction and --calibration_standard_errors), else the "
-        "threshold the model was saved with, else 0."
-    )
+        "threshold the model was saved with, else 0.")
     calibration_fraction: float = argument(
-        0.05, "Share of the training articles held out from training to choose the null-odds threshold that the "
-        "model is saved with: at least two articles (one when fewer than six are given), at most a third of them. 0 "
-        "trains on every article and keeps the threshold at 0 unless --null_score_diff_threshold is given (which "
-        "also turns calibration off)."
-    )
+        0.05, "Share of the training articles (at least two, one when fewer than six are given; at most a third) "
+        "held out from training to choose the null-odds threshold the model is saved with. 0, or a "
+        "--null_score_diff_threshold, turns it off and trains on every article (threshold 0, or the one given).")
     calibration_standard_errors: float = argument(
-        2.0, "The saved threshold must beat answering nothing on the calibration split by this many standard errors: "
-        "the larger of the one between its questions and the one between its articles, so that a gain within "
-        "sampling noise, or one that an article makes and another loses, does not ship. 0 takes the threshold of "
-        "best F1 there."
-    )
+        2.0, "The saved threshold must beat answering nothing on the calibration split by this many standard errors "
+        "(between its questions or between its articles, the larger), so that a gain within noise does not ship. 0 "
+        "takes the threshold of best F1 there.")
     doc_stride: int | None = argument(
-        None, f"Tokens shared by consecutive windows of a long context. {FROM_MODEL} {FLAG_DEFAULTS['doc_stride']}."
-    )
+        None, f"Tokens shared by consecutive windows of a long context. {FROM_MODEL} {FLAG_DEFAULTS['doc_stride']}.")
     n_best_size: int | None = argument(
-        None, f"Start and end candidates kept per window. {FROM_MODEL} {FLAG_DEFAULTS['n_best_size']}."
-    )
+        None, f"Start and end candidates kept per window. {FROM_MODEL} {FLAG_DEFAULTS['n_best_size']}.")
     max_answer_length: int | None = argument(
-        None, f"Longest answer in tokens. {FROM_MODEL} {FLAG_DEFAULTS['max_answer_length']}."
-    )
+        None, f"Longest answer in tokens. {FROM_MODEL} {FLAG_DEFAULTS['max_answer_length']}.")
     max_query_length: int | None = argument(
-        None, f"Questions longer than this (tokens) are truncated. {FROM_MODEL} {FLAG_DEFAULTS['max_query_length']}."
-    )
+        None, f"Questions longer than this (tokens) are truncated. {FROM_MODEL} {FLAG_DEFAULTS['max_query_length']}.")
 
     def __post_init__(self):
         for flag in ("train_file", "validation_file", "test_file"):
@@ -185,38 +161,31 @@ class QATrainingArguments(TrainingArguments):
     # bf16 and fp16 default to None (the device chooses); a bare flag still means true.
     bf16: bool | None = argument(
         None, "Train in bf16 mixed precision. Default: chosen by the device (see choose_precision): bf16 on a CUDA "
-        "device that supports it, fp16 on one that does not, float32 on a CPU.", nargs="?", const=True
-    )
+        "device that supports it, fp16 on one that does not, float32 on a CPU.", nargs="?", const=True)
     fp16: bool | None = argument(
         None, "Train in fp16 mixed precision with a gradient scaler. Default: chosen by the device, as for --bf16; "
-        "either flag given decides alone.", nargs="?", const=True
-    )
+        "either flag given decides alone.", nargs="?", const=True)
     ddp_find_unused_parameters: bool | None = argument(
         False, "Let DDP search every step for parameters without a gradient. Off: every trainable parameter of the "
-        "model gets one each step, so the search would only cost time."
-    )
+        "model gets one each step, so the search would only cost time.")
     learning_rate: float = argument(
         1e-4, "Peak learning rate (Adafactor, no relative step). Small data needs more: the CPU argument files use "
-        "3e-4."
-    )
+        "3e-4.")
     layerwise_learning_rate_decay: float | None = argument(
         None, "The encoder layer k layers below the head learns at --learning_rate times this factor to the power k "
         "(the top layer: k = 1; the embeddings: one below the bottom layer), e.g. 0.8. Default: every layer at "
-        "--learning_rate."
-    )
+        "--learning_rate.")
     warmup_steps: float = argument(0.1, "Warm-up steps, or a fraction of all steps if < 1.")
     num_train_epochs: float = argument(2.0, "Passes over the training features.")
     per_device_train_batch_size: int = argument(32, "Training batch size per device.")
     per_device_eval_batch_size: int = argument(64, "Evaluation batch size per device.")
     train_sampling_strategy: str = argument(
         "group_by_length", "Training order: 'group_by_length' (random batches of similar lengths, which pad less) or "
-        "'random'."
-    )
+        "'random'.")
     metric_for_best_model: str | None = argument("f1", "Metric that picks the best checkpoint.")
     greater_is_better: bool | None = argument(True, "Whether a higher metric is better.")
     eval_do_concat_batches: bool = argument(
-        False, "Keep evaluation logits per batch (at their own length) until the end."
-    )
+        False, "Keep evaluation logits per batch (at their own length) until the end.")
     report_to: None | str | list[str] = field(
         default_factory=_default_report_to,
         metadata={"help": "Loggers to report to (default: tensorboard if installed)."},

@@ -7,7 +7,6 @@ evaluates, and writes everything to out/distilbert-base-uncased-squad_v2. Every 
 argument files); each step of a run is one named function, read in `main()`.
 """
 
-import json
 import logging
 import os
 import sys
@@ -125,10 +124,8 @@ def resolve_version_2(requested: bool | None, raw: datasets.DatasetDict, saved_s
         return detected
     if requested != detected:
         found = "has unanswerable questions" if detected else "has no unanswerable question"
-        raise UserError(
-            f"--version_2_with_negative {requested} contradicts the data, which {found}: "
-            f"drop the flag to detect it, or pass --version_2_with_negative {detected}"
-        )
+        raise UserError(f"--version_2_with_negative {requested} contradicts the data, which {found}: drop the flag "
+                        f"to detect it, or pass --version_2_with_negative {detected}")
     return requested
 
 
@@ -178,10 +175,8 @@ def build_tokenizer(model_args: ModelArguments):
 
 def unreadable_checkpoint(source: str, part: str, error: Exception) -> UserError:
     """Return the one-line error for a checkpoint part that cannot be read: a wrong path or Hub id, or no internet."""
-    return UserError(
-        f"cannot load the {part} of {source!r} ({error}); give a folder that holds it or a Hub id reachable from "
-        "here (offline, `make demo` shows the recipe on a local checkpoint)"
-    )
+    return UserError(f"cannot load the {part} of {source!r} ({error}); give a folder that holds it or a Hub id "
+                     "reachable from here (offline, `make demo` shows the recipe on a local checkpoint)")
 
 
 def hub_arguments(model_args: ModelArguments) -> dict:
@@ -215,10 +210,9 @@ def build_model(model_args: ModelArguments, base_config, tokenizer=None) -> Poin
             head.update(answer_similarity=True, sentence_token_ids=sentence_token_ids(tokenizer))
         config = PointerDistilBertConfig(**{**base_config.to_dict(), **head})
     else:
-        raise UserError(
-            f"{source} is a {base_config.model_type!r} checkpoint; the recipe builds on DistilBERT. For a BERT "
-            f"checkpoint run `python convert_bert_to_distilbert.py {source} converted/` and pass converted/"
-        )
+        raise UserError(f"{source} is a {base_config.model_type!r} checkpoint; the recipe builds on DistilBERT. For a "
+                        f"BERT checkpoint run `python convert_bert_to_distilbert.py {source} converted/` and pass "
+                        "converted/")
     if model_args.dropout is not None:
         config.dropout = config.attention_dropout = config.qa_dropout = model_args.dropout
     try:  # float32 master weights, whatever dtype the checkpoint was saved in
@@ -390,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(training_args)
     warn_about_slow_bf16(training_args, cpu_flags())
     logger.info("Run: %s", run_plan(model_args, data_args, training_args))
-    logger.debug("Training arguments:\n%s", json.dumps(training_args.to_dict(), indent=1, default=str))
+    logger.debug("Training arguments:\n%s", training_args.to_json_string())
     set_seed(training_args.seed)
     trainer, raw, features = prepare_run(model_args, data_args, training_args)
 

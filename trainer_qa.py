@@ -98,9 +98,8 @@ class QuestionAnsweringTrainer(Trainer):
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
 
     def save_model(self, output_dir: str | None = None, **kwargs) -> None:
-        """Save as the stock Trainer does, but keep the training arguments as JSON instead of a pickle, the only
-        non-safetensors file the Trainer writes: Hub users are warned about pickles, and JSON says the same to a person.
-        """
+        """Save as the stock Trainer does, but keep the training arguments as JSON instead of a pickle (the only
+        non-safetensors file the Trainer writes): Hub users are warned about pickles; JSON says the same to a person."""
         super().save_model(output_dir, **kwargs)
         folder = Path(output_dir or self.args.output_dir)
         pickled = folder / TRAINING_ARGS_NAME

@@ -31,11 +31,9 @@ class Precision(NamedTuple):
 def choose_precision(bf16: bool | None, fp16: bool | None, use_cpu: bool, device: DeviceCapabilities,
                      launcher: str = "no") -> Precision:
     """Return the training precision: what --bf16/--fp16 say when either is given, else what the launcher's
-    mixed precision (accelerate's config or `accelerate launch --mixed_precision`) names, else the device's best.
-
-    bf16 autocast where CUDA has it (Ampere on): it keeps float32's range, so Adafactor needs no scaler. fp16 with a
-    gradient scaler on older CUDA devices. float32 on a CPU: bf16 pays only with AVX512-BF16 or AMX.
-    """
+    mixed precision (accelerate's config or `accelerate launch --mixed_precision`) names, else the device's best:
+    bf16 where CUDA has it (it keeps float32's range, so Adafactor needs no scaler), fp16 with a gradient scaler on
+    older CUDA devices, float32 on a CPU (bf16 pays only with AVX512-BF16 or AMX)."""
     if bf16 is not None or fp16 is not None:
         name = "bf16" if bf16 else "fp16" if fp16 else "float32"
         return Precision(name, "as --bf16/--fp16 ask")
