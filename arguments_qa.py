@@ -115,8 +115,7 @@ class DataTrainingArguments:
         "value that contradicts the data is an error.")
     null_score_diff_threshold: float | None = argument(
         None, "Predict no answer when null score - best span score exceeds this. Default: when training, the one "
-        "chosen on the calibration split (see --calibration_fraction and --calibration_standard_errors), else the "
-        "threshold the model was saved with, else 0.")
+        "chosen on the calibration split (--calibration_fraction), else the one the model was saved with, else 0.")
     calibration_fraction: float = argument(
         0.05, "Share of the training articles (at least two, one when fewer than six are given; at most a third) "
         "held out from training to choose the null-odds threshold the model is saved with. 0, or a "
@@ -172,9 +171,8 @@ class QATrainingArguments(TrainingArguments):
         1e-4, "Peak learning rate (Adafactor, no relative step). Small data needs more: the CPU argument files use "
         "3e-4.")
     layerwise_learning_rate_decay: float | None = argument(
-        None, "The encoder layer k layers below the head learns at --learning_rate times this factor to the power k "
-        "(the top layer: k = 1; the embeddings: one below the bottom layer), e.g. 0.8. Default: every layer at "
-        "--learning_rate.")
+        None, "The encoder layer k layers below the head learns at --learning_rate times this factor ** k (the top "
+        "layer: k = 1; the embeddings: one below the bottom layer), e.g. 0.8. Default: every layer at --learning_rate.")
     warmup_steps: float = argument(0.1, "Warm-up steps, or a fraction of all steps if < 1.")
     num_train_epochs: float = argument(2.0, "Passes over the training features.")
     per_device_train_batch_size: int = argument(32, "Training batch size per device.")

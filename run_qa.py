@@ -195,9 +195,8 @@ def load_base_config(model_args: ModelArguments):
 
 
 def build_model(model_args: ModelArguments, base_config, tokenizer=None) -> PointerDistilBertForQuestionAnswering:
-    """Return the pointer model: loaded from a pointer checkpoint with this run's loss weight, or built on a plain
-    DistilBERT encoder with the head the arguments ask for (and, with `--answer_similarity`, a frozen copy of that
-    encoder as the sentence matcher, cutting sentences with `tokenizer`'s ids)."""
+    """Return the pointer model: a pointer checkpoint with this run's loss weight, or a DistilBERT encoder with the head
+    the arguments ask for (with `--answer_similarity`, a frozen copy of it matches sentences cut at `tokenizer` ids)."""
     source = model_args.config_name or model_args.model_name_or_path
     if base_config.model_type == "pointer_distilbert":
         # The head's shape is the checkpoint's; how this run weighs its loss is this run's.

@@ -53,9 +53,8 @@ class QuestionAnsweringTrainer(Trainer):
         """Return the SQuAD metrics of the evaluation set, prefixed with `metric_key_prefix` and logged."""
         features = self.eval_dataset if eval_dataset is None else eval_dataset
         examples = self.eval_examples if eval_examples is None else eval_examples
-        metrics, _ = self._answer_and_score(
-            self.get_eval_dataloader(features), features, examples, "Evaluation", ignore_keys, metric_key_prefix
-        )
+        metrics, _ = self._answer_and_score(self.get_eval_dataloader(features), features, examples, "Evaluation",
+                                            ignore_keys, metric_key_prefix)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
@@ -65,10 +64,8 @@ class QuestionAnsweringTrainer(Trainer):
         As in Hugging Face's run_qa.py the files are predict_*.json while the metric keys take `metric_key_prefix`."""
         if test_examples is None:
             raise ValueError("predict() needs the raw examples that `test_dataset` was built from (test_examples=...)")
-        dataloader = self.get_test_dataloader(test_dataset)
-        metrics, result = self._answer_and_score(
-            dataloader, test_dataset, test_examples, "Prediction", ignore_keys, metric_key_prefix, "predict"
-        )
+        metrics, result = self._answer_and_score(self.get_test_dataloader(test_dataset), test_dataset, test_examples,
+                                                 "Prediction", ignore_keys, metric_key_prefix, "predict")
         self.control = self.callback_handler.on_predict(self.args, self.state, self.control, metrics)
         return PredictionOutput(predictions=result.answers, label_ids=None, metrics=metrics)
 
@@ -86,10 +83,9 @@ class QuestionAnsweringTrainer(Trainer):
         return self.optimizer
 
     def _get_eval_sampler(self, eval_dataset):
-        """Keep evaluation windows in dataset order (logits are matched to features by position), where the stock
-        Trainer would also group evaluation by length under `train_sampling_strategy="group_by_length"`; the features
-        are already sorted by length (run_qa.sort_by_length). Under several processes accelerate shards the sequential
-        order and gathers it back. The Trainer has no public hook for this; tests/test_run_qa.py pins it."""
+        """Keep evaluation windows in dataset order (logits are matched to features by position; run_qa sorted them by
+        length), where the stock Trainer would group them by length under `train_sampling_strategy="group_by_length"`.
+        Under several processes accelerate shards the sequential order and gathers it back."""
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -133,10 +129,9 @@ class QuestionAnsweringTrainer(Trainer):
 
     def calibrate_null_threshold(self, features, examples, source: str, standard_errors: float = 0.0
                                  ) -> dict[str, float]:
-        """Set the answer settings' null-odds threshold to the one chosen on held-out `examples`
-        (`calibrated_null_threshold`), and return the calibration split's metrics at it (prefix `calibration_`).
-        Its answers are written as `calibration_*.json`, so the choice can be checked and other ways of choosing
-        replayed without training again (bench/threshold_rules.py)."""
+        """Set the answer settings' null-odds threshold to the one chosen on held-out `examples` and return their
+        metrics at it (prefix `calibration_`). Their answers are written as `calibration_*.json`, so other ways of
+        choosing can be replayed without training again (bench/threshold_rules.py)."""
         dataloader = self.get_test_dataloader(features)
         references = references_from_dataset(examples)
         result, _ = self._answers(dataloader, features, examples, "Calibration", None, "calibration")
@@ -157,10 +152,9 @@ class QuestionAnsweringTrainer(Trainer):
         return {f"calibration_{name}": scores[name] for name in keep if name in scores}
 
     def _weigh_answer_similarity(self, dataloader, features, examples, references, reader):
-        """Give the model's answer similarity its weight in the null odds (`answer_similarity_scale`) and return the
-        calibration answers with it; keep it out (weight 0) unless it separates the calibration questions better
-        than the `reader`'s null odds alone. A pass with weight 1 measures what the similarity does to each
-        question's null odds, and a pass with the chosen weight gives the answers the model will give."""
+        """Give the model's answer similarity its weight in the null odds (`answer_similarity_scale`, from a pass with
+        weight 1) and return the calibration answers with it; keep it out (weight 0) unless it separates the
+        calibration questions better than the `reader`'s null odds alone."""
         def weigh(weight: float, center: float) -> None:
             self.use_answer_settings(replace(self.answer_settings, answer_similarity_weight=weight,
                                              answer_similarity_center=center))
@@ -190,10 +184,8 @@ class QuestionAnsweringTrainer(Trainer):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             for buffer in self.model.buffers():
                 torch.distributed.broadcast(buffer, src=0)
-        output = self.evaluation_loop(
-            dataloader, description=description, prediction_loss_only=False, ignore_keys=ignore_keys,
-            metric_key_prefix=prefix,
-        )
+        output = self.evaluation_loop(dataloader, description=description, prediction_loss_only=False,
+                                      ignore_keys=ignore_keys, metric_key_prefix=prefix)
         logits = stack_logits(output.predictions, len(features))
         settings = self.answer_settings
         result = select_answers(
@@ -215,7 +207,8 @@ class QuestionAnsweringTrainer(Trainer):
         metrics = dict(output.metrics)
         if settings.version_2_with_negative:
             metrics[f"{prefix}_null_score_diff_threshold"] = settings.null_score_diff_threshold
-        if _has_labels(examples):
+        labelled = "answers" in examples.column_names and any(len(a["text"]) for a in examples["answers"])
+        if labelled:  # an unlabelled test file carries no gold answers to score against
             scores = compute_squad_metrics(
                 references_from_dataset(examples), result.answers, result.null_odds, settings.version_2_with_negative,
                 null_odds_threshold=settings.null_score_diff_threshold, non_null_predictions=result.non_null_answers,
@@ -225,11 +218,6 @@ class QuestionAnsweringTrainer(Trainer):
         steps = math.ceil(len(features) / (self.args.eval_batch_size * self.args.world_size))
         metrics.update(speed_metrics(prefix, start_time, num_samples=len(examples), num_steps=steps))
         return metrics, result
-
-
-def _has_labels(examples) -> bool:
-    """True when the examples carry gold answers to score against (an unlabelled test file carries none)."""
-    return "answers" in examples.column_names and any(len(a["text"]) for a in examples["answers"])
 
 
 def _log_hints(scores: dict, settings: QASettings) -> None:

@@ -2,9 +2,8 @@
 
     python utils_qa.py score DATA PREDICTIONS [--null-odds NULL_ODDS]
 
-The code lives in the `squad` package, one module per concern (the README's Layout lists them). Code outside the
-package imports from this module (qa_pipeline.py from `squad.pipeline`, which ships with every checkpoint);
-modules inside `squad/` import from each other, never from here. A new public name joins `__all__` below.
+The code lives in the `squad` package, one module per concern (the README's Layout lists them). Code outside it
+imports from here (qa_pipeline.py from `squad.pipeline`), `squad/` modules from each other; new names join `__all__`.
 """
 
 import argparse
