@@ -105,8 +105,7 @@ def load_data(data_args: DataTrainingArguments, model_args: ModelArguments, trai
             continue
         if split not in raw:
             raise UserError(f"{do_flag} needs a {split} split: give {file_flag} or a --dataset_name that has one")
-        dataset = raw[split]
-        splits[split] = dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
+        splits[split] = raw[split] if limit is None else raw[split].select(range(min(limit, len(raw[split]))))
     return datasets.DatasetDict(splits)
 
 
@@ -302,9 +301,8 @@ def prepare_run(model_args: ModelArguments, data_args: DataTrainingArguments, tr
 
 def run_training(trainer: QuestionAnsweringTrainer, training_args, calibration: tuple | None,
                  standard_errors: float) -> None:
-    """Train (resuming from the last checkpoint in output_dir or from --resume_from_checkpoint), choose the null-odds
-    threshold on the `calibration` (features, examples) when given, `standard_errors` clear of answering nothing,
-    then save the model with its settings."""
+    """Train (resuming from --resume_from_checkpoint or the last checkpoint in output_dir), choose the null-odds
+    threshold on `calibration` (features, examples) if given, `standard_errors` clear of answering nothing, and save."""
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and os.path.isdir(training_args.output_dir):
         checkpoint = get_last_checkpoint(training_args.output_dir)

@@ -32,11 +32,9 @@ logger = logging.getLogger(__name__)
 
 
 class QuestionAnsweringTrainer(Trainer):
-    """`Trainer` that post-processes span logits into answers, scores them and saves the prediction files.
-
-    `evaluate` and `predict` take the tokenised features (what the model sees) and the raw examples (what the answers
-    are cut from and scored against). Under DDP every process computes the same metrics; the main one writes files.
-    """
+    """`Trainer` that post-processes span logits into answers, scores them and saves the prediction files. `evaluate`
+    and `predict` take the tokenised features (what the model sees) and the raw examples (what the answers are cut
+    from and scored against). Under DDP every process computes the same metrics; the main one writes files."""
 
     def __init__(self, *args, eval_examples=None, answer_settings: QASettings | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -85,7 +83,7 @@ class QuestionAnsweringTrainer(Trainer):
     def _get_eval_sampler(self, eval_dataset):
         """Keep evaluation windows in dataset order (logits are matched to features by position; run_qa sorted them by
         length), where the stock Trainer would group them by length under `train_sampling_strategy="group_by_length"`.
-        Under several processes accelerate shards the sequential order and gathers it back."""
+        Under several processes accelerate shards the sequential order and gathers it back; there is no public hook."""
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):

@@ -4,6 +4,8 @@
 
 The code lives in the `squad` package, one module per concern (the README's Layout lists them). Code outside it
 imports from here (qa_pipeline.py from `squad.pipeline`), `squad/` modules from each other; new names join `__all__`.
+`squad/pipeline.py` ships with every checkpoint with the modules it imports relatively (`features.py`, `settings.py`,
+`spans.py`), so they need no more than numpy, torch and transformers.
 """
 
 import argparse
@@ -96,6 +98,7 @@ __all__ = [
     # squad.scoring and the score command
     "score_files", "main",
 ]
+
 
 def argument_parser() -> argparse.ArgumentParser:
     """Return the command-line parser (one subcommand, `score`)."""

@@ -72,7 +72,7 @@ ADAFACTOR_OPTIONS = ("beta1", "decay_rate", "clip_threshold")
 
 def adafactor_options(optim_args: str | None) -> dict[str, float]:
     """Return the Adafactor settings that `--optim_args` gives, e.g. "beta1=0.9" (a first moment, which Adafactor
-    keeps none of by default), as numbers; a ValueError naming `--optim_args` for anything else."""
+    keeps none of by default), as numbers; a ValueError naming `--optim_args` for an unknown setting or a non-number."""
     options = {}
     for item in filter(None, (optim_args or "").replace(" ", "").split(",")):
         name, _, value = item.partition("=")
