@@ -1,11 +1,6 @@
 """The command line of `run_qa.py`: the three argument dataclasses (whose help texts are its documentation), the
-recipe's defaults, their checks, and argument files.
-
-    python run_qa.py configs/cpu_small.json --seed 43
-
-A .json/.yaml file given first holds arguments by name; flags after it win over it. Every flag of Hugging Face's
-`examples/pytorch/question-answering/run_qa.py` keeps its name and meaning; what the headline command leaves out
-(data, what to do, where to write) is filled in by `headline_defaults`.
+recipe's defaults, their checks, and argument files (`python run_qa.py configs/cpu_small.json --seed 43`: flags
+after the file win over it).
 """
 
 import argparse
@@ -43,64 +38,47 @@ HEAD_DEFAULTS = {name: parameter.default for name, parameter in
                              "answer_similarity")}
 
 
+def argument(default, help_text: str, **metadata):
+    """Return a dataclass field that `HfArgumentParser` makes a flag: its default, its --help text and any further
+    argparse settings (`choices`, `nargs`)."""
+    return field(default=default, metadata={"help": help_text, **metadata})
+
+
 @dataclass
 class ModelArguments:
     """Which checkpoint to start from and which answer head to put on it."""
 
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={
-            "help": "A DistilBERT checkpoint (hub id such as distilbert-base-uncased, or a folder) to build the "
-            "pointer model on, or a pointer-model checkpoint to continue from. BERT checkpoints: convert them "
-            "first with convert_bert_to_distilbert.py."
-        }
-    )
-    config_name: str | None = field(default=None, metadata={"help": "Config to use instead of the checkpoint's."})
-    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer to use instead of the checkpoint's."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Where to keep models downloaded from the Hub."})
-    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the checkpoint."})
-    token: str | None = field(default=None, metadata={"help": "Hub token for private checkpoints or datasets."})
-    trust_remote_code: bool = field(
-        default=False, metadata={"help": "Allow modeling code that lives next to the checkpoint on the Hub."}
-    )
-    qa_head: str = field(
-        default=HEAD_DEFAULTS["qa_head"],
-        metadata={"help": "Answer head: 'pointer' (start-conditioned answer pointer) or 'linear' (stock baseline).",
-                  "choices": QA_HEADS},
-    )
-    answer_verifier: bool = field(
-        default=HEAD_DEFAULTS["answer_verifier"],
-        metadata={"help": "Add a has-answer classifier, trained with its own binary loss, whose no-answer logit "
-                  "joins the null score (see PointerDistilBertConfig). --answer_verifier false gives the plain "
-                  "pointer head."},
-    )
-    verifier_standardization: bool = field(
-        default=HEAD_DEFAULTS["verifier_standardization"],
-        metadata={"help": "Standardise the verifier's features over each batch (running statistics at inference): "
-                  "without it the verifier barely learns within a small budget."},
-    )
-    null_span_loss_weight: float = field(
-        default=HEAD_DEFAULTS["null_span_loss_weight"],
-        metadata={"help": "Weight of the span loss on windows without an answer, against 1 for the others (1: the "
-                  "stock loss). Below 1 the null pointer is learned more slowly, which also shifts the null odds "
-                  "towards answering (see PointerDistilBertConfig)."},
-    )
-    answer_similarity: bool = field(
-        default=HEAD_DEFAULTS["answer_similarity"],
-        metadata={"help": "Keep a frozen copy of the starting encoder to measure how close the question comes to the "
-                  "window's closest sentence, weighed into the null odds on the calibration split (see "
-                  "PointerDistilBertConfig). For a sentence-encoder start such as the MiniLM of "
-                  "configs/cpu_small.json; needs --calibration_fraction above 0."},
-    )
-    dropout: float | None = field(
-        default=None,
-        metadata={"help": "Dropout of the encoder (hidden states and attention weights) and of the answer head. "
-                  "Default: the checkpoint's own (0.1 for DistilBERT)."},
-    )
-    attn_implementation: str | None = field(
-        default=None,
-        metadata={"help": "Encoder attention: 'sdpa' (default where available), 'eager' or 'flash_attention_2'."},
-    )
+    model_name_or_path: str | None = argument(
+        None, "A DistilBERT checkpoint (hub id such as distilbert-base-uncased, or a folder) to build the pointer "
+        "model on, or a pointer-model checkpoint to continue from. BERT checkpoints: convert them first with "
+        "convert_bert_to_distilbert.py.")
+    config_name: str | None = argument(None, "Config to use instead of the checkpoint's.")
+    tokenizer_name: str | None = argument(None, "Tokenizer to use instead of the checkpoint's.")
+    cache_dir: str | None = argument(None, "Where to keep models downloaded from the Hub.")
+    model_revision: str = argument("main", "Branch, tag or commit of the checkpoint.")
+    token: str | None = argument(None, "Hub token for private checkpoints or datasets.")
+    trust_remote_code: bool = argument(False, "Allow modeling code that lives next to the checkpoint on the Hub.")
+    qa_head: str = argument(
+        HEAD_DEFAULTS["qa_head"], "Answer head: 'pointer' (start-conditioned answer pointer) or 'linear' (stock "
+        "baseline).", choices=QA_HEADS)
+    answer_verifier: bool = argument(
+        HEAD_DEFAULTS["answer_verifier"], "Add a has-answer classifier, trained with its own binary loss, whose "
+        "no-answer logit joins the null score (see PointerDistilBertConfig); false gives the plain pointer head.")
+    verifier_standardization: bool = argument(
+        HEAD_DEFAULTS["verifier_standardization"], "Standardise the verifier's features over each batch (running "
+        "statistics at inference): without it the verifier barely learns within a small budget.")
+    null_span_loss_weight: float = argument(
+        HEAD_DEFAULTS["null_span_loss_weight"], "Weight of the span loss on windows without an answer, against 1 for "
+        "the others (the stock loss): below 1 the null pointer learns more slowly and the null odds lean to answering.")
+    answer_similarity: bool = argument(
+        HEAD_DEFAULTS["answer_similarity"], "Keep a frozen copy of the starting sentence encoder (such as the MiniLM "
+        "of configs/cpu_small.json) and weigh how close the question comes to the window's closest sentence into the "
+        "null odds, on the calibration split (--calibration_fraction above 0).")
+    dropout: float | None = argument(
+        None, "Dropout of the encoder (hidden states and attention weights) and of the answer head. Default: the "
+        "checkpoint's own (0.1 for DistilBERT).")
+    attn_implementation: str | None = argument(
+        None, "Encoder attention: 'sdpa' (default where available), 'eager' or 'flash_attention_2'.")
 
     def __post_init__(self):
         if not self.model_name_or_path:
@@ -115,73 +93,45 @@ class ModelArguments:
 class DataTrainingArguments:
     """What data to train, evaluate and predict on, and how questions and contexts become features and answers."""
 
-    dataset_name: str | None = field(
-        default=None, metadata={"help": "Hub dataset, e.g. squad_v2 or squad (squad_v2 when no data flag is given)."}
-    )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the hub dataset."})
-    train_file: str | None = field(
-        default=None, metadata={"help": "Training data: official SQuAD JSON, or flat json/jsonl/csv/parquet rows."}
-    )
-    validation_file: str | None = field(default=None, metadata={"help": "Evaluation data, same formats."})
-    test_file: str | None = field(default=None, metadata={"help": "Data to predict on (answers optional)."})
-    overwrite_cache: bool = field(default=False, metadata={"help": "Recompute cached features."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
-    max_seq_length: int | None = field(
-        default=None,
-        metadata={"help": "Longest feature in tokens (question + context window + special tokens). "
-                  f"{FROM_MODEL} {FLAG_DEFAULTS['max_seq_length']}."},
-    )
-    pad_to_max_length: bool = field(
-        default=False,
-        metadata={"help": "Pad every feature to max_seq_length. Default: pad each batch to its longest feature "
-                  "(a multiple of 8), which is faster and gives the same answers."},
-    )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training examples."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation examples."})
-    max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only this many test examples."})
-    version_2_with_negative: bool | None = field(
-        default=None,
-        metadata={"help": "SQuAD 2.0 style data with unanswerable questions. Detected from the data when not given; "
-                  "an explicit value that contradicts the data is an error."},
-    )
-    null_score_diff_threshold: float | None = field(
-        default=None,
-        metadata={"help": "Predict no answer when null score - best span score exceeds this. Default: when "
-                  "training, the one chosen on the calibration split (see --calibration_fraction and "
-                  "--calibration_standard_errors), else the threshold the model was saved with, else 0."},
-    )
-    calibration_fraction: float = field(
-        default=0.05,
-        metadata={"help": "Share of the training articles held out from training to choose the null-odds "
-                  "threshold that the model is saved with: at least two articles (one when fewer than six are "
-                  "given), at most a third of them. 0 trains on every article and keeps the threshold at 0 unless "
-                  "--null_score_diff_threshold is given (which also turns calibration off)."},
-    )
-    calibration_standard_errors: float = field(
-        default=2.0,
-        metadata={"help": "The saved threshold must beat answering nothing on the calibration split by this many "
-                  "standard errors: the larger of the one between its questions and the one between its "
-                  "articles, so that a gain within sampling noise, or one that an article makes and another loses, "
-                  "does not ship. 0 takes the threshold of best F1 there."},
-    )
-    doc_stride: int | None = field(
-        default=None,
-        metadata={"help": f"Tokens shared by consecutive windows of a long context. {FROM_MODEL} "
-                  f"{FLAG_DEFAULTS['doc_stride']}."},
-    )
-    n_best_size: int | None = field(
-        default=None,
-        metadata={"help": f"Start and end candidates kept per window. {FROM_MODEL} {FLAG_DEFAULTS['n_best_size']}."},
-    )
-    max_answer_length: int | None = field(
-        default=None,
-        metadata={"help": f"Longest answer in tokens. {FROM_MODEL} {FLAG_DEFAULTS['max_answer_length']}."},
-    )
-    max_query_length: int | None = field(
-        default=None,
-        metadata={"help": "Questions longer than this (tokens) are truncated. "
-                  f"{FROM_MODEL} {FLAG_DEFAULTS['max_query_length']}."},
-    )
+    dataset_name: str | None = argument(
+        None, "Hub dataset, e.g. squad_v2 or squad (squad_v2 when no data flag is given).")
+    dataset_config_name: str | None = argument(None, "Configuration of the hub dataset.")
+    train_file: str | None = argument(None, "Training data: official SQuAD JSON, or flat json/jsonl/csv/parquet rows.")
+    validation_file: str | None = argument(None, "Evaluation data, same formats.")
+    test_file: str | None = argument(None, "Data to predict on (answers optional).")
+    overwrite_cache: bool = argument(False, "Recompute cached features.")
+    preprocessing_num_workers: int | None = argument(None, "Processes for tokenisation.")
+    max_seq_length: int | None = argument(
+        None, "Longest feature in tokens (question + context window + special tokens). "
+        f"{FROM_MODEL} {FLAG_DEFAULTS['max_seq_length']}.")
+    pad_to_max_length: bool = argument(
+        False, "Pad every feature to max_seq_length. Default: pad each batch to its longest feature (a multiple of 8), "
+        "which is faster and gives the same answers.")
+    max_train_samples: int | None = argument(None, "Keep only this many training examples.")
+    max_eval_samples: int | None = argument(None, "Keep only this many evaluation examples.")
+    max_predict_samples: int | None = argument(None, "Keep only this many test examples.")
+    version_2_with_negative: bool | None = argument(
+        None, "SQuAD 2.0 style data with unanswerable questions. Detected from the data when not given; an explicit "
+        "value that contradicts the data is an error.")
+    null_score_diff_threshold: float | None = argument(
+        None, "Predict no answer when null score - best span score exceeds this. Default: when training, the one "
+        "chosen on the calibration split (--calibration_fraction), else the one the model was saved with, else 0.")
+    calibration_fraction: float = argument(
+        0.05, "Share of the training articles (at least two, one when fewer than six are given; at most a third) "
+        "held out from training to choose the null-odds threshold the model is saved with. 0, or a "
+        "--null_score_diff_threshold, turns it off and trains on every article (threshold 0, or the one given).")
+    calibration_standard_errors: float = argument(
+        2.0, "The saved threshold must beat answering nothing on the calibration split by this many standard errors "
+        "(between its questions or between its articles, the larger), so that a gain within noise does not ship. 0 "
+        "takes the threshold of best F1 there.")
+    doc_stride: int | None = argument(
+        None, f"Tokens shared by consecutive windows of a long context. {FROM_MODEL} {FLAG_DEFAULTS['doc_stride']}.")
+    n_best_size: int | None = argument(
+        None, f"Start and end candidates kept per window. {FROM_MODEL} {FLAG_DEFAULTS['n_best_size']}.")
+    max_answer_length: int | None = argument(
+        None, f"Longest answer in tokens. {FROM_MODEL} {FLAG_DEFAULTS['max_answer_length']}.")
+    max_query_length: int | None = argument(
+        None, f"Questions longer than this (tokens) are truncated. {FROM_MODEL} {FLAG_DEFAULTS['max_query_length']}.")
 
     def __post_init__(self):
         for flag in ("train_file", "validation_file", "test_file"):
@@ -192,9 +142,8 @@ class DataTrainingArguments:
         if not 0 <= self.calibration_fraction < 1:
             raise ValueError(f"--calibration_fraction must be at least 0 and below 1, got {self.calibration_fraction}")
         if not self.calibration_standard_errors >= 0:
-            raise ValueError(
-                f"--calibration_standard_errors must be at least 0, got {self.calibration_standard_errors}"
-            )
+            raise ValueError(f"--calibration_standard_errors must be at least 0, got "
+                             f"{self.calibration_standard_errors}")
 
 
 def _default_report_to() -> list[str] | str:
@@ -207,53 +156,39 @@ class QATrainingArguments(TrainingArguments):
     """`TrainingArguments` with the recipe's defaults: Adafactor, evaluation by F1, TensorBoard logs, the precision the
     device suits (`choose_precision`)."""
 
-    optim: str = field(default="adafactor", metadata={"help": "Optimizer; the recipe is tuned for Adafactor."})
-    bf16: bool | None = field(
-        default=None,
-        metadata={"help": "Train in bf16 mixed precision. Default: chosen by the device (see choose_precision): bf16 "
-                  "on a CUDA device that supports it, fp16 on one that does not, float32 on a CPU.",
-                  "nargs": "?", "const": True},  # default None (the device chooses); a bare flag still means true
-    )
-    fp16: bool | None = field(
-        default=None,
-        metadata={"help": "Train in fp16 mixed precision with a gradient scaler. Default: chosen by the device, as for "
-                  "--bf16; either flag given decides alone.", "nargs": "?", "const": True},
-    )
-    ddp_find_unused_parameters: bool | None = field(
-        default=False,
-        metadata={"help": "Let DDP search every step for parameters without a gradient. Off: every trainable "
-                  "parameter of the model gets one each step, so the search would only cost time."},
-    )
-    learning_rate: float = field(
-        default=1e-4,
-        metadata={"help": "Peak learning rate (Adafactor, no relative step). Small data needs more: the CPU "
-                  "argument files use 3e-4."},
-    )
-    layerwise_learning_rate_decay: float | None = field(
-        default=None,
-        metadata={"help": "The encoder layer k layers below the head learns at --learning_rate times this factor "
-                  "to the power k (the top layer: k = 1; the embeddings: one below the bottom layer), e.g. 0.8. "
-                  "Default: every layer at --learning_rate."},
-    )
-    warmup_steps: float = field(default=0.1, metadata={"help": "Warm-up steps, or a fraction of all steps if < 1."})
-    num_train_epochs: float = field(default=2.0, metadata={"help": "Passes over the training features."})
-    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per device."})
-    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
-    train_sampling_strategy: str = field(
-        default="group_by_length",
-        metadata={"help": "Training order: 'group_by_length' (random batches of similar lengths, which pad less) "
-                  "or 'random'."},
-    )
-    metric_for_best_model: str | None = field(default="f1", metadata={"help": "Metric that picks the best checkpoint."})
-    greater_is_better: bool | None = field(default=True, metadata={"help": "Whether a higher metric is better."})
-    eval_do_concat_batches: bool = field(
-        default=False, metadata={"help": "Keep evaluation logits per batch (at their own length) until the end."}
-    )
+    optim: str = argument("adafactor", "Optimizer; the recipe is tuned for Adafactor.")
+    # bf16 and fp16 default to None (the device chooses); a bare flag still means true.
+    bf16: bool | None = argument(
+        None, "Train in bf16 mixed precision. Default: chosen by the device (see choose_precision): bf16 on a CUDA "
+        "device that supports it, fp16 on one that does not, float32 on a CPU.", nargs="?", const=True)
+    fp16: bool | None = argument(
+        None, "Train in fp16 mixed precision with a gradient scaler. Default: chosen by the device, as for --bf16; "
+        "either flag given decides alone.", nargs="?", const=True)
+    ddp_find_unused_parameters: bool | None = argument(
+        False, "Let DDP search every step for parameters without a gradient. Off: every trainable parameter of the "
+        "model gets one each step, so the search would only cost time.")
+    learning_rate: float = argument(
+        1e-4, "Peak learning rate (Adafactor, no relative step). Small data needs more: the CPU argument files use "
+        "3e-4.")
+    layerwise_learning_rate_decay: float | None = argument(
+        None, "The encoder layer k layers below the head learns at --learning_rate times this factor ** k (the top "
+        "layer: k = 1; the embeddings: one below the bottom layer), e.g. 0.8. Default: every layer at --learning_rate.")
+    warmup_steps: float = argument(0.1, "Warm-up steps, or a fraction of all steps if < 1.")
+    num_train_epochs: float = argument(2.0, "Passes over the training features.")
+    per_device_train_batch_size: int = argument(32, "Training batch size per device.")
+    per_device_eval_batch_size: int = argument(64, "Evaluation batch size per device.")
+    train_sampling_strategy: str = argument(
+        "group_by_length", "Training order: 'group_by_length' (random batches of similar lengths, which pad less) or "
+        "'random'.")
+    metric_for_best_model: str | None = argument("f1", "Metric that picks the best checkpoint.")
+    greater_is_better: bool | None = argument(True, "Whether a higher metric is better.")
+    eval_do_concat_batches: bool = argument(
+        False, "Keep evaluation logits per batch (at their own length) until the end.")
     report_to: None | str | list[str] = field(
         default_factory=_default_report_to,
         metadata={"help": "Loggers to report to (default: tensorboard if installed)."},
     )
-    logging_steps: float = field(default=50, metadata={"help": "Log the training loss every this many steps."})
+    logging_steps: float = argument(50, "Log the training loss every this many steps.")
 
     def __post_init__(self):
         launched_with_deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true")
@@ -273,10 +208,8 @@ ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, QATrainingArguments)
 
 
 class CommandLineParser(HfArgumentParser):
-    """The three argument groups' parser, whose command-line mistakes are one-line `UserError`s.
-
-    argparse would print the usage of some 200 flags (once per process under a launcher) before its message.
-    """
+    """The three argument groups' parser, whose command-line mistakes are one-line `UserError`s instead of the usage
+    of some 200 flags (once per process under a launcher) before argparse's message."""
 
     def error(self, message: str):
         raise UserError(f"{message}; `python run_qa.py --help` lists every argument")
@@ -284,11 +217,8 @@ class CommandLineParser(HfArgumentParser):
 
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataTrainingArguments, QATrainingArguments]:
     """Return the three argument groups from the command line, or from a .json/.yaml argument file and the flags
-    that follow it (`run_qa.py configs/cpu_small.json --train_file mine.json`: a flag wins over the file).
-
-    What the headline command leaves out is filled in first (`headline_defaults`); a value that the argument
-    classes refuse is a `UserError` naming the argument file when there is one.
-    """
+    that follow it, with what the headline command leaves out filled in (`headline_defaults`). A value that the
+    argument classes refuse is a `UserError` naming the argument file when there is one."""
     parser = CommandLineParser(ARGUMENT_CLASSES)
     from_file = bool(argv) and argv[0].endswith(ARGUMENT_FILE_SUFFIXES) and not argv[0].startswith("-")
     if from_file:
@@ -302,11 +232,9 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataTrainingArgume
 
 
 def given_flags(argv: list[str]) -> dict:
-    """Return the flags `argv` sets, by name, converted by their types; none of the parser's defaults.
-
-    Parsing into a namespace whose every name is already set leaves argparse no default to fill in, so what changes
-    is exactly what was given, even a value equal to the default (`--bf16 false` over a file's `"bf16": true`).
-    """
+    """Return the flags `argv` sets, by name, converted by their types, even a value equal to the default (`--bf16
+    false` over a file's `"bf16": true`): a namespace whose every name is already set leaves argparse no default to
+    fill in."""
     unset = object()
     names = [field.name for group in ARGUMENT_CLASSES for field in fields(group)]
     namespace = CommandLineParser(ARGUMENT_CLASSES).parse_args(argv, argparse.Namespace(**dict.fromkeys(names, unset)))
@@ -330,11 +258,9 @@ def read_argument_file(path: Path) -> dict:
 
 
 def headline_defaults(values: dict) -> dict:
-    """Return what the headline command leaves out: SQuAD 2.0 from the Hub, train and evaluate, a named output folder.
-
-    `run_qa.py --model_name_or_path M` alone fine-tunes M on squad_v2 and evaluates it. Each default applies only
-    when its whole group is absent: any data flag, any --do_* flag or --output_dir keeps Hugging Face's meaning.
-    """
+    """Return what the headline command (`run_qa.py --model_name_or_path M`) leaves out: SQuAD 2.0 from the Hub, train
+    and evaluate, a named output folder. Each applies only when its whole group is absent: any data flag, any --do_*
+    flag or --output_dir keeps Hugging Face's meaning."""
     defaults = {}
     if not any(values.get(name) for name in DATA_FLAGS):
         defaults["dataset_name"] = DEFAULT_DATASET

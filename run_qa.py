@@ -1,16 +1,12 @@
 #!/usr/bin/env python
 """Fine-tune a pointer-network DistilBERT for extractive question answering (SQuAD 1.1 / 2.0) with Adafactor.
 
-    accelerate launch run_qa.py --model_name_or_path distilbert-base-uncased
-
-trains on SQuAD 2.0 from the Hub, evaluates, and writes everything to out/distilbert-base-uncased-squad_v2.
-`python run_qa.py configs/squad_v2_gpu.json`: a .json/.yaml file holds the same arguments; flags after it win.
-Every flag of Hugging Face's `examples/pytorch/question-answering/run_qa.py` keeps its name and meaning.
-
-The arguments are `arguments_qa.py`'s; here each step of a run is one named function, read in `main()`.
+`accelerate launch run_qa.py --model_name_or_path distilbert-base-uncased` trains on SQuAD 2.0 from the Hub,
+evaluates, and writes everything to out/distilbert-base-uncased-squad_v2. Every flag of Hugging Face's
+`examples/pytorch/question-answering/run_qa.py` keeps its name and meaning (`arguments_qa.py`, which also reads
+argument files); each step of a run is one named function, read in `main()`.
 """
 
-import json
 import logging
 import os
 import sys
@@ -20,17 +16,10 @@ from pathlib import Path
 import datasets
 import torch
 import transformers
-from transformers import (
-    AutoConfig,
-    AutoTokenizer,
-    DataCollatorWithPadding,
-    TrainingArguments,
-    default_data_collator,
-    set_seed,
-)
+from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, default_data_collator, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from arguments_qa import HEAD_DEFAULTS, DataTrainingArguments, ModelArguments, parse_arguments
+from arguments_qa import HEAD_DEFAULTS, DataTrainingArguments, ModelArguments, QATrainingArguments, parse_arguments
 from cli_errors import UserError, run_command
 from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering
 from report_qa import CardData, without_loading_state, write_figures
@@ -53,6 +42,7 @@ from utils_qa import (
 
 logger = logging.getLogger(__name__)
 
+
 def run_plan(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> str:
     """Return one sentence saying what this run does, with which model and data, where its outputs go, and in which
     precision (`choose_precision`) and why."""
@@ -66,10 +56,9 @@ def run_plan(model_args: ModelArguments, data_args: DataTrainingArguments, train
             f"({training_args.precision.reason})")
 
 
-def warn_about_slow_bf16(training_args: TrainingArguments, flags: set[str] | None) -> None:
+def warn_about_slow_bf16(training_args: QATrainingArguments, flags: set[str] | None) -> None:
     """Warn when bf16 is asked of a CPU whose `flags` lack bf16 instructions (AVX512-BF16, AMX, Arm's BF16): it is
-    emulated there, about ten times slower than float32, which turns the CPU argument files' half-hour runs into
-    hours. Unknown flags (None) give no warning."""
+    emulated there, about ten times slower than float32. Unknown flags (None) give no warning."""
     on_cpu = training_args.use_cpu or not torch.cuda.is_available()
     native = flags is None or bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
     if training_args.bf16 and on_cpu and not native:
@@ -77,21 +66,17 @@ def warn_about_slow_bf16(training_args: TrainingArguments, flags: set[str] | Non
                        "pass --bf16 false on this machine (lscpu lists the CPU's flags)")
 
 
-def setup_logging(training_args: TrainingArguments) -> None:
-    """Log to stdout on the main process at the level `--log_level` asks for, quietly elsewhere.
-
-    Without --log_level the libraries stay at their own level and the recipe's loggers say at INFO what the run
-    does (its plan, data checks, the best threshold found).
-    """
+def setup_logging(training_args: QATrainingArguments) -> None:
+    """Log to stdout on the main process at the level `--log_level` asks for, quietly elsewhere. Without --log_level
+    the libraries stay at their own level and the recipe's loggers say at INFO what the run does."""
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S",
         handlers=[logging.StreamHandler(sys.stdout)],
     )
     level = training_args.get_process_log_level()
     recipe_level = logging.INFO if training_args.log_level == "passive" else level
-    for name in ("squad", "utils_qa", "trainer_qa"):
+    for name in ("squad", "utils_qa", "trainer_qa", __name__):
         logging.getLogger(name).setLevel(recipe_level if training_args.should_log else logging.WARNING)
-    logger.setLevel(recipe_level if training_args.should_log else logging.WARNING)
     datasets.utils.logging.set_verbosity(level)
     transformers.utils.logging.set_verbosity(level)
     transformers.utils.logging.enable_default_handler()
@@ -120,16 +105,13 @@ def load_data(data_args: DataTrainingArguments, model_args: ModelArguments, trai
             continue
         if split not in raw:
             raise UserError(f"{do_flag} needs a {split} split: give {file_flag} or a --dataset_name that has one")
-        dataset = raw[split]
-        splits[split] = dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
+        splits[split] = raw[split] if limit is None else raw[split].select(range(min(limit, len(raw[split]))))
     return datasets.DatasetDict(splits)
 
 
 def resolve_version_2(requested: bool | None, raw: datasets.DatasetDict, saved_settings: dict | None) -> bool:
-    """Return whether the data is SQuAD 2.0 style, refusing a flag that contradicts the labelled data.
-
-    Without labelled data (prediction only) the flag decides, else the model's saved settings.
-    """
+    """Return whether the data is SQuAD 2.0 style, refusing a flag that contradicts the labelled data. Without
+    labelled data (prediction only) the flag decides, else the model's saved settings."""
     labelled = [raw[split] for split in ("train", "validation") if split in raw]
     if not labelled:
         if requested is None and saved_settings:
@@ -141,10 +123,8 @@ def resolve_version_2(requested: bool | None, raw: datasets.DatasetDict, saved_s
         return detected
     if requested != detected:
         found = "has unanswerable questions" if detected else "has no unanswerable question"
-        raise UserError(
-            f"--version_2_with_negative {requested} contradicts the data, which {found}: "
-            f"drop the flag to detect it, or pass --version_2_with_negative {detected}"
-        )
+        raise UserError(f"--version_2_with_negative {requested} contradicts the data, which {found}: drop the flag "
+                        f"to detect it, or pass --version_2_with_negative {detected}")
     return requested
 
 
@@ -157,9 +137,8 @@ def hold_out_calibration(raw: datasets.DatasetDict, data_args: DataTrainingArgum
     if not wanted:
         return raw
     try:
-        train, calibration, articles = split_calibration_articles(
-            raw["train"], data_args.calibration_fraction, training_args.seed
-        )
+        train, calibration, articles = split_calibration_articles(raw["train"], data_args.calibration_fraction,
+                                                                  training_args.seed)
     except ValueError as error:  # a smoke run on a few questions of one article still trains
         logger.warning("No calibration split (%s); the model is saved with threshold 0", error)
         return raw
@@ -183,10 +162,8 @@ def build_tokenizer(model_args: ModelArguments):
     """Return the fast tokenizer (offset mappings need it) of the checkpoint."""
     source = model_args.tokenizer_name or model_args.model_name_or_path
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            source, cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token,
-            trust_remote_code=model_args.trust_remote_code,
-        )
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=model_args.trust_remote_code,
+                                                  **hub_arguments(model_args))
     except (OSError, ValueError) as error:
         raise unreadable_checkpoint(source, "tokenizer", error) from None
     if not tokenizer.is_fast:
@@ -197,10 +174,8 @@ def build_tokenizer(model_args: ModelArguments):
 
 def unreadable_checkpoint(source: str, part: str, error: Exception) -> UserError:
     """Return the one-line error for a checkpoint part that cannot be read: a wrong path or Hub id, or no internet."""
-    return UserError(
-        f"cannot load the {part} of {source!r} ({error}); give a folder that holds it or a Hub id reachable from "
-        "here (offline, `make demo` shows the recipe on a local checkpoint)"
-    )
+    return UserError(f"cannot load the {part} of {source!r} ({error}); give a folder that holds it or a Hub id "
+                     "reachable from here (offline, `make demo` shows the recipe on a local checkpoint)")
 
 
 def hub_arguments(model_args: ModelArguments) -> dict:
@@ -212,19 +187,16 @@ def load_base_config(model_args: ModelArguments):
     """Return the checkpoint's config (a DistilBERT or pointer-model config), or a UserError when unreadable."""
     source = model_args.config_name or model_args.model_name_or_path
     try:
-        return AutoConfig.from_pretrained(
-            source, trust_remote_code=model_args.trust_remote_code, **hub_arguments(model_args)
-        )
+        return AutoConfig.from_pretrained(source, trust_remote_code=model_args.trust_remote_code,
+                                          **hub_arguments(model_args))
     except (OSError, ValueError) as error:
         raise unreadable_checkpoint(source, "config", error) from None
 
 
 def build_model(model_args: ModelArguments, base_config, tokenizer=None) -> PointerDistilBertForQuestionAnswering:
-    """Return the pointer model: loaded from a pointer checkpoint with this run's loss weight, or built on a plain
-    DistilBERT encoder with the head the arguments ask for (and, with `--answer_similarity`, a frozen copy of that
-    encoder as the sentence matcher, cutting sentences with `tokenizer`'s ids)."""
+    """Return the pointer model: a pointer checkpoint with this run's loss weight, or a DistilBERT encoder with the head
+    the arguments ask for (with `--answer_similarity`, a frozen copy of it matches sentences cut at `tokenizer` ids)."""
     source = model_args.config_name or model_args.model_name_or_path
-    hub_kwargs = hub_arguments(model_args)
     if base_config.model_type == "pointer_distilbert":
         # The head's shape is the checkpoint's; how this run weighs its loss is this run's.
         config = base_config
@@ -236,16 +208,15 @@ def build_model(model_args: ModelArguments, base_config, tokenizer=None) -> Poin
             head.update(answer_similarity=True, sentence_token_ids=sentence_token_ids(tokenizer))
         config = PointerDistilBertConfig(**{**base_config.to_dict(), **head})
     else:
-        raise UserError(
-            f"{source} is a {base_config.model_type!r} checkpoint; the recipe builds on DistilBERT. For a BERT "
-            f"checkpoint run `python convert_bert_to_distilbert.py {source} converted/` and pass converted/"
-        )
+        raise UserError(f"{source} is a {base_config.model_type!r} checkpoint; the recipe builds on DistilBERT. For a "
+                        f"BERT checkpoint run `python convert_bert_to_distilbert.py {source} converted/` and pass "
+                        "converted/")
     if model_args.dropout is not None:
         config.dropout = config.attention_dropout = config.qa_dropout = model_args.dropout
-    try:
+    try:  # float32 master weights, whatever dtype the checkpoint was saved in
         model = PointerDistilBertForQuestionAnswering.from_pretrained(
             model_args.model_name_or_path, config=config, attn_implementation=model_args.attn_implementation,
-            dtype=torch.float32, **hub_kwargs,  # float32 master weights, whatever dtype the checkpoint was saved in
+            dtype=torch.float32, **hub_arguments(model_args),
         )
     except OSError as error:
         raise unreadable_checkpoint(model_args.model_name_or_path, "weights", error) from None
@@ -268,8 +239,6 @@ def make_features(raw: datasets.DatasetDict, tokenizer, qa_settings: QASettings,
     """Return the tokenised features of each split: labelled windows for training, offset-mapped ones otherwise."""
     settings = dict(tokenizer=tokenizer, max_seq_length=qa_settings.max_seq_length, doc_stride=qa_settings.doc_stride,
                     max_query_length=qa_settings.max_query_length, pad_to_max_length=data_args.pad_to_max_length)
-    map_kwargs = dict(batched=True, num_proc=data_args.preprocessing_num_workers,
-                      load_from_cache_file=not data_args.overwrite_cache)
     features = {}
     for split, examples in raw.items():
         builder = prepare_train_features if split == "train" else prepare_eval_features
@@ -277,22 +246,20 @@ def make_features(raw: datasets.DatasetDict, tokenizer, qa_settings: QASettings,
             examples, _ = align_answers(examples)
         with training_args.main_process_first(desc=f"{split} features"):
             features[split] = examples.map(
-                partial(builder, **settings), remove_columns=examples.column_names,
-                desc=f"Tokenising {split} windows", **map_kwargs,
+                partial(builder, **settings), batched=True, remove_columns=examples.column_names,
+                num_proc=data_args.preprocessing_num_workers, load_from_cache_file=not data_args.overwrite_cache,
+                desc=f"Tokenising {split} windows",
             )
-        if split == "train" and data_args.max_train_samples is not None:
-            features[split] = features[split].select(range(min(data_args.max_train_samples, len(features[split]))))
         if split != "train":
             features[split] = sort_by_length(features[split])
+        elif data_args.max_train_samples is not None:
+            features[split] = features[split].select(range(min(data_args.max_train_samples, len(features[split]))))
     return features
 
 
 def sort_by_length(features: datasets.Dataset) -> datasets.Dataset:
-    """Return the features longest first, so each evaluation batch pads only to its own, similar lengths.
-
-    Post-processing finds windows by `example_id`, so the order is free; longest first also makes the first
-    batch the largest, so an out-of-memory error shows at once.
-    """
+    """Return the features longest first, so each evaluation batch pads only to its own, similar lengths, and an
+    out-of-memory error shows at the first batch. Post-processing finds windows by `example_id`: the order is free."""
     lengths = [len(ids) for ids in features["input_ids"]]
     order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
     return features.select(order)
@@ -301,10 +268,8 @@ def sort_by_length(features: datasets.Dataset) -> datasets.Dataset:
 def build_trainer(model, tokenizer, raw, features, settings: QASettings, data_args, training_args
                   ) -> QuestionAnsweringTrainer:
     """Return the trainer wired with the collator, the evaluation examples and the answer settings."""
-    if data_args.pad_to_max_length:
-        collator = default_data_collator
-    else:
-        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+    collator = (default_data_collator if data_args.pad_to_max_length
+                else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8))
     return QuestionAnsweringTrainer(
         model=model, args=training_args, train_dataset=features.get("train"), eval_dataset=features.get("validation"),
         eval_examples=raw.get("validation"), processing_class=tokenizer, data_collator=collator,
@@ -315,13 +280,9 @@ def build_trainer(model, tokenizer, raw, features, settings: QASettings, data_ar
 def prepare_run(model_args: ModelArguments, data_args: DataTrainingArguments, training_args,
                 train_features: datasets.Dataset | None = None
                 ) -> tuple[QuestionAnsweringTrainer, datasets.DatasetDict, dict]:
-    """Return (trainer, raw splits, features): the checkpoint's config and saved settings, the data with its
-    calibration split held out, this run's window, answer and threshold settings, the tokenised windows, the model
-    and the trainer wired with all of them.
-
-    `train_features` (for benchmarks that time training on chosen windows) replaces the data steps: no split is
-    loaded and the trainer trains on exactly those windows.
-    """
+    """Return (trainer, raw splits, features): config, data with its calibration split held out, settings, windows,
+    model, and the trainer wired with them. `train_features` (benchmarks that time training on chosen windows)
+    replaces the data steps: no split is loaded and the trainer trains on exactly those windows."""
     base_config = load_base_config(model_args)
     saved_settings = getattr(base_config, "qa_settings", None)
     raw = load_data(data_args, model_args, training_args) if train_features is None else datasets.DatasetDict()
@@ -340,9 +301,8 @@ def prepare_run(model_args: ModelArguments, data_args: DataTrainingArguments, tr
 
 def run_training(trainer: QuestionAnsweringTrainer, training_args, calibration: tuple | None,
                  standard_errors: float) -> None:
-    """Train (resuming from the last checkpoint in output_dir or from --resume_from_checkpoint), choose the null-odds
-    threshold on the `calibration` (features, examples) when given, `standard_errors` clear of answering nothing,
-    then save the model with its settings."""
+    """Train (resuming from --resume_from_checkpoint or the last checkpoint in output_dir), choose the null-odds
+    threshold on `calibration` (features, examples) if given, `standard_errors` clear of answering nothing, and save."""
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is None and os.path.isdir(training_args.output_dir):
         checkpoint = get_last_checkpoint(training_args.output_dir)
@@ -367,14 +327,13 @@ def run_training(trainer: QuestionAnsweringTrainer, training_args, calibration: 
     trainer.save_state()
 
 
-def run_evaluation(trainer: QuestionAnsweringTrainer) -> dict:
+def run_evaluation(trainer: QuestionAnsweringTrainer) -> None:
     """Evaluate the final model and save eval_results.json."""
     metrics = trainer.evaluate()
     metrics["eval_samples"] = len(trainer.eval_examples)
     metrics["eval_null_score_diff_threshold_source"] = trainer.answer_settings.null_score_diff_threshold_source
     trainer.log_metrics("eval", metrics)
     trainer.save_metrics("eval", metrics)
-    return metrics
 
 
 def run_prediction(trainer: QuestionAnsweringTrainer, features, examples) -> None:
@@ -409,11 +368,8 @@ def card_data(data_args: DataTrainingArguments) -> CardData:
 
 
 def end_run(trainer: QuestionAnsweringTrainer) -> None:
-    """Close the trackers and the process group once nothing needs the other processes.
-
-    `Trainer.end` does this from transformers 5.18 on; 5.17, which requirements.txt allows, gets the accelerator's own
-    call, which is what `Trainer.end` runs.
-    """
+    """Close the trackers and the process group once nothing needs the other processes: `Trainer.end` from
+    transformers 5.18 on, on 5.17 (which requirements.txt allows) the accelerator's call that `Trainer.end` runs."""
     if hasattr(trainer, "end"):
         trainer.end()
     else:
@@ -425,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(training_args)
     warn_about_slow_bf16(training_args, cpu_flags())
     logger.info("Run: %s", run_plan(model_args, data_args, training_args))
-    logger.debug("Training arguments:\n%s", json.dumps(training_args.to_dict(), indent=1, default=str))
+    logger.debug("Training arguments:\n%s", training_args.to_json_string())
     set_seed(training_args.seed)
     trainer, raw, features = prepare_run(model_args, data_args, training_args)
 

@@ -2,16 +2,10 @@
 
     python utils_qa.py score DATA PREDICTIONS [--null-odds NULL_ODDS]
 
-The code lives in the `squad` package, one module per concern (the README's Layout lists them): data in
-(`load_qa_datasets`), windows (`prepare_train_features`), answers out (`select_answers`), the official metric
-(`compute_squad_metrics`), the settings a model is saved with (`QASettings`), calibration and training set-up.
-
-`squad/pipeline.py`, the question-answering pipeline, ships with every saved checkpoint together with the
-modules it imports relatively, `features.py`, `settings.py` and `spans.py`; they need no more than numpy, torch and
-transformers (`qa_pipeline.py` is its face here).
-
-Import rule: code outside the package imports from this module (qa_pipeline.py from `squad.pipeline`); modules
-inside `squad/` import from each other, never from here. A new public name joins `__all__` below.
+The code lives in the `squad` package, one module per concern (the README's Layout lists them). Code outside it
+imports from here (qa_pipeline.py from `squad.pipeline`), `squad/` modules from each other; new names join `__all__`.
+`squad/pipeline.py` ships with every checkpoint with the modules it imports relatively (`features.py`, `settings.py`,
+`spans.py`), so they need no more than numpy, torch and transformers.
 """
 
 import argparse
@@ -104,8 +98,6 @@ __all__ = [
     # squad.scoring and the score command
     "score_files", "main",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 def argument_parser() -> argparse.ArgumentParser:

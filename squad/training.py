@@ -1,9 +1,5 @@
-"""How a run trains: the floating-point precision the machine suits, and the optimizer's settings and parameter
-groups.
-
-Mixed precision is the fastest way to train on a GPU, and the wrong one on most CPUs; the choice is a pure function
-of the device's capabilities (`choose_precision`), so it is tested without the hardware.
-"""
+"""How a run trains: the floating-point precision the machine suits (a pure function of the device's capabilities,
+so it is tested without the hardware), and the optimizer's settings and parameter groups."""
 
 import re
 from pathlib import Path
@@ -35,14 +31,9 @@ class Precision(NamedTuple):
 def choose_precision(bf16: bool | None, fp16: bool | None, use_cpu: bool, device: DeviceCapabilities,
                      launcher: str = "no") -> Precision:
     """Return the training precision: what --bf16/--fp16 say when either is given, else what the launcher's
-    mixed precision (`launcher`: accelerate's config or `accelerate launch --mixed_precision`) says when it names
-    one, else the device's best.
-
-    A CUDA device with bf16 (Ampere and later) trains in bf16 autocast: about twice float32's speed, and bf16 keeps
-    float32's range, so Adafactor's updates need no scaler. An older CUDA device gets fp16 autocast with a gradient
-    scaler, which Adafactor takes like any optimizer (tests/test_precision.py). A CPU run stays in float32: bf16 pays
-    only on CPUs with AVX512-BF16 or AMX, and the CPU argument files say so themselves.
-    """
+    mixed precision (accelerate's config or `accelerate launch --mixed_precision`) names, else the device's best:
+    bf16 where CUDA has it (it keeps float32's range, so Adafactor needs no scaler), fp16 with a gradient scaler on
+    older CUDA devices, float32 on a CPU (bf16 pays only with AVX512-BF16 or AMX)."""
     if bf16 is not None or fp16 is not None:
         name = "bf16" if bf16 else "fp16" if fp16 else "float32"
         return Precision(name, "as --bf16/--fp16 ask")
@@ -57,8 +48,8 @@ def choose_precision(bf16: bool | None, fp16: bool | None, use_cpu: bool, device
 
 
 def cpu_flags() -> set[str] | None:
-    """Return the CPU's feature flags as Linux lists them in /proc/cpuinfo (what `lscpu` shows), or None where they
-    cannot be read. torch has no public probe for bf16 instructions."""
+    """Return the CPU's feature flags from /proc/cpuinfo (torch has no public probe for bf16 instructions), or None
+    where they cannot be read."""
     try:
         lines = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
     except OSError:
@@ -67,9 +58,8 @@ def cpu_flags() -> set[str] | None:
 
 
 def refuse_deepspeed_with_adafactor(deepspeed: bool, optim: str) -> None:
-    """Raise a ValueError when DeepSpeed would run Adafactor: ZeRO hands the optimizer flat 1-D partitions of the
-    parameters, on which Adafactor keeps full second moments instead of the factored ones it is chosen for, and clips
-    its updates per partition instead of per weight matrix."""
+    """Raise a ValueError when DeepSpeed would run Adafactor: on ZeRO's flat 1-D partitions it keeps full second
+    moments instead of factored ones, and clips its updates per partition instead of per weight matrix."""
     if deepspeed and optim == "adafactor":
         raise ValueError("DeepSpeed with Adafactor: ZeRO flattens the parameters into 1-D partitions, so Adafactor "
                          "would lose its factored second moments; train with plain DDP (accelerate launch "
@@ -82,14 +72,9 @@ ADAFACTOR_OPTIONS = ("beta1", "decay_rate", "clip_threshold")
 
 def adafactor_options(optim_args: str | None) -> dict[str, float]:
     """Return the Adafactor settings that `--optim_args` gives, e.g. "beta1=0.9" (a first moment, which Adafactor
-    keeps none of by default), as numbers.
-
-    Raises ValueError naming `--optim_args` for a setting Adafactor does not have or a value that is not a number.
-    """
+    keeps none of by default), as numbers; a ValueError naming `--optim_args` for an unknown setting or a non-number."""
     options = {}
-    for item in (optim_args or "").replace(" ", "").split(","):
-        if not item:
-            continue
+    for item in filter(None, (optim_args or "").replace(" ", "").split(",")):
         name, _, value = item.partition("=")
         if name not in ADAFACTOR_OPTIONS:
             raise ValueError(f"--optim_args {optim_args!r}: Adafactor takes {', '.join(ADAFACTOR_OPTIONS)} "
@@ -103,13 +88,10 @@ def adafactor_options(optim_args: str | None) -> dict[str, float]:
 
 def parameter_groups(model: torch.nn.Module, decay_names: list[str], weight_decay: float, learning_rate: float,
                      layer_decay: float | None = None) -> list[dict]:
-    """Return the optimizer's parameter groups: the trainable parameters split by weight decay (the names in
-    `decay_names` take `weight_decay`, biases and norms none, as in the stock Trainer) and by learning rate.
-
-    Without `layer_decay` every parameter learns at `learning_rate`. With it, encoder layer i of n (0 at the bottom)
-    learns at `learning_rate` × layer_decay ** (n − i) and the embeddings at layer_decay ** (n + 1), so the layers
-    nearest the input, whose features are the most general, move least; the answer head keeps `learning_rate`.
-    """
+    """Return the optimizer's parameter groups: the trainable parameters split by weight decay (`decay_names` take
+    `weight_decay`, the rest none) and by learning rate: with `layer_decay`, encoder layer i of n (0 at the bottom)
+    learns at `learning_rate` × layer_decay ** (n − i) and the embeddings at layer_decay ** (n + 1), so the most
+    general features move least; the answer head keeps `learning_rate`."""
     num_layers = getattr(model.config, "n_layers", 0)
     encoder = f"{model.base_model_prefix}."
     groups: dict[tuple[float, float], list] = {}

@@ -142,8 +142,8 @@ def test_reported_scores_re_score_from_the_written_files(trained_output):
 
 def test_log_says_when_spans_are_learned_but_abstention_is_not(caplog):
     with caplog.at_level(logging.WARNING, logger="trainer_qa"):
-        trainer_qa._log_answerability_hint({"null_odds_auc": 0.51, "forced_HasAns_f1": 51.7})
-        trainer_qa._log_answerability_hint({"null_odds_auc": 0.81, "forced_HasAns_f1": 70.0})
+        trainer_qa._log_hints({"null_odds_auc": 0.51, "forced_HasAns_f1": 51.7}, utils_qa.QASettings())
+        trainer_qa._log_hints({"null_odds_auc": 0.81, "forced_HasAns_f1": 70.0}, utils_qa.QASettings())
     (record,) = caplog.records
     assert "AUC 0.51" in record.message and "HasAns F1 51.7" in record.message and "abstain" in record.message
 
