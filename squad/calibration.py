@@ -10,8 +10,8 @@ import random
 import datasets
 import numpy as np
 
+from metrics.squad_v2.squad_metric import _require_ids, raw_scores
 from squad._shared import _column
-from squad.metric import _require_ids, raw_scores
 
 
 def article_keys(dataset: datasets.Dataset) -> list[str]:

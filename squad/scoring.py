@@ -5,6 +5,7 @@ import logging
 import math
 from pathlib import Path
 
+from metrics.squad_v2.squad_metric import compute_squad_metrics
 from squad._shared import _few
 from squad.data import (
     DataFormatError,
@@ -14,7 +15,6 @@ from squad.data import (
     load_squad_file,
     references_from_dataset,
 )
-from squad.metric import compute_squad_metrics
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ pass `no_answer_threshold=model.config.qa_settings["null_score_diff_threshold"]`
 probabilities without a `no_answer_threshold` are refused, since they cannot be probabilities and the default
 threshold would silently score them as something else.
 
-The numbers come from the recipe's own metric, squad/metric.py: squad_metric.py beside this file is a link to it,
-which `evaluate` copies into its cache together with this file.
+The numbers come from the recipe's own metric, squad_metric.py beside this file, which `evaluate` copies into its
+cache together with this file.
 
 The best-threshold search admits each `prediction_text` as given, so answers already blanked ("") stay blank and
 only thresholds up to the one used are searched. To search every threshold, give the best span of each question as
