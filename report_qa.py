@@ -14,9 +14,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData  # noqa: E402
 
 from utils_qa import null_odds_auc  # noqa: E402
 
-# What `from_pretrained` (loading arguments) and the backend's truncation and padding of the last call (copied
-# into the tokenizer's init arguments when it is built) leave among a tokenizer's init arguments; `save_pretrained`
-# would write them into tokenizer_config.json as if they configured it.
+# What loading (`from_pretrained`) and the last call's truncation and padding leave among a tokenizer's init
+# arguments; `save_pretrained` would write them into tokenizer_config.json as if they configured it.
 TOKENIZER_LOADING_STATE = ("local_files_only", "is_local", "max_length", "stride", "truncation_strategy",
                            "pad_to_multiple_of")
 TRAINING_FIGURE = "training_curves.png"
@@ -24,12 +23,8 @@ NO_ANSWER_FIGURE = "no_answer_analysis.png"
 
 
 def without_loading_state(tokenizer):
-    """Return `tokenizer`, changed in place so that saving it writes only its configuration.
-
-    Drops `TOKENIZER_LOADING_STATE` from its init arguments and turns the backend's truncation and padding off:
-    every call sets its own, and what the last call or the starting checkpoint's tokenizer.json left there would
-    otherwise return as init arguments (`max_length`, `stride`) whenever the saved tokenizer is loaded.
-    """
+    """Return `tokenizer`, changed in place so that saving it writes only its configuration: without
+    `TOKENIZER_LOADING_STATE`, and with the backend's truncation and padding off, since every call sets its own."""
     for key in TOKENIZER_LOADING_STATE:
         tokenizer.init_kwargs.pop(key, None)
     tokenizer.backend_tokenizer.no_truncation()
@@ -50,24 +45,17 @@ def curves_from_log_history(log_history: list[dict]) -> dict[str, tuple[list[flo
     return curves
 
 
-def no_answer_curve(has_answer: np.ndarray, null_odds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return precision, recall and thresholds of "no answer" detection as the null-odds threshold sweeps.
-
-    An example is predicted unanswerable when its null odds exceed the threshold; unanswerable examples are
-    the positives. Thresholds are the distinct null odds, highest first.
-    """
-    order = np.argsort(-null_odds, kind="stable")
-    positives = ~has_answer[order]
+def no_answer_curve(has_answer: np.ndarray, null_odds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return precision and recall of "no answer" (null odds above the threshold; the unanswerable questions are the
+    positives) as the threshold falls past each question's null odds, highest first."""
+    positives = ~has_answer[np.argsort(-null_odds, kind="stable")]
     true_positives = np.cumsum(positives)
-    predicted = np.arange(1, len(order) + 1)
-    precision = true_positives / predicted
-    recall = true_positives / max(int(positives.sum()), 1)
-    return precision, recall, null_odds[order]
+    return true_positives / np.arange(1, len(positives) + 1), true_positives / max(int(positives.sum()), 1)
 
 
-def plot_training_curves(log_history: list[dict], path: Path) -> Path | None:
-    """Draw training loss and evaluation EM/F1 against steps; None when no training step was logged (a run that only
-    evaluated logs its scores at step 0)."""
+def training_figure(log_history: list[dict]):
+    """Return the figure of training loss and evaluation EM/F1 against steps; None when no training step was logged
+    (a run that only evaluated logs its scores at step 0)."""
     curves = curves_from_log_history(log_history)
     if not any(step > 0 for steps, _ in curves.values() for step in steps):
         return None
@@ -85,18 +73,15 @@ def plot_training_curves(log_history: list[dict], path: Path) -> Path | None:
     loss_axis.legend(handles, [h.get_label() for h in handles], loc="center right")
     loss_axis.set_title("Training loss and evaluation scores")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return figure
 
 
 def no_answer_figure(references: dict[str, list[str]], null_odds: dict[str, float], scores: dict | None = None):
     """Return the figure of null-odds histograms for answerable vs unanswerable questions beside the no-answer
     precision-recall curve; None when no question has null odds.
 
-    `scores` (unprefixed evaluation metrics) draws the threshold the run answered with
-    (`null_score_diff_threshold`) and the best F1 over every threshold where it lies, and puts the abstention
-    diagnostics in the titles: the null odds' ROC AUC and the forced HasAns F1 of the best non-null spans.
+    `scores` (unprefixed evaluation metrics) adds the threshold the run answered with, the best F1's threshold, and
+    in the titles the abstention diagnostics: the null odds' ROC AUC and the best non-null spans' HasAns F1.
     """
     ids = [qid for qid in references if qid in null_odds]
     if not ids:
@@ -122,7 +107,7 @@ def no_answer_figure(references: dict[str, list[str]], null_odds: dict[str, floa
     auc = null_odds_auc({qid: null_odds[qid] for qid in ids}, dict(zip(ids, has_answer.tolist())))
     histogram_axis.set_title(f"Null odds by question type\n(ROC AUC {auc:.3f})", fontsize=10)
     if (~has_answer).any():
-        precision, recall, _ = no_answer_curve(has_answer, odds)
+        precision, recall = no_answer_curve(has_answer, odds)
         curve_axis.plot(recall, precision, color="tab:purple")
     curve_axis.set_xlim(0, 1)
     curve_axis.set_ylim(0, 1.02)
@@ -135,18 +120,6 @@ def no_answer_figure(references: dict[str, list[str]], null_odds: dict[str, floa
     return figure
 
 
-def plot_no_answer_analysis(
-    references: dict[str, list[str]], null_odds: dict[str, float], path: Path, scores: dict | None = None
-) -> Path | None:
-    """Write `no_answer_figure` to `path`; None when no question has null odds."""
-    figure = no_answer_figure(references, null_odds, scores)
-    if figure is None:
-        return None
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
-
-
 def write_figures(
     log_history: list[dict], output_dir: str, references: dict[str, list[str]] | None = None
 ) -> list[Path]:
@@ -156,14 +129,23 @@ def write_figures(
     that were reported.
     """
     folder = Path(output_dir)
-    written = [plot_training_curves(log_history, folder / TRAINING_FIGURE)]
-    null_odds_file, results_file = folder / "eval_null_odds.json", folder / "eval_results.json"
-    if references and null_odds_file.exists():
-        null_odds = json.loads(null_odds_file.read_text(encoding="utf-8"))
-        metrics = json.loads(results_file.read_text(encoding="utf-8")) if results_file.exists() else {}
-        scores = {key.removeprefix("eval_"): value for key, value in metrics.items()}
-        written.append(plot_no_answer_analysis(references, null_odds, folder / NO_ANSWER_FIGURE, scores))
-    return [path for path in written if path is not None]
+    figures = {TRAINING_FIGURE: training_figure(log_history)}
+    null_odds = read_json(folder / "eval_null_odds.json") if references else {}
+    if null_odds:
+        scores = {key.removeprefix("eval_"): value for key, value in read_json(folder / "eval_results.json").items()}
+        figures[NO_ANSWER_FIGURE] = no_answer_figure(references, null_odds, scores)
+    written = []
+    for name, figure in figures.items():
+        if figure is not None:
+            figure.savefig(folder / name, dpi=110)
+            plt.close(figure)
+            written.append(folder / name)
+    return written
+
+
+def read_json(path: Path) -> dict:
+    """Return the JSON object in `path`; empty when a run did not write that file."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 METRIC_MEANINGS = {
@@ -221,15 +203,10 @@ def saved_training_record(model: str) -> TrainingRecord:
     """Return what an output folder records of the run that trained it: training_args.json, trainer_state.json and
     the `base_model` of its model card; nothing but the name for a Hub id or a folder without them."""
     folder = Path(model)
-
-    def read(name: str) -> dict:
-        path = folder / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
     card = folder / "README.md"
     base_model = ModelCard.load(card).data.base_model if card.is_file() else None
-    state = read("trainer_state.json")
-    return TrainingRecord(base_model, read("training_args.json") or None, state.get("epoch"),
+    state = read_json(folder / "trainer_state.json")
+    return TrainingRecord(base_model, read_json(folder / "training_args.json") or None, state.get("epoch"),
                           state.get("global_step"), None, evaluated=model)
 
 
@@ -384,9 +361,7 @@ The tokenizer is BERT's own; `AutoTokenizer` reads the model's config first to f
 def write_model_card(output_dir: str, model_id: str, data: CardData, record: TrainingRecord,
                      answered: dict) -> Path:
     """Write README.md into `output_dir` from the run's `all_results.json`; return its path."""
-    folder = Path(output_dir)
-    results_file = folder / "all_results.json"
-    metrics = json.loads(results_file.read_text(encoding="utf-8")) if results_file.exists() else {}
-    card = folder / "README.md"
+    card = Path(output_dir) / "README.md"
+    metrics = read_json(Path(output_dir) / "all_results.json")
     card.write_text(model_card(model_id, data, metrics, record, answered), encoding="utf-8")
     return card
