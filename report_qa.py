@@ -62,8 +62,7 @@ def training_figure(log_history: list[dict]):
     figure, loss_axis = plt.subplots(figsize=(8, 4.5))
     if "training loss" in curves:
         loss_axis.plot(*curves["training loss"], color="tab:blue", label="training loss")
-    loss_axis.set_xlabel("step")
-    loss_axis.set_ylabel("training loss")
+    loss_axis.set(xlabel="step", ylabel="training loss")
     score_axis = loss_axis.twinx()
     for name, color in (("eval EM", "tab:orange"), ("eval F1", "tab:green")):
         if name in curves:
@@ -87,8 +86,8 @@ def no_answer_figure(references: dict[str, list[str]], null_odds: dict[str, floa
     if not ids:
         return None
     has_answer = np.array([any(text.strip() for text in references[qid]) for qid in ids])
-    odds = np.array([null_odds[qid] for qid in ids], dtype=np.float64)
-    odds = np.clip(odds, -1e4, 1e4)  # examples without any valid span carry a very large value
+    # Clipped: examples without any valid span carry a very large value.
+    odds = np.clip(np.array([null_odds[qid] for qid in ids], dtype=np.float64), -1e4, 1e4)
     figure, (histogram_axis, curve_axis) = plt.subplots(1, 2, figsize=(11, 4.5))
     bins = np.linspace(odds.min(), odds.max(), 40) if odds.max() > odds.min() else 10
     histogram_axis.hist(odds[has_answer], bins=bins, alpha=0.6, label=f"HasAns ({has_answer.sum()})")
@@ -101,18 +100,15 @@ def no_answer_figure(references: dict[str, list[str]], null_odds: dict[str, floa
     if "best_f1_thresh" in scores:
         histogram_axis.axvline(scores["best_f1_thresh"], color="tab:red", linestyle=":", linewidth=1.5,
                                label=f"best F1 {scores['best_f1']:.1f} at {scores['best_f1_thresh']:.2f}")
-    histogram_axis.set_xlabel("null odds (null score - best span score)")
-    histogram_axis.set_ylabel("questions")
+    histogram_axis.set(xlabel="null odds (null score - best span score)", ylabel="questions")
     histogram_axis.legend(fontsize=8)
     auc = null_odds_auc({qid: null_odds[qid] for qid in ids}, dict(zip(ids, has_answer.tolist())))
     histogram_axis.set_title(f"Null odds by question type\n(ROC AUC {auc:.3f})", fontsize=10)
     if (~has_answer).any():
         precision, recall = no_answer_curve(has_answer, odds)
         curve_axis.plot(recall, precision, color="tab:purple")
-    curve_axis.set_xlim(0, 1)
-    curve_axis.set_ylim(0, 1.02)
-    curve_axis.set_xlabel("recall of unanswerable questions")
-    curve_axis.set_ylabel("precision of 'no answer'")
+    curve_axis.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall of unanswerable questions",
+                   ylabel="precision of 'no answer'")
     forced = scores.get("forced_HasAns_f1")
     forced = "" if forced is None else f"\n(best non-null spans: HasAns F1 {forced:.1f})"
     curve_axis.set_title(f"No-answer detection over the threshold{forced}", fontsize=10)
