@@ -94,17 +94,16 @@ def compute_squad_metrics(
 ) -> dict[str, float]:
     """Return the official SQuAD scores (0-100) of `predictions` against `references` (id → gold texts).
 
-    SQuAD 2.0 keys: exact, f1, total, HasAns_*/NoAns_* (each only when that side is not empty) and, with
-    `null_odds`, best_exact(_thresh) and best_f1(_thresh). SQuAD 1.1 keys: exact_match, f1.
+    SQuAD 2.0 keys: exact, f1, total, HasAns_*/NoAns_* (each side only when present) and, with `null_odds`,
+    best_exact(_thresh), best_f1(_thresh) and null_odds_auc. SQuAD 1.1 keys: exact_match, f1.
 
-    `null_odds` are the na_prob of the official script: it scores an id as "no answer" when its null odds exceed
-    `null_odds_threshold` (its --na-prob-thresh, default 1.0). Our null odds are null score minus best span score and
-    `select_answers` answers "" exactly when they exceed `null_score_diff_threshold`, so (1) pass a
-    `null_odds_threshold` at least as large as the `null_score_diff_threshold` the predictions were made with to
-    score them as written, and (2) `best_f1_thresh` is directly the `--null_score_diff_threshold` that reaches
-    `best_f1`. The search admits each answer as predicted: answers already blanked by the threshold stay blank, so
-    it only looks at thresholds up to the one used. Give `non_null_predictions` (the best span per id,
-    `QAPredictions.non_null_answers`) to search all thresholds. Predictions for ids outside `references` are ignored.
+    `null_odds` (null score minus best span score) play the official script's na_prob: an id whose odds exceed
+    `null_odds_threshold` (its --na-prob-thresh) is scored as "no answer". `select_answers` blanks exactly the answers
+    above its `null_score_diff_threshold`, so a `null_odds_threshold` at least that large scores the predictions as
+    written, and `best_f1_thresh` is the `--null_score_diff_threshold` that reaches `best_f1`. The search admits the
+    answers as predicted, blanked ones staying blank; `non_null_predictions` (the best span per id,
+    `QAPredictions.non_null_answers`) make it search every threshold and add forced_HasAns_*. Ids outside
+    `references` are ignored.
     """
     _require_ids(references, predictions, "predictions")
     exact_raw, f1_raw = raw_scores(references, predictions)
@@ -137,11 +136,9 @@ def compute_squad_metrics(
 
 
 def forced_answer_scores(exact: dict, f1: dict, has_answer: dict) -> dict[str, float]:
-    """Return forced_HasAns_exact/f1: the scores of the best non-null answers on the answerable questions.
-
-    `exact` and `f1` score the non-null answers. They tell how well the spans are found whatever the abstention
-    does: a model that abstains everywhere can still have learned where answers are.
-    """
+    """Return forced_HasAns_exact/f1, the scores (`exact`, `f1`) of the best non-null answers on the answerable
+    questions: how well spans are found whatever abstention does, since a model that always abstains may still have
+    learned where answers are."""
     answerable = [question_id for question_id, answerable in has_answer.items() if answerable]
     if not answerable:
         return {}
@@ -149,12 +146,9 @@ def forced_answer_scores(exact: dict, f1: dict, has_answer: dict) -> dict[str, f
 
 
 def null_odds_auc(null_odds: dict[str, float], has_answer: dict[str, bool]) -> float:
-    """Return the ROC AUC of the null odds for telling unanswerable (positive) from answerable questions.
-
-    The probability that an unanswerable question has higher null odds than an answerable one, ties counted half
-    (the Mann-Whitney statistic from average ranks): 0.5 is chance, 1.0 a threshold that separates them perfectly.
-    NaN when either kind is missing.
-    """
+    """Return the ROC AUC of the null odds for telling unanswerable (positive) from answerable questions: the chance
+    that an unanswerable question has the higher null odds, ties counted half (Mann-Whitney from average ranks).
+    0.5 is chance, 1.0 perfect separation; NaN when either kind is missing."""
     question_ids = list(has_answer)
     odds = np.array([null_odds[question_id] for question_id in question_ids], dtype=np.float64)
     unanswerable = ~np.array([has_answer[question_id] for question_id in question_ids], dtype=bool)
@@ -168,11 +162,8 @@ def null_odds_auc(null_odds: dict[str, float], has_answer: dict[str, bool]) -> f
 
 
 def best_null_score_diff_threshold(metrics: dict[str, float]) -> float:
-    """Return the `--null_score_diff_threshold` that reached the best F1 (the metrics' `best_f1_thresh`).
-
-    Accepts prefixed metrics (`eval_best_f1_thresh`). Tune it on held-out data, not on the data you report. When
-    no threshold beats answering nothing at all, the official search reports 0.0.
-    """
+    """Return the `--null_score_diff_threshold` that reached the best F1 (`best_f1_thresh`, also prefixed as in
+    `eval_best_f1_thresh`). Tune it on held-out data, not on the data you report; 0.0 when nothing beat abstaining."""
     key = next((name for name in metrics if name.endswith("best_f1_thresh")), None)
     if key is None:
         raise ValueError(

@@ -6,22 +6,18 @@ Load it by path, from any working directory, offline:
     squad_v2 = evaluate.load("/path/to/recipe/metrics/squad_v2")              # no_answer_probability, as on the Hub
     squad_v2 = evaluate.load("/path/to/recipe/metrics/squad_v2", "null_odds")  # the null odds run_qa.py writes
 
-With the default configuration each prediction is `{"id", "prediction_text", "no_answer_probability"}`, a
-probability, and a question counts as unanswered when it exceeds `no_answer_threshold` (default 1.0, the official
-script's). The "null_odds" configuration takes `{"id", "prediction_text", "null_odds"}` instead: null score minus
-best span score, as in `*_null_odds.json`, with `no_answer_threshold` defaulting to 0.0, run_qa.py's
-`--null_score_diff_threshold`, so the scores are the ones run_qa.py reports. For a model that saved its threshold,
-pass `no_answer_threshold=model.config.qa_settings["null_score_diff_threshold"]`. Values outside [0, 1] given as
-probabilities without a `no_answer_threshold` are refused, since they cannot be probabilities and the default
-threshold would silently score them as something else.
+By default each prediction is `{"id", "prediction_text", "no_answer_probability"}`, and a question counts as
+unanswered when the probability exceeds `no_answer_threshold` (default 1.0, the official script's); values outside
+[0, 1] without a `no_answer_threshold` are refused, since they cannot be probabilities and that threshold would
+silently score them as something else. The "null_odds" configuration takes `{"id", "prediction_text", "null_odds"}`,
+the null odds of `*_null_odds.json`, with `no_answer_threshold` defaulting to run_qa.py's
+`--null_score_diff_threshold` 0.0; for a model that saved its threshold, pass
+`no_answer_threshold=model.config.qa_settings["null_score_diff_threshold"]`.
 
 The numbers come from the recipe's own metric, squad_metric.py beside this file, which `evaluate` copies into its
-cache together with this file.
-
-The best-threshold search admits each `prediction_text` as given, so answers already blanked ("") stay blank and
-only thresholds up to the one used are searched. To search every threshold, give the best span of each question as
-`prediction_text`, or pass `non_null_predictions={id: best span}` (`*_nonnull_predictions.json`) next to the
-blanked answers.
+cache with this file. Its best-threshold search admits each `prediction_text` as given, blanked answers ("") staying
+blank; to search every threshold, give each question's best span as `prediction_text`, or pass
+`non_null_predictions={id: best span}` (`*_nonnull_predictions.json`) next to the blanked answers.
 """
 
 import datasets
@@ -31,8 +27,6 @@ from .squad_metric import compute_squad_metrics
 
 NULL_ODDS = "null_odds"
 PROBABILITY = "no_answer_probability"
-# The threshold each configuration's scores mean by default: the official script's for probabilities, run_qa.py's
-# --null_score_diff_threshold for null odds.
 DEFAULT_THRESHOLD = {PROBABILITY: 1.0, NULL_ODDS: 0.0}
 
 _INPUTS = """
@@ -103,8 +97,8 @@ class SquadV2(evaluate.Metric):
 
 
 def _require_probabilities(no_answer: dict[str, float]) -> None:
-    """Raise when a no_answer_probability lies outside [0, 1]: null odds given as probabilities would otherwise be
-    scored at the probabilities' threshold without a word."""
+    """Raise when a no_answer_probability lies outside [0, 1], naming the question: null odds given as probabilities
+    would otherwise be scored at the probabilities' threshold without a word."""
     outside = next((question_id for question_id, value in no_answer.items() if not 0.0 <= value <= 1.0), None)
     if outside is not None:
         raise ValueError(
