@@ -108,7 +108,8 @@ def compute_squad_metrics(
     _require_ids(references, predictions, "predictions")
     exact_raw, f1_raw = raw_scores(references, predictions)
     if not version_2_with_negative:
-        return {"exact_match": 100.0 * _mean(exact_raw.values()), "f1": 100.0 * _mean(f1_raw.values())}
+        summary = _summary(exact_raw, f1_raw, list(references))
+        return {"exact_match": summary["exact"], "f1": summary["f1"]}
     has_answer = {question_id: bool(golds) for question_id, golds in references.items()}
     exact, f1 = exact_raw, f1_raw
     if null_odds is not None:
@@ -166,30 +167,22 @@ def best_null_score_diff_threshold(metrics: dict[str, float]) -> float:
     `eval_best_f1_thresh`). Tune it on held-out data, not on the data you report; 0.0 when nothing beat abstaining."""
     key = next((name for name in metrics if name.endswith("best_f1_thresh")), None)
     if key is None:
-        raise ValueError(
-            "the metrics have no best_f1_thresh; score SQuAD 2.0 predictions together with their null odds"
-        )
+        raise ValueError("the metrics have no best_f1_thresh; score SQuAD 2.0 predictions together with their "
+                         "null odds")
     threshold = float(metrics[key])
-    logger.info(
-        "best F1 %.2f at null odds threshold %.4f: pass --null_score_diff_threshold %r to predict with it",
-        metrics[key.replace("best_f1_thresh", "best_f1")], threshold, threshold,
-    )
+    logger.info("best F1 %.2f at null odds threshold %.4f: pass --null_score_diff_threshold %r to predict with it",
+                metrics[key.replace("best_f1_thresh", "best_f1")], threshold, threshold)
     return threshold
 
 
 def _summary(exact: dict, f1: dict, question_ids: list[str]) -> dict[str, float]:
-    """Return exact, f1 (in %) and total over `question_ids`."""
+    """Return exact, f1 (in %, 0 over no question) and total over `question_ids`."""
+    count = max(len(question_ids), 1)
     return {
-        "exact": 100.0 * _mean(exact[question_id] for question_id in question_ids),
-        "f1": 100.0 * _mean(f1[question_id] for question_id in question_ids),
+        "exact": 100.0 * (sum(exact[question_id] for question_id in question_ids) / count),
+        "f1": 100.0 * (sum(f1[question_id] for question_id in question_ids) / count),
         "total": len(question_ids),
     }
-
-
-def _mean(values) -> float:
-    """Return the mean of `values`, 0.0 when there are none."""
-    values = list(values)
-    return sum(values) / len(values) if values else 0.0
 
 
 def _require_ids(references: dict, given: dict, name: str) -> None:
