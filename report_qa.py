@@ -119,11 +119,8 @@ def no_answer_figure(references: dict[str, list[str]], null_odds: dict[str, floa
 def write_figures(
     log_history: list[dict], output_dir: str, references: dict[str, list[str]] | None = None
 ) -> list[Path]:
-    """Write the PNG figures of a run into `output_dir`; return the paths written.
-
-    The no-answer figure reads `eval_null_odds.json`, the file evaluation wrote, so it shows exactly the scores
-    that were reported.
-    """
+    """Write the PNG figures of a run into `output_dir`; return the paths written. The no-answer figure reads the
+    files evaluation wrote (`eval_null_odds.json`, `eval_results.json`), so it shows exactly the reported scores."""
     folder = Path(output_dir)
     figures = {TRAINING_FIGURE: training_figure(log_history)}
     null_odds = read_json(folder / "eval_null_odds.json") if references else {}
@@ -171,12 +168,9 @@ class CardData:
 
 @dataclass(frozen=True)
 class TrainingRecord:
-    """How the card's model was trained, as far as it is recorded.
-
-    `evaluated` is None when the run writing the card trained the model. Otherwise that run only evaluated (or
-    predicted with) the model `evaluated` names, and the other fields come from the model's own saved run; each is
-    None where nothing records it (a Hub id, or a folder saved without its run).
-    """
+    """How the card's model was trained, as far as it is recorded. `evaluated` is None when the run writing the card
+    trained the model; otherwise it names the model that run only evaluated, and the other fields come from that
+    model's saved run, each None where nothing records it (a Hub id, or a folder saved without its run)."""
 
     base_model: str | None
     arguments: dict | None  # TrainingArguments as training_args.json holds them
@@ -207,11 +201,8 @@ def saved_training_record(model: str) -> TrainingRecord:
 
 
 def training_settings(record: TrainingRecord) -> dict:
-    """Return the training settings the card lists; empty when the record holds no training arguments.
-
-    Epochs and steps are those the run took (its trainer state), which `--max_steps` can make differ from
-    `--num_train_epochs`.
-    """
+    """Return the training settings the card lists, none without training arguments. Epochs and steps are those the
+    run took (its trainer state), which `--max_steps` can make differ from `--num_train_epochs`."""
     arguments = record.arguments
     if arguments is None:
         return {}
