@@ -111,22 +111,19 @@ def _gain_curve(odds: np.ndarray, gain: np.ndarray, groups: list[str]) -> tuple[
     _, cluster, sizes = np.unique(groups, return_inverse=True, return_counts=True)
     sizes = sizes.astype(np.float64)
     clusters = len(sizes)
-    levels, level_of = np.unique(odds, return_inverse=True)
-    order = np.argsort(level_of, kind="stable")
-    ends = np.searchsorted(level_of[order], np.arange(len(levels)), side="right")
+    levels, ties = np.unique(odds, return_counts=True)
+    admitted_at_level = np.split(np.argsort(odds, kind="stable"), np.cumsum(ties)[:-1])
     # Running sums over the admitted questions: the gain, and per cluster G_a, kept as sum(G_a^2) and sum(n_a G_a).
     cluster_gain = np.zeros(clusters)
     total = squares = weighted = 0.0
     mean, error = np.empty(len(levels)), np.empty(len(levels))
-    position = 0
-    for level, end in enumerate(ends):
-        for question in order[position:end]:
+    for level, admitted in enumerate(admitted_at_level):
+        for question in admitted:
             a, g = cluster[question], gain[question]
             squares += 2 * cluster_gain[a] * g + g * g
             weighted += sizes[a] * g
             cluster_gain[a] += g
             total += g
-        position = end
         mean[level] = total / count
         spread = squares - 2 * mean[level] * weighted + mean[level] ** 2 * np.dot(sizes, sizes)  # sum (G_a - n_a m)^2
         error[level] = np.sqrt(max(spread, 0.0) * clusters / max(clusters - 1, 1)) / count
