@@ -283,6 +283,7 @@ def model_card(model_id: str, data: CardData, metrics: dict, record: TrainingRec
     origin, training_opening = provenance(record, data.training)
     settings = training_settings(record)
     training = f"{training_opening}\n\n{bullet_list(settings)}" if settings else training_opening
+    published_as = record.evaluated or model_id  # where the weights are
     return f"""---
 {card_metadata(model_id, record.base_model, data, scores, version).to_yaml()}
 ---
@@ -309,12 +310,7 @@ How it answered:
 ## Training settings
 
 {training}
-{usage_section(record.evaluated or model_id)}"""
 
-
-def usage_section(model_id: str) -> str:
-    """Return the model card's how-to-use section for a model published as `model_id`."""
-    return f"""
 ## How to use
 
 The model is a DistilBERT encoder with an answer-pointer head; its code (`modeling_pointer_distilbert.py`) and its
@@ -324,7 +320,7 @@ question-answering pipeline (`pipeline.py`, with `features.py` and `spans.py`) a
 ```python
 from transformers import pipeline
 
-qa = pipeline("question-answering", model="{model_id}", trust_remote_code=True)
+qa = pipeline("question-answering", model="{published_as}", trust_remote_code=True)
 qa(question="...", context="...")  # {{"score": ..., "start": ..., "end": ..., "answer": ...}}
 ```
 
@@ -336,8 +332,8 @@ The model alone:
 ```python
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-model = AutoModelForQuestionAnswering.from_pretrained("{model_id}", trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained("{model_id}", trust_remote_code=True)
+model = AutoModelForQuestionAnswering.from_pretrained("{published_as}", trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained("{published_as}", trust_remote_code=True)
 ```
 
 The tokenizer is BERT's own; `AutoTokenizer` reads the model's config first to find it, and without
