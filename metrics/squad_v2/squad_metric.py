@@ -65,11 +65,9 @@ def apply_no_answer_threshold(scores: dict, null_odds: dict, has_answer: dict, t
 
 
 def find_best_thresh(predictions: dict, scores: dict, null_odds: dict, has_answer: dict) -> tuple[float, float]:
-    """Return `(best score in %, threshold)`: the null-odds threshold that maximises the total score.
-
-    The official search: start from "no answer everywhere", then admit answers in increasing order of null odds,
-    keeping the running best. Answering costs a point on an unanswerable question when the prediction is not empty.
-    """
+    """Return `(best score in %, threshold)`: the official search for the null-odds threshold that maximises the total
+    score, admitting answers from "no answer everywhere" in increasing order of null odds (an answer that is not empty
+    costs a point on an unanswerable question)."""
     current = best = sum(1 for question_id in scores if not has_answer[question_id])
     best_threshold = 0.0
     for question_id in sorted(null_odds, key=null_odds.get):
@@ -150,9 +148,8 @@ def null_odds_auc(null_odds: dict[str, float], has_answer: dict[str, bool]) -> f
     """Return the ROC AUC of the null odds for telling unanswerable (positive) from answerable questions: the chance
     that an unanswerable question has the higher null odds, ties counted half (Mann-Whitney from average ranks).
     0.5 is chance, 1.0 perfect separation; NaN when either kind is missing."""
-    question_ids = list(has_answer)
-    odds = np.array([null_odds[question_id] for question_id in question_ids], dtype=np.float64)
-    unanswerable = ~np.array([has_answer[question_id] for question_id in question_ids], dtype=bool)
+    odds = np.array([null_odds[question_id] for question_id in has_answer], dtype=np.float64)
+    unanswerable = ~np.array(list(has_answer.values()), dtype=bool)
     positives, negatives = int(unanswerable.sum()), int((~unanswerable).sum())
     if not positives or not negatives:
         return float("nan")
