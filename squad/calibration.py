@@ -51,13 +51,11 @@ def calibrated_null_threshold(
     """Return the null-odds threshold to ship with a model: the one whose gain over answering nothing on held-out
     questions is largest after subtracting `standard_errors` standard errors of that gain (0: the F1 maximum).
 
-    The official best-threshold search, made to transfer: questions with equal odds are admitted together (a
-    threshold cannot split them), the threshold sits halfway to the next odds rather than on a question's own, and
-    when nothing beats answering nothing it lies below every odds seen, so that null odds that do not separate the
-    questions abstain rather than guess. The standard error is the larger of the one between questions and, with two
-    or more `articles` (question id → article), the one between articles: two articles can agree by chance, and one
-    article's questions vary less than articles do. `non_null_predictions` are the best spans
-    (`QAPredictions.non_null_answers`), F1-scored against `references`.
+    The official search made to transfer: equal odds are admitted together, the threshold sits halfway to the next
+    odds, and when nothing beats abstaining it lies below every odds seen, so odds that do not separate the questions
+    abstain rather than guess. The standard error is the larger of the one between questions and, with two or more
+    `articles` (question id → article), the one between articles: two articles can agree by chance, and one article's
+    questions vary less than articles do. `non_null_predictions`: the best spans (`QAPredictions.non_null_answers`).
     """
     _require_ids(references, non_null_predictions, "non_null_predictions")
     _require_ids(references, null_odds, "null_odds")
@@ -88,16 +86,15 @@ def answer_similarity_scale(null_odds: dict[str, float], similarity: dict[str, f
     """Return (weight, centre) that put a question–passage similarity on the null odds' scale: odds minus
     weight × (similarity − centre) ranks the held-out questions by both with equal say.
 
-    Adding the two scores standardised over the held-out questions needs no fitting (a regression fitted on two
-    articles follows those articles); weight and centre, the null odds' standard deviation over the similarity's and
-    the similarity's mean, keep the reader's scale and typical value. A similarity that does not vary gets weight 0.
+    Standardised scores added need no fitting (a regression fitted on two articles follows those articles); the odds'
+    standard deviation over the similarity's, and the similarity's mean, keep the reader's scale and typical value.
+    A similarity that does not vary gets weight 0.
     """
     _require_ids(null_odds, similarity, "similarity")
     if not null_odds:
         raise ValueError("weighing the similarity needs at least one question")
-    ids = list(null_odds)
-    odds = np.array([null_odds[q] for q in ids], dtype=np.float64)
-    scores = np.array([similarity[q] for q in ids], dtype=np.float64)
+    odds = np.array(list(null_odds.values()), dtype=np.float64)
+    scores = np.array([similarity[q] for q in null_odds], dtype=np.float64)
     spread = scores.std()
     if not spread > 0:
         return 0.0, 0.0

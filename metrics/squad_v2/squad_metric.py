@@ -1,10 +1,7 @@
-"""The official SQuAD 1.1 / 2.0 metric: normalisation, exact match, F1, no-answer threshold and its best value, and
-two diagnostics of abstention (forced HasAns scores, the null odds' ROC AUC).
-
-Pure functions over `{id: text}` maps, with the official script's rules and names, so scores can be checked
-against it; a change to how answers are scored touches only this file. It imports nothing but the standard library
-and numpy: the `evaluate` module beside it (squad_v2.py) runs this very file from evaluate's cache, where the
-recipe's packages are not importable.
+"""The official SQuAD 1.1 / 2.0 metric, with its rules and names so scores can be checked against the official
+script: exact match, F1, the no-answer threshold and its best value, and two diagnostics of abstention (forced HasAns
+scores, the null odds' ROC AUC). Standard library and numpy only: the `evaluate` module beside it (squad_v2.py) runs
+this very file from evaluate's cache, where the recipe's packages are not importable.
 """
 
 import collections
@@ -93,13 +90,12 @@ def compute_squad_metrics(
     """Return the official SQuAD scores (0-100) of `predictions` against `references` (id → gold texts).
 
     SQuAD 2.0 keys: exact, f1, total, HasAns_*/NoAns_* (each side only when present) and, with `null_odds`,
-    best_exact(_thresh), best_f1(_thresh) and null_odds_auc. SQuAD 1.1 keys: exact_match, f1.
-
-    `null_odds` (null score minus best span score) play the official script's na_prob: an id whose odds exceed
-    `null_odds_threshold` (its --na-prob-thresh) is scored as "no answer". `select_answers` blanks exactly the answers
-    above its `null_score_diff_threshold`, so a `null_odds_threshold` at least that large scores the predictions as
-    written, and `best_f1_thresh` is the `--null_score_diff_threshold` that reaches `best_f1`. The search admits the
-    answers as predicted, blanked ones staying blank; `non_null_predictions` (the best span per id,
+    best_exact(_thresh), best_f1(_thresh) and null_odds_auc. SQuAD 1.1 keys: exact_match, f1. `null_odds` (null
+    score minus best span score) play the official script's na_prob: an id whose odds exceed `null_odds_threshold`
+    (its --na-prob-thresh) is scored as "no answer". `select_answers` blanks exactly the answers above its
+    `null_score_diff_threshold`, so a `null_odds_threshold` at least that large scores the predictions as written,
+    and `best_f1_thresh` is the `--null_score_diff_threshold` that reaches `best_f1`. The search admits the answers
+    as predicted, blanked ones staying blank; `non_null_predictions` (the best span per id,
     `QAPredictions.non_null_answers`) make it search every threshold and add forced_HasAns_*. Ids outside
     `references` are ignored.
     """
@@ -127,9 +123,8 @@ def compute_squad_metrics(
             search_exact, search_f1 = raw_scores(references, non_null_predictions)
             metrics.update(forced_answer_scores(search_exact, search_f1, has_answer))
         for name, scores in (("exact", search_exact), ("f1", search_f1)):
-            metrics[f"best_{name}"], metrics[f"best_{name}_thresh"] = find_best_thresh(
-                searched, scores, null_odds, has_answer
-            )
+            best, threshold = find_best_thresh(searched, scores, null_odds, has_answer)
+            metrics[f"best_{name}"], metrics[f"best_{name}_thresh"] = best, threshold
         metrics["null_odds_auc"] = null_odds_auc(null_odds, has_answer)
     return metrics
 
