@@ -77,11 +77,8 @@ def training_figure(log_history: list[dict]):
 
 def no_answer_figure(references: dict[str, list[str]], null_odds: dict[str, float], scores: dict | None = None):
     """Return the figure of null-odds histograms for answerable vs unanswerable questions beside the no-answer
-    precision-recall curve; None when no question has null odds.
-
-    `scores` (unprefixed evaluation metrics) adds the threshold the run answered with, the best F1's threshold, and
-    in the titles the abstention diagnostics: the null odds' ROC AUC and the best non-null spans' HasAns F1.
-    """
+    precision-recall curve, None when no question has null odds. `scores` (unprefixed evaluation metrics) adds the
+    threshold the run answered with, the best F1's, and the abstention diagnostics (ROC AUC, forced HasAns F1)."""
     ids = [qid for qid in references if qid in null_odds]
     if not ids:
         return None
@@ -116,9 +113,8 @@ def no_answer_figure(references: dict[str, list[str]], null_odds: dict[str, floa
     return figure
 
 
-def write_figures(
-    log_history: list[dict], output_dir: str, references: dict[str, list[str]] | None = None
-) -> list[Path]:
+def write_figures(log_history: list[dict], output_dir: str,
+                  references: dict[str, list[str]] | None = None) -> list[Path]:
     """Write the PNG figures of a run into `output_dir`; return the paths written. The no-answer figure reads the
     files evaluation wrote (`eval_null_odds.json`, `eval_results.json`), so it shows exactly the reported scores."""
     folder = Path(output_dir)
@@ -341,8 +337,7 @@ The tokenizer is BERT's own; `AutoTokenizer` reads the model's config first to f
 """
 
 
-def write_model_card(output_dir: str, model_id: str, data: CardData, record: TrainingRecord,
-                     answered: dict) -> Path:
+def write_model_card(output_dir: str, model_id: str, data: CardData, record: TrainingRecord, answered: dict) -> Path:
     """Write README.md into `output_dir` from the run's `all_results.json`; return its path."""
     card = Path(output_dir) / "README.md"
     metrics = read_json(Path(output_dir) / "all_results.json")
