@@ -53,7 +53,7 @@ def no_answer_curve(has_answer: np.ndarray, null_odds: np.ndarray) -> tuple[np.n
     return true_positives / np.arange(1, len(positives) + 1), true_positives / max(int(positives.sum()), 1)
 
 
-def training_figure(log_history: list[dict]):
+def training_figure(log_history: list[dict]) -> plt.Figure | None:
     """Return the figure of training loss and evaluation EM/F1 against steps; None when no training step was logged
     (a run that only evaluated logs its scores at step 0)."""
     curves = curves_from_log_history(log_history)
