@@ -14,9 +14,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData  # noqa: E402
 
 from utils_qa import null_odds_auc  # noqa: E402
 
-# What `from_pretrained` (loading arguments) and the backend's truncation and padding of the last call (copied
-# into the tokenizer's init arguments when it is built) leave among a tokenizer's init arguments; `save_pretrained`
-# would write them into tokenizer_config.json as if they configured it.
+# What loading (`from_pretrained`) and the last call's truncation and padding leave among a tokenizer's init
+# arguments; `save_pretrained` would write them into tokenizer_config.json as if they configured it.
 TOKENIZER_LOADING_STATE = ("local_files_only", "is_local", "max_length", "stride", "truncation_strategy",
                            "pad_to_multiple_of")
 TRAINING_FIGURE = "training_curves.png"
@@ -24,12 +23,8 @@ NO_ANSWER_FIGURE = "no_answer_analysis.png"
 
 
 def without_loading_state(tokenizer):
-    """Return `tokenizer`, changed in place so that saving it writes only its configuration.
-
-    Drops `TOKENIZER_LOADING_STATE` from its init arguments and turns the backend's truncation and padding off:
-    every call sets its own, and what the last call or the starting checkpoint's tokenizer.json left there would
-    otherwise return as init arguments (`max_length`, `stride`) whenever the saved tokenizer is loaded.
-    """
+    """Return `tokenizer`, changed in place so that saving it writes only its configuration: without
+    `TOKENIZER_LOADING_STATE`, and with the backend's truncation and padding off, since every call sets its own."""
     for key in TOKENIZER_LOADING_STATE:
         tokenizer.init_kwargs.pop(key, None)
     tokenizer.backend_tokenizer.no_truncation()
@@ -50,32 +45,24 @@ def curves_from_log_history(log_history: list[dict]) -> dict[str, tuple[list[flo
     return curves
 
 
-def no_answer_curve(has_answer: np.ndarray, null_odds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return precision, recall and thresholds of "no answer" detection as the null-odds threshold sweeps.
-
-    An example is predicted unanswerable when its null odds exceed the threshold; unanswerable examples are
-    the positives. Thresholds are the distinct null odds, highest first.
-    """
-    order = np.argsort(-null_odds, kind="stable")
-    positives = ~has_answer[order]
+def no_answer_curve(has_answer: np.ndarray, null_odds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return precision and recall of "no answer" (null odds above the threshold; the unanswerable questions are the
+    positives) as the threshold falls past each question's null odds, highest first."""
+    positives = ~has_answer[np.argsort(-null_odds, kind="stable")]
     true_positives = np.cumsum(positives)
-    predicted = np.arange(1, len(order) + 1)
-    precision = true_positives / predicted
-    recall = true_positives / max(int(positives.sum()), 1)
-    return precision, recall, null_odds[order]
+    return true_positives / np.arange(1, len(positives) + 1), true_positives / max(int(positives.sum()), 1)
 
 
-def plot_training_curves(log_history: list[dict], path: Path) -> Path | None:
-    """Draw training loss and evaluation EM/F1 against steps; None when no training step was logged (a run that only
-    evaluated logs its scores at step 0)."""
+def training_figure(log_history: list[dict]) -> plt.Figure | None:
+    """Return the figure of training loss and evaluation EM/F1 against steps; None when no training step was logged
+    (a run that only evaluated logs its scores at step 0)."""
     curves = curves_from_log_history(log_history)
     if not any(step > 0 for steps, _ in curves.values() for step in steps):
         return None
     figure, loss_axis = plt.subplots(figsize=(8, 4.5))
     if "training loss" in curves:
         loss_axis.plot(*curves["training loss"], color="tab:blue", label="training loss")
-    loss_axis.set_xlabel("step")
-    loss_axis.set_ylabel("training loss")
+    loss_axis.set(xlabel="step", ylabel="training loss")
     score_axis = loss_axis.twinx()
     for name, color in (("eval EM", "tab:orange"), ("eval F1", "tab:green")):
         if name in curves:
@@ -85,25 +72,19 @@ def plot_training_curves(log_history: list[dict], path: Path) -> Path | None:
     loss_axis.legend(handles, [h.get_label() for h in handles], loc="center right")
     loss_axis.set_title("Training loss and evaluation scores")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return figure
 
 
 def no_answer_figure(references: dict[str, list[str]], null_odds: dict[str, float], scores: dict | None = None):
     """Return the figure of null-odds histograms for answerable vs unanswerable questions beside the no-answer
-    precision-recall curve; None when no question has null odds.
-
-    `scores` (unprefixed evaluation metrics) draws the threshold the run answered with
-    (`null_score_diff_threshold`) and the best F1 over every threshold where it lies, and puts the abstention
-    diagnostics in the titles: the null odds' ROC AUC and the forced HasAns F1 of the best non-null spans.
-    """
+    precision-recall curve, None when no question has null odds. `scores` (unprefixed evaluation metrics) adds the
+    threshold the run answered with, the best F1's, and the abstention diagnostics (ROC AUC, forced HasAns F1)."""
     ids = [qid for qid in references if qid in null_odds]
     if not ids:
         return None
     has_answer = np.array([any(text.strip() for text in references[qid]) for qid in ids])
-    odds = np.array([null_odds[qid] for qid in ids], dtype=np.float64)
-    odds = np.clip(odds, -1e4, 1e4)  # examples without any valid span carry a very large value
+    # Clipped: examples without any valid span carry a very large value.
+    odds = np.clip(np.array([null_odds[qid] for qid in ids], dtype=np.float64), -1e4, 1e4)
     figure, (histogram_axis, curve_axis) = plt.subplots(1, 2, figsize=(11, 4.5))
     bins = np.linspace(odds.min(), odds.max(), 40) if odds.max() > odds.min() else 10
     histogram_axis.hist(odds[has_answer], bins=bins, alpha=0.6, label=f"HasAns ({has_answer.sum()})")
@@ -116,18 +97,15 @@ def no_answer_figure(references: dict[str, list[str]], null_odds: dict[str, floa
     if "best_f1_thresh" in scores:
         histogram_axis.axvline(scores["best_f1_thresh"], color="tab:red", linestyle=":", linewidth=1.5,
                                label=f"best F1 {scores['best_f1']:.1f} at {scores['best_f1_thresh']:.2f}")
-    histogram_axis.set_xlabel("null odds (null score - best span score)")
-    histogram_axis.set_ylabel("questions")
+    histogram_axis.set(xlabel="null odds (null score - best span score)", ylabel="questions")
     histogram_axis.legend(fontsize=8)
     auc = null_odds_auc({qid: null_odds[qid] for qid in ids}, dict(zip(ids, has_answer.tolist())))
     histogram_axis.set_title(f"Null odds by question type\n(ROC AUC {auc:.3f})", fontsize=10)
     if (~has_answer).any():
-        precision, recall, _ = no_answer_curve(has_answer, odds)
+        precision, recall = no_answer_curve(has_answer, odds)
         curve_axis.plot(recall, precision, color="tab:purple")
-    curve_axis.set_xlim(0, 1)
-    curve_axis.set_ylim(0, 1.02)
-    curve_axis.set_xlabel("recall of unanswerable questions")
-    curve_axis.set_ylabel("precision of 'no answer'")
+    curve_axis.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall of unanswerable questions",
+                   ylabel="precision of 'no answer'")
     forced = scores.get("forced_HasAns_f1")
     forced = "" if forced is None else f"\n(best non-null spans: HasAns F1 {forced:.1f})"
     curve_axis.set_title(f"No-answer detection over the threshold{forced}", fontsize=10)
@@ -135,35 +113,28 @@ def no_answer_figure(references: dict[str, list[str]], null_odds: dict[str, floa
     return figure
 
 
-def plot_no_answer_analysis(
-    references: dict[str, list[str]], null_odds: dict[str, float], path: Path, scores: dict | None = None
-) -> Path | None:
-    """Write `no_answer_figure` to `path`; None when no question has null odds."""
-    figure = no_answer_figure(references, null_odds, scores)
-    if figure is None:
-        return None
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
-
-
-def write_figures(
-    log_history: list[dict], output_dir: str, references: dict[str, list[str]] | None = None
-) -> list[Path]:
-    """Write the PNG figures of a run into `output_dir`; return the paths written.
-
-    The no-answer figure reads `eval_null_odds.json`, the file evaluation wrote, so it shows exactly the scores
-    that were reported.
-    """
+def write_figures(log_history: list[dict], output_dir: str,
+                  references: dict[str, list[str]] | None = None) -> list[Path]:
+    """Write the PNG figures of a run into `output_dir`; return the paths written. The no-answer figure reads the
+    files evaluation wrote (`eval_null_odds.json`, `eval_results.json`), so it shows exactly the reported scores."""
     folder = Path(output_dir)
-    written = [plot_training_curves(log_history, folder / TRAINING_FIGURE)]
-    null_odds_file, results_file = folder / "eval_null_odds.json", folder / "eval_results.json"
-    if references and null_odds_file.exists():
-        null_odds = json.loads(null_odds_file.read_text(encoding="utf-8"))
-        metrics = json.loads(results_file.read_text(encoding="utf-8")) if results_file.exists() else {}
-        scores = {key.removeprefix("eval_"): value for key, value in metrics.items()}
-        written.append(plot_no_answer_analysis(references, null_odds, folder / NO_ANSWER_FIGURE, scores))
-    return [path for path in written if path is not None]
+    figures = {TRAINING_FIGURE: training_figure(log_history)}
+    null_odds = read_json(folder / "eval_null_odds.json") if references else {}
+    if null_odds:
+        scores = {key.removeprefix("eval_"): value for key, value in read_json(folder / "eval_results.json").items()}
+        figures[NO_ANSWER_FIGURE] = no_answer_figure(references, null_odds, scores)
+    written = []
+    for name, figure in figures.items():
+        if figure is not None:
+            figure.savefig(folder / name, dpi=110)
+            plt.close(figure)
+            written.append(folder / name)
+    return written
+
+
+def read_json(path: Path) -> dict:
+    """Return the JSON object in `path`; empty when a run did not write that file."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 METRIC_MEANINGS = {
@@ -193,12 +164,9 @@ class CardData:
 
 @dataclass(frozen=True)
 class TrainingRecord:
-    """How the card's model was trained, as far as it is recorded.
-
-    `evaluated` is None when the run writing the card trained the model. Otherwise that run only evaluated (or
-    predicted with) the model `evaluated` names, and the other fields come from the model's own saved run; each is
-    None where nothing records it (a Hub id, or a folder saved without its run).
-    """
+    """How the card's model was trained, as far as it is recorded. `evaluated` is None when the run writing the card
+    trained the model; otherwise it names the model that run only evaluated, and the other fields come from that
+    model's saved run, each None where nothing records it (a Hub id, or a folder saved without its run)."""
 
     base_model: str | None
     arguments: dict | None  # TrainingArguments as training_args.json holds them
@@ -221,24 +189,16 @@ def saved_training_record(model: str) -> TrainingRecord:
     """Return what an output folder records of the run that trained it: training_args.json, trainer_state.json and
     the `base_model` of its model card; nothing but the name for a Hub id or a folder without them."""
     folder = Path(model)
-
-    def read(name: str) -> dict:
-        path = folder / name
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
     card = folder / "README.md"
     base_model = ModelCard.load(card).data.base_model if card.is_file() else None
-    state = read("trainer_state.json")
-    return TrainingRecord(base_model, read("training_args.json") or None, state.get("epoch"),
+    state = read_json(folder / "trainer_state.json")
+    return TrainingRecord(base_model, read_json(folder / "training_args.json") or None, state.get("epoch"),
                           state.get("global_step"), None, evaluated=model)
 
 
 def training_settings(record: TrainingRecord) -> dict:
-    """Return the training settings the card lists; empty when the record holds no training arguments.
-
-    Epochs and steps are those the run took (its trainer state), which `--max_steps` can make differ from
-    `--num_train_epochs`.
-    """
+    """Return the training settings the card lists, none without training arguments. Epochs and steps are those the
+    run took (its trainer state), which `--max_steps` can make differ from `--num_train_epochs`."""
     arguments = record.arguments
     if arguments is None:
         return {}
@@ -319,6 +279,7 @@ def model_card(model_id: str, data: CardData, metrics: dict, record: TrainingRec
     origin, training_opening = provenance(record, data.training)
     settings = training_settings(record)
     training = f"{training_opening}\n\n{bullet_list(settings)}" if settings else training_opening
+    published_as = record.evaluated or model_id  # where the weights are
     return f"""---
 {card_metadata(model_id, record.base_model, data, scores, version).to_yaml()}
 ---
@@ -345,12 +306,7 @@ How it answered:
 ## Training settings
 
 {training}
-{usage_section(record.evaluated or model_id)}"""
 
-
-def usage_section(model_id: str) -> str:
-    """Return the model card's how-to-use section for a model published as `model_id`."""
-    return f"""
 ## How to use
 
 The model is a DistilBERT encoder with an answer-pointer head; its code (`modeling_pointer_distilbert.py`) and its
@@ -360,7 +316,7 @@ question-answering pipeline (`pipeline.py`, with `features.py` and `spans.py`) a
 ```python
 from transformers import pipeline
 
-qa = pipeline("question-answering", model="{model_id}", trust_remote_code=True)
+qa = pipeline("question-answering", model="{published_as}", trust_remote_code=True)
 qa(question="...", context="...")  # {{"score": ..., "start": ..., "end": ..., "answer": ...}}
 ```
 
@@ -372,8 +328,8 @@ The model alone:
 ```python
 from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-model = AutoModelForQuestionAnswering.from_pretrained("{model_id}", trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained("{model_id}", trust_remote_code=True)
+model = AutoModelForQuestionAnswering.from_pretrained("{published_as}", trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained("{published_as}", trust_remote_code=True)
 ```
 
 The tokenizer is BERT's own; `AutoTokenizer` reads the model's config first to find it, and without
@@ -381,12 +337,9 @@ The tokenizer is BERT's own; `AutoTokenizer` reads the model's config first to f
 """
 
 
-def write_model_card(output_dir: str, model_id: str, data: CardData, record: TrainingRecord,
-                     answered: dict) -> Path:
+def write_model_card(output_dir: str, model_id: str, data: CardData, record: TrainingRecord, answered: dict) -> Path:
     """Write README.md into `output_dir` from the run's `all_results.json`; return its path."""
-    folder = Path(output_dir)
-    results_file = folder / "all_results.json"
-    metrics = json.loads(results_file.read_text(encoding="utf-8")) if results_file.exists() else {}
-    card = folder / "README.md"
+    card = Path(output_dir) / "README.md"
+    metrics = read_json(Path(output_dir) / "all_results.json")
     card.write_text(model_card(model_id, data, metrics, record, answered), encoding="utf-8")
     return card

@@ -15,6 +15,18 @@ import math
 import sys
 
 from cli_errors import run_command
+from metrics.squad_v2.squad_metric import (
+    apply_no_answer_threshold,
+    best_null_score_diff_threshold,
+    compute_exact,
+    compute_f1,
+    compute_squad_metrics,
+    find_best_thresh,
+    forced_answer_scores,
+    normalize_answer,
+    null_odds_auc,
+    raw_scores,
+)
 from squad.alignment import AlignmentReport, align_answers, aligned_answer_start
 from squad.calibration import (
     answer_similarity_scale,
@@ -37,18 +49,6 @@ from squad.features import (
     prepare_train_features,
     question_token_budget,
     truncate_questions,
-)
-from squad.metric import (
-    apply_no_answer_threshold,
-    best_null_score_diff_threshold,
-    compute_exact,
-    compute_f1,
-    compute_squad_metrics,
-    find_best_thresh,
-    forced_answer_scores,
-    normalize_answer,
-    null_odds_auc,
-    raw_scores,
 )
 from squad.postprocess import (
     NULL_ODDS_WITHOUT_SPAN,
@@ -86,7 +86,7 @@ __all__ = [
     "feature_example_indices", "postprocess_qa_predictions", "select_answers", "stack_logits", "write_predictions",
     # squad.calibration
     "article_keys", "calibrated_null_threshold", "answer_similarity_scale", "split_calibration_articles",
-    # squad.metric
+    # metrics.squad_v2.squad_metric
     "apply_no_answer_threshold", "best_null_score_diff_threshold", "compute_exact", "compute_f1",
     "compute_squad_metrics", "find_best_thresh", "forced_answer_scores", "normalize_answer", "null_odds_auc",
     "raw_scores",

@@ -10,8 +10,8 @@ import random
 import datasets
 import numpy as np
 
+from metrics.squad_v2.squad_metric import _require_ids, raw_scores
 from squad._shared import _column
-from squad.metric import _require_ids, raw_scores
 
 
 def article_keys(dataset: datasets.Dataset) -> list[str]:
@@ -19,21 +19,12 @@ def article_keys(dataset: datasets.Dataset) -> list[str]:
     return [title or context for title, context in zip(_column(dataset, "title"), _column(dataset, "context"))]
 
 
-def calibration_article_count(articles: int, fraction: float) -> int:
-    """Return how many of `articles` training articles to hold out: `fraction` of them, but at least two, since
-    what a threshold must survive is the spread from one article to the next and one article cannot show it;
-    never more than a third of them, and always at least one."""
-    return max(1, min(max(2, round(fraction * articles)), articles // 3))
-
-
 def split_calibration_articles(
     dataset: datasets.Dataset, fraction: float, seed: int
 ) -> tuple[datasets.Dataset, datasets.Dataset, list[str]]:
-    """Return (training rows, calibration rows, calibration articles): `fraction` of the articles (see
-    `calibration_article_count`), drawn with `seed`, are held out whole.
-
-    Raises ValueError when fewer than two articles leave nothing to hold out or nothing to train on.
-    """
+    """Return (training rows, calibration rows, calibration articles): `fraction` of the articles, drawn with `seed`,
+    held out whole; at least two, since what a threshold must survive is the spread from one article to the next,
+    but never more than a third, and always at least one. Raises ValueError with fewer than two articles."""
     if not 0 < fraction < 1:
         raise ValueError(f"the calibration fraction must be between 0 and 1 (exclusive), got {fraction}")
     keys = article_keys(dataset)
@@ -43,7 +34,7 @@ def split_calibration_articles(
             f"a calibration split holds out whole articles, and the training data has {len(articles)}: "
             "give more articles, or turn calibration off (--calibration_fraction 0)"
         )
-    count = calibration_article_count(len(articles), fraction)
+    count = max(1, min(max(2, round(fraction * len(articles))), len(articles) // 3))
     held_out = set(random.Random(seed).sample(articles, count))
     calibration_rows = [index for index, key in enumerate(keys) if key in held_out]
     training_rows = [index for index, key in enumerate(keys) if key not in held_out]
@@ -60,15 +51,11 @@ def calibrated_null_threshold(
     """Return the null-odds threshold to ship with a model: the one whose gain over answering nothing on held-out
     questions is largest after subtracting `standard_errors` standard errors of that gain (0: the F1 maximum).
 
-    The official best-threshold search, made to transfer: questions with equal odds are admitted together (a
-    threshold cannot split them), the threshold sits halfway to the next odds instead of on a question's own value,
-    and when no threshold beats answering nothing the result lies below every odds seen, so that a model whose null
-    odds do not separate the questions abstains rather than guesses. The standard error is the larger of two: the
-    one between questions, the sampling noise of a few hundred of them, and, with two or more `articles` (question
-    id → article), the one between articles, since a threshold that wins on one article and loses on the other is
-    noise that the next article decides. Neither alone is enough: two articles can agree by chance, and questions
-    of one article vary less than articles do. `non_null_predictions` are the best spans
-    (`QAPredictions.non_null_answers`); F1 scores them against `references`.
+    The official search made to transfer: equal odds are admitted together, the threshold sits halfway to the next
+    odds, and when nothing beats abstaining it lies below every odds seen, so odds that do not separate the questions
+    abstain rather than guess. The standard error is the larger of the one between questions and, with two or more
+    `articles` (question id → article), the one between articles: two articles can agree by chance, and one article's
+    questions vary less than articles do. `non_null_predictions`: the best spans (`QAPredictions.non_null_answers`).
     """
     _require_ids(references, non_null_predictions, "non_null_predictions")
     _require_ids(references, null_odds, "null_odds")
@@ -99,17 +86,15 @@ def answer_similarity_scale(null_odds: dict[str, float], similarity: dict[str, f
     """Return (weight, centre) that put a question–passage similarity on the null odds' scale: odds minus
     weight × (similarity − centre) ranks the held-out questions by both with equal say.
 
-    Each score standardised over the held-out questions and the two added is the plainest combination that needs
-    no fitting: a regression fitted on two articles follows those articles. The weight is the null odds' standard
-    deviation over the similarity's and the centre the similarity's mean, so the combined odds keep the reader's
-    scale and typical value. A similarity that does not vary gets weight 0.
+    Standardised scores added need no fitting (a regression fitted on two articles follows those articles); the odds'
+    standard deviation over the similarity's, and the similarity's mean, keep the reader's scale and typical value.
+    A similarity that does not vary gets weight 0.
     """
     _require_ids(null_odds, similarity, "similarity")
     if not null_odds:
         raise ValueError("weighing the similarity needs at least one question")
-    ids = list(null_odds)
-    odds = np.array([null_odds[q] for q in ids], dtype=np.float64)
-    scores = np.array([similarity[q] for q in ids], dtype=np.float64)
+    odds = np.array(list(null_odds.values()), dtype=np.float64)
+    scores = np.array([similarity[q] for q in null_odds], dtype=np.float64)
     spread = scores.std()
     if not spread > 0:
         return 0.0, 0.0
@@ -120,26 +105,22 @@ def _gain_curve(odds: np.ndarray, gain: np.ndarray, groups: list[str]) -> tuple[
     """Return (ascending distinct odds; for each, the gain per question of answering every question up to it; the
     cluster-robust standard error of that gain, the clusters being `groups`)."""
     count = len(gain)
-    cluster_of = {name: index for index, name in enumerate(dict.fromkeys(groups))}
-    cluster = np.array([cluster_of[name] for name in groups])
-    sizes = np.bincount(cluster).astype(np.float64)
+    _, cluster, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    sizes = sizes.astype(np.float64)
     clusters = len(sizes)
-    levels, level_of = np.unique(odds, return_inverse=True)
-    order = np.argsort(level_of, kind="stable")
-    ends = np.searchsorted(level_of[order], np.arange(len(levels)), side="right")
+    levels, ties = np.unique(odds, return_counts=True)
+    admitted_at_level = np.split(np.argsort(odds, kind="stable"), np.cumsum(ties)[:-1])
     # Running sums over the admitted questions: the gain, and per cluster G_a, kept as sum(G_a^2) and sum(n_a G_a).
     cluster_gain = np.zeros(clusters)
     total = squares = weighted = 0.0
     mean, error = np.empty(len(levels)), np.empty(len(levels))
-    position = 0
-    for level, end in enumerate(ends):
-        for question in order[position:end]:
+    for level, admitted in enumerate(admitted_at_level):
+        for question in admitted:
             a, g = cluster[question], gain[question]
             squares += 2 * cluster_gain[a] * g + g * g
             weighted += sizes[a] * g
             cluster_gain[a] += g
             total += g
-        position = end
         mean[level] = total / count
         spread = squares - 2 * mean[level] * weighted + mean[level] ** 2 * np.dot(sizes, sizes)  # sum (G_a - n_a m)^2
         error[level] = np.sqrt(max(spread, 0.0) * clusters / max(clusters - 1, 1)) / count

@@ -5,6 +5,7 @@ import logging
 import math
 from pathlib import Path
 
+from metrics.squad_v2.squad_metric import compute_squad_metrics
 from squad._shared import _few
 from squad.data import (
     DataFormatError,
@@ -14,7 +15,6 @@ from squad.data import (
     load_squad_file,
     references_from_dataset,
 )
-from squad.metric import compute_squad_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -34,19 +34,18 @@ def score_files(
     """
     dataset = load_squad_file(data_file)
     references = references_from_dataset(dataset)
-    predictions = read_id_map(Path(prediction_file), str, "an answer string")
-    check_prediction_ids(references, predictions, Path(prediction_file), Path(data_file))
+    predictions = read_id_map(Path(prediction_file), str, "an answer string", references, Path(data_file))
     null_odds = None
     if null_odds_file is not None:
-        null_odds = read_id_map(Path(null_odds_file), (int, float), "a number")
-        check_prediction_ids(references, null_odds, Path(null_odds_file), Path(data_file))
+        null_odds = read_id_map(Path(null_odds_file), (int, float), "a number", references, Path(data_file))
     detected = null_odds is not None or has_unanswerable(dataset)
     version_2 = squad_version == "2" or (squad_version == "auto" and detected)
     return compute_squad_metrics(references, predictions, null_odds, version_2, null_odds_threshold)
 
 
-def read_id_map(path: Path, value_type, description: str) -> dict:
-    """Return a JSON object mapping question ids to values of `value_type`, or raise naming the bad entry."""
+def read_id_map(path: Path, value_type, description: str, references: dict, data_file: Path) -> dict:
+    """Return a JSON object mapping every question of `data_file` (`references`) to a value of `value_type`; raise
+    naming the bad entry or the missing questions, and warn about ids the data file does not have."""
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file; check the path")
     try:
@@ -58,19 +57,15 @@ def read_id_map(path: Path, value_type, description: str) -> dict:
     for question_id, value in content.items():
         if not isinstance(value, value_type) or isinstance(value, bool):
             raise DataFormatError(f"{path}: id '{question_id}': value must be {description}, got {value!r:.40}")
-    return content
-
-
-def check_prediction_ids(references: dict, given: dict, path: Path, data_file: Path) -> None:
-    """Raise when `given` misses questions of the data file; warn about ids the data file does not have."""
-    missing = [question_id for question_id in references if question_id not in given]
+    missing = [question_id for question_id in references if question_id not in content]
     if missing:
         raise DataFormatError(
             f"{path}: no entry for {len(missing)} of {len(references)} questions of {data_file} "
             f'(e.g. {_few(missing)}); give one for every question ("" means no answer)'
         )
-    extra = [question_id for question_id in given if question_id not in references]
+    extra = [question_id for question_id in content if question_id not in references]
     if extra:
         logger.warning(
             "%s: %d ids are not questions of %s and are ignored (e.g. %s)", path, len(extra), data_file, _few(extra)
         )
+    return content

@@ -1,4 +1,5 @@
-"""SQuAD 2.0 scores as an `evaluate` module: the Hub `squad_v2` metric's inputs and keys, the recipe's numbers.
+"""SQuAD 2.0 scores as an `evaluate` module: the Hub `squad_v2` metric's inputs and keys, the recipe's numbers
+(squad_metric.py beside this file, which `evaluate` copies into its cache with it).
 
 Load it by path, from any working directory, offline:
 
@@ -6,22 +7,12 @@ Load it by path, from any working directory, offline:
     squad_v2 = evaluate.load("/path/to/recipe/metrics/squad_v2")              # no_answer_probability, as on the Hub
     squad_v2 = evaluate.load("/path/to/recipe/metrics/squad_v2", "null_odds")  # the null odds run_qa.py writes
 
-With the default configuration each prediction is `{"id", "prediction_text", "no_answer_probability"}`, a
-probability, and a question counts as unanswered when it exceeds `no_answer_threshold` (default 1.0, the official
-script's). The "null_odds" configuration takes `{"id", "prediction_text", "null_odds"}` instead: null score minus
-best span score, as in `*_null_odds.json`, with `no_answer_threshold` defaulting to 0.0, run_qa.py's
-`--null_score_diff_threshold`, so the scores are the ones run_qa.py reports. For a model that saved its threshold,
-pass `no_answer_threshold=model.config.qa_settings["null_score_diff_threshold"]`. Values outside [0, 1] given as
-probabilities without a `no_answer_threshold` are refused, since they cannot be probabilities and the default
-threshold would silently score them as something else.
-
-The numbers come from the recipe's own metric, squad/metric.py: squad_metric.py beside this file is a link to it,
-which `evaluate` copies into its cache together with this file.
-
-The best-threshold search admits each `prediction_text` as given, so answers already blanked ("") stay blank and
-only thresholds up to the one used are searched. To search every threshold, give the best span of each question as
-`prediction_text`, or pass `non_null_predictions={id: best span}` (`*_nonnull_predictions.json`) next to the
-blanked answers.
+Probabilities outside [0, 1] without a `no_answer_threshold` are refused: they cannot be probabilities, and the
+default threshold would silently score them as something else. The "null_odds" configuration scores the null odds of
+`*_null_odds.json` at run_qa.py's default `--null_score_diff_threshold`; for a model that saved its threshold, pass
+`no_answer_threshold=model.config.qa_settings["null_score_diff_threshold"]`. The best-threshold search admits each
+`prediction_text` as given, blanked answers ("") staying blank; to search every threshold, give the best spans as
+`prediction_text`, or pass `non_null_predictions={id: best span}` (`*_nonnull_predictions.json`).
 """
 
 import datasets
@@ -31,8 +22,8 @@ from .squad_metric import compute_squad_metrics
 
 NULL_ODDS = "null_odds"
 PROBABILITY = "no_answer_probability"
-# The threshold each configuration's scores mean by default: the official script's for probabilities, run_qa.py's
-# --null_score_diff_threshold for null odds.
+# Per configuration: the prediction field that says how likely "no answer" is, and the threshold it defaults to.
+NO_ANSWER_FIELD = {"default": PROBABILITY, NULL_ODDS: NULL_ODDS}
 DEFAULT_THRESHOLD = {PROBABILITY: 1.0, NULL_ODDS: 0.0}
 
 _INPUTS = """
@@ -47,9 +38,8 @@ Args:
 Returns:
     exact, f1, total; HasAns_exact, HasAns_f1, HasAns_total and NoAns_* (each side when present); best_exact,
     best_exact_thresh, best_f1, best_f1_thresh: the Hub metric's keys. Beyond them: null_odds_auc (ROC AUC of the
-    no-answer scores for telling unanswerable questions apart) and, with non_null_predictions,
-    forced_HasAns_exact and forced_HasAns_f1 (the best spans' scores on answerable questions). Scores are
-    percentages.
+    no-answer scores for telling unanswerable questions apart) and, with non_null_predictions, forced_HasAns_exact
+    and forced_HasAns_f1 (the best spans' scores on answerable questions). Scores are percentages.
 """
 
 
@@ -58,7 +48,7 @@ class SquadV2(evaluate.Metric):
     """The official SQuAD 2.0 metric, as computed by the recipe."""
 
     def _info(self):
-        if self.config_name not in ("default", NULL_ODDS):
+        if self.config_name not in NO_ANSWER_FIELD:
             raise ValueError(f"unknown configuration {self.config_name!r}: leave it out, or pass {NULL_ODDS!r}")
         return evaluate.MetricInfo(
             description=__doc__,
@@ -68,7 +58,7 @@ class SquadV2(evaluate.Metric):
                 "predictions": {
                     "id": datasets.Value("string"),
                     "prediction_text": datasets.Value("string"),
-                    self._no_answer_field: datasets.Value("float64"),
+                    NO_ANSWER_FIELD[self.config_name]: datasets.Value("float64"),
                 },
                 "references": {
                     "id": datasets.Value("string"),
@@ -80,13 +70,8 @@ class SquadV2(evaluate.Metric):
             reference_urls=["https://rajpurkar.github.io/SQuAD-explorer/"],
         )
 
-    @property
-    def _no_answer_field(self) -> str:
-        """The prediction field that says how likely "no answer" is: null odds or a probability."""
-        return NULL_ODDS if self.config_name == NULL_ODDS else PROBABILITY
-
     def _compute(self, predictions, references, no_answer_threshold: float | None = None, non_null_predictions=None):
-        field = self._no_answer_field
+        field = NO_ANSWER_FIELD[self.config_name]
         no_answer = {prediction["id"]: prediction[field] for prediction in predictions}
         if no_answer_threshold is None:
             if field == PROBABILITY:
@@ -103,8 +88,8 @@ class SquadV2(evaluate.Metric):
 
 
 def _require_probabilities(no_answer: dict[str, float]) -> None:
-    """Raise when a no_answer_probability lies outside [0, 1]: null odds given as probabilities would otherwise be
-    scored at the probabilities' threshold without a word."""
+    """Raise when a no_answer_probability lies outside [0, 1], naming the question: null odds given as probabilities
+    would otherwise be scored at the probabilities' threshold without a word."""
     outside = next((question_id for question_id, value in no_answer.items() if not 0.0 <= value <= 1.0), None)
     if outside is not None:
         raise ValueError(
