@@ -24,12 +24,13 @@ use_repository_offline()
 import datasets  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-from utils_qa import load_squad_file, prepare_eval_features, select_answers  # noqa: E402
+from utils_qa import QAPredictions, load_squad_file, prepare_eval_features, select_answers  # noqa: E402
 
 
-def loop_select_answers(examples, features, predictions, n_best_size=20, max_answer_length=30,
-                        null_score_diff_threshold=0.0):
-    """Return `(answers, nbest, null_odds)` the classic way: a Python double loop over each window's candidates.
+def loop_select_answers(examples, features, predictions, version_2_with_negative=True, n_best_size=20,
+                        max_answer_length=30, null_score_diff_threshold=0.0) -> QAPredictions:
+    """Return answers the classic way, a Python double loop over each window's candidates: SQuAD 2.0 only, in
+    `select_answers`' place (the classic side of bench_speed.py).
 
     Columns are read into Python lists once (no per-row dataset access). The candidates are the ones
     `select_answers` uses: the `n_best_size` best start and end tokens among the window's context tokens.
@@ -39,7 +40,7 @@ def loop_select_answers(examples, features, predictions, n_best_size=20, max_ans
     features_of_example = {}
     for feature_index, example_id in enumerate(features["example_id"][:]):
         features_of_example.setdefault(example_id, []).append(feature_index)
-    answers, nbest, null_odds = {}, {}, {}
+    answers, nbest, null_odds, non_null = {}, {}, {}, {}
     for example_id, context in zip(examples["id"][:], examples["context"][:]):
         candidates, null = [], None
         for feature_index in features_of_example[example_id]:
@@ -69,9 +70,10 @@ def loop_select_answers(examples, features, predictions, n_best_size=20, max_ans
             entry["probability"] = probability
         null_odds[example_id] = null_score - best_score if candidates else 1e9
         no_answer = not candidates or null_odds[example_id] > null_score_diff_threshold
-        answers[example_id] = "" if no_answer else context[candidates[0]["start"] : candidates[0]["end"]]
+        non_null[example_id] = context[candidates[0]["start"] : candidates[0]["end"]] if candidates else ""
+        answers[example_id] = "" if no_answer else non_null[example_id]
         nbest[example_id] = entries
-    return answers, nbest, null_odds
+    return QAPredictions(answers, nbest, null_odds, non_null)
 
 
 def read_every_nbest_list(result):
@@ -131,17 +133,17 @@ def main() -> None:
                                n_best_size=args.n_best_size)
     collect = not args.no_gc
 
-    (loop_answers, loop_nbest, loop_null_odds), loop_time = best_of(
+    loop, loop_time = best_of(
         lambda: loop_select_answers(examples, features, logits, n_best_size=args.n_best_size), args.repeats, collect
     )
     _, conversion_time = best_of(lambda: features["offset_mapping"][:], args.repeats, collect)
     _, answers_time = best_of(select, args.repeats, collect)
     (result, nbest), nbest_time = best_of(lambda: read_every_nbest_list(select()), args.repeats, collect)
 
-    total = len(loop_answers)
-    identical = sum(result.answers[key] == loop_answers[key] for key in loop_answers)
-    identical_nbest = sum(same_entries(nbest[key], loop_nbest[key]) for key in loop_nbest)
-    odds_gap = max(abs(result.null_odds[key] - loop_null_odds[key]) for key in loop_null_odds)
+    total = len(loop.answers)
+    identical = sum(result.answers[key] == loop.answers[key] for key in loop.answers)
+    identical_nbest = sum(same_entries(nbest[key], loop.nbest[key]) for key in loop.nbest)
+    odds_gap = max(abs(result.null_odds[key] - loop.null_odds[key]) for key in loop.null_odds)
 
     print(f"Post-processing {total:,} questions / {len(features):,} windows of up to {args.max_seq_length} tokens "
           f"from `{args.data.name}` (SQuAD 2.0, n_best_size={args.n_best_size}, random logits, seed {args.seed}).")
