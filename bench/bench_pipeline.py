@@ -71,9 +71,7 @@ def warm_up(qa, questions: list[dict], batch_sizes: list[int]) -> None:
         timed_answers(qa, questions[:WARM_UP_QUESTIONS], batch_size)
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # The reference: transformers 4.x's pipeline, in its own environment
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def reference_worker(spec_file: Path) -> None:
@@ -110,9 +108,7 @@ def run_reference(python: Path, spec: dict, folder: Path) -> dict:
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # The recipe's side
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def sample_questions(data: Path, max_questions: int, seed: int) -> tuple[list[dict], int]:
@@ -165,9 +161,7 @@ def recipe_pipelines(recipe_dir: Path, stock_dir: Path) -> dict:
     }
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # Report
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def fastest_of(seconds, before) -> tuple[float, float]:

@@ -3,9 +3,6 @@
 Both read the same examples, evaluation features (real tokenizer, real SQuAD 2.0 contexts) and random logits with
 a fixed seed, and produce answers, null odds and n-best lists. Prints a markdown table with each time, the
 speed-up, and how many examples get the identical answer and n-best list.
-
-    python bench/bench_postprocess.py [--data PATH] [--repeats 5] [--no-gc]
-
 The default data is the repository's real SQuAD 2.0 article (208 questions), enough to check the two agree; the
 timings in bench/README.md are for 5,915 questions, `--data ../shared/data/squad_v2_sample_unlabeled.json`.
 """

