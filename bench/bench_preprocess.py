@@ -19,21 +19,16 @@ use_repository_offline()
 import datasets  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
+from bench_postprocess import best_of  # noqa: E402
 from utils_qa import align_answers, load_squad_file, prepare_eval_features, prepare_train_features  # noqa: E402
 
 
 def timed_map(examples, function, num_proc, repeats):
     """Return `(windows, best seconds)` of mapping `function` over `examples`, cache off."""
-    best, windows = float("inf"), 0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        features = examples.map(
-            function, batched=True, num_proc=None if num_proc == 1 else num_proc,
-            remove_columns=examples.column_names, load_from_cache_file=False, keep_in_memory=True,
-        )
-        best = min(best, time.perf_counter() - started)
-        windows = len(features)
-    return windows, best
+    mapping = functools.partial(examples.map, function, batched=True, num_proc=None if num_proc == 1 else num_proc,
+                                remove_columns=examples.column_names, load_from_cache_file=False, keep_in_memory=True)
+    features, seconds = best_of(mapping, repeats, collect_garbage=True)
+    return len(features), seconds
 
 
 def main() -> None:

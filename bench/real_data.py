@@ -284,7 +284,7 @@ def child_torch_threads() -> int:
 
 
 def run_job(job: Job) -> bool:
-    """Train and evaluate one run into its folder; return whether it succeeded, printing its log's tail if not."""
+    """Train and evaluate one run into its folder; return whether it succeeded, printing its F1 or its log's tail."""
     job.folder.mkdir(parents=True, exist_ok=True)
     arguments_file = job.folder / "arguments.json"
     arguments_file.write_text(json.dumps(job.arguments, indent=1))
@@ -297,6 +297,7 @@ def run_job(job: Job) -> bool:
         print(f"FAILED {job.folder} (exit {process.returncode}); end of its log:\n" + "\n".join(tail), flush=True)
         return False
     (job.folder / "wall_seconds.txt").write_text(f"{time.perf_counter() - started:.0f}\n")
+    print(f"done {job.variant} fold {job.fold} seed {job.seed}: F1 {read_metrics(job)['eval_f1']:.1f}", flush=True)
     return True
 
 
@@ -304,16 +305,8 @@ def run_all(jobs: list[Job], parallel: int, reuse: bool) -> list[Job]:
     """Run every job not reused, `parallel` at a time, printing each as it ends; return the failed jobs."""
     todo = [job for job in jobs if not (reuse and finished(job))]
     print(f"{len(jobs) - len(todo)} run(s) reused, {len(todo)} to train, {parallel} at a time", flush=True)
-
-    def run_and_tell(job: Job) -> bool:
-        succeeded = run_job(job)
-        if succeeded:
-            print(f"done {job.variant} fold {job.fold} seed {job.seed}: "
-                  f"F1 {read_metrics(job)['eval_f1']:.1f}", flush=True)
-        return succeeded
-
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        outcomes = list(pool.map(run_and_tell, todo))
+        outcomes = list(pool.map(run_job, todo))
     return [job for job, succeeded in zip(todo, outcomes) if not succeeded]
 
 
