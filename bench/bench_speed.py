@@ -38,14 +38,14 @@ ROOT = use_repository_offline()
 
 import datasets  # noqa: E402
 import transformers  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
+from transformers import AutoTokenizer, PreTrainedModel  # noqa: E402
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback  # noqa: E402
 
 import arguments_qa  # noqa: E402
 import run_qa  # noqa: E402
 import trainer_qa  # noqa: E402
 from bench_postprocess import loop_select_answers  # noqa: E402
-from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering  # noqa: E402
+from modeling_pointer_distilbert import PointerDistilBertForQuestionAnswering  # noqa: E402
 from utils_qa import DataFormatError, load_squad_file  # noqa: E402
 
 DEFAULT_DATA = DEFAULT_TRAIN_DATA = ROOT / "data" / "squad_v2_real_sample.json"
@@ -112,12 +112,14 @@ def write_question_sample(data: Path, max_examples: int, seed: int, folder: Path
     return path, len(examples)
 
 
-def save_random_model(size: str, tokenizer_folder: Path, seed: int, folder: Path) -> Path:
-    """Return a folder holding a randomly initialised pointer model of `size` and the real uncased tokenizer."""
+def save_random_model(model_class: type[PreTrainedModel], shape: dict, tokenizer_folder: Path, seed: int,
+                      folder: Path) -> Path:
+    """Return a folder holding a randomly initialised `model_class` of `shape` (sizes of its config) and the real
+    uncased tokenizer."""
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
     torch.manual_seed(seed)
-    config = PointerDistilBertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=512, **MODEL_SIZES[size])
-    PointerDistilBertForQuestionAnswering(config).save_pretrained(folder)
+    config = model_class.config_class(vocab_size=tokenizer.vocab_size, max_position_embeddings=512, **shape)
+    model_class(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
@@ -431,7 +433,8 @@ def run_benchmark(args: argparse.Namespace, tokenizer_folder: Path, workdir: Pat
           "the kernel's high-water mark (VmHWM) of the evaluation process, reset just before evaluating; the row "
           "below it subtracts the RSS the process had with libraries, model and data loaded.\n")
     for size in args.sizes:
-        model_dir = save_random_model(size, tokenizer_folder, args.seed, workdir / size / "model")
+        model_dir = save_random_model(PointerDistilBertForQuestionAnswering, MODEL_SIZES[size], tokenizer_folder,
+                                      args.seed, workdir / size / "model")
         evaluation = compare_evaluation(model_dir, questions, workdir / size / "eval", args)
         setups = [prepare_training(name, flags, model_dir, workdir / size / "train", args)
                   for name, flags in training_setups()]

@@ -31,7 +31,7 @@ import bench_speed  # noqa: E402
 import datasets  # noqa: E402
 import transformers  # noqa: E402
 from real_data import run_summary  # noqa: E402
-from transformers import AutoTokenizer, DistilBertConfig, DistilBertForQuestionAnswering, DistilBertModel  # noqa: E402
+from transformers import AutoTokenizer, DistilBertForQuestionAnswering, DistilBertModel  # noqa: E402
 
 import run_qa  # noqa: E402
 import utils_qa  # noqa: E402
@@ -137,7 +137,9 @@ def throughput_part(args: argparse.Namespace, workdir: Path) -> tuple[list[str],
     batch_size, steps = (4, 2) if args.tiny else (args.batch_size, args.steps)
     speed_args = bench_speed.parse_args(["--device", device, "--batch-size", str(batch_size), "--train-steps",
                                          str(steps), "--tokenizer", str(uncased_tokenizer_dir())])
-    model_dir = save_random_encoder(size, Path(speed_args.tokenizer), workdir / "encoder")
+    # An encoder alone, as the headline run starts: run_qa.py builds its default head on it, the stock model its own.
+    model_dir = bench_speed.save_random_model(DistilBertModel, SIZES[size], Path(speed_args.tokenizer), 0,
+                                              workdir / "encoder")
     setup = bench_speed.prepare_training("recipe", [], model_dir, workdir / "features", speed_args)
     timed_rows = setup.features.select(range(bench_speed.WARMUP_STEPS * batch_size, len(setup.features)))
     tokens = sum(len(ids) for ids in timed_rows["input_ids"])
@@ -179,17 +181,6 @@ def floors_table(runs: dict) -> list[str]:
                      runs["pointer", "bf16", "sdpa"][0] / runs["pointer", "float32", "sdpa"][0], BF16_FLOOR))
     return ["| floor | measured | met |", "|---|---:|---|"] + [
         f"| {name} | {measured:.3f} | {'yes' if measured >= floor else '**no**'} |" for name, measured, floor in rows]
-
-
-def save_random_encoder(size: str, tokenizer_folder: Path, folder: Path) -> Path:
-    """Return a folder holding a randomly initialised DistilBERT encoder of `size` and the uncased tokenizer: the
-    start of the headline run, from which run_qa.py builds its default head and the stock model its linear one."""
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
-    torch.manual_seed(0)
-    config = DistilBertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=512, **SIZES[size])
-    DistilBertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def training_rate(model: str, setup, flags: list[str], model_dir: Path, device: str) -> tuple[float, float | None]:
