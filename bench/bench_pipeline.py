@@ -33,11 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Return the command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference-python", type=Path,
-                        help="Python of an environment with transformers 4.x (and torch); without it only the "
-                        "recipe's pipeline is measured")
+                        help="Python of an environment with transformers 4.x and torch (default: the recipe's only)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="SQuAD file whose questions are asked (for volume: "
-                        "../shared/data/squad_v2_sample_unlabeled.json)")
+                        help="SQuAD file to ask from (volume: ../shared/data/squad_v2_sample_unlabeled.json)")
     parser.add_argument("--max-questions", type=int, default=300, help="questions drawn at random (seeded) from --data")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 16], help="batch sizes to measure")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each pipeline; the fastest is kept")

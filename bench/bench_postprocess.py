@@ -26,12 +26,9 @@ from utils_qa import QAPredictions, load_squad_file, prepare_eval_features, sele
 
 def loop_select_answers(examples, features, predictions, version_2_with_negative=True, n_best_size=20,
                         max_answer_length=30, null_score_diff_threshold=0.0) -> QAPredictions:
-    """Return answers the classic way, a Python double loop over each window's candidates: SQuAD 2.0 only, in
-    `select_answers`' place (the classic side of bench_speed.py).
-
-    Columns are read into Python lists once (no per-row dataset access). The candidates are the ones
-    `select_answers` uses: the `n_best_size` best start and end tokens among the window's context tokens.
-    """
+    """Return answers the classic way, in `select_answers`' place (SQuAD 2.0 only; bench_speed.py's classic side): a
+    Python double loop over the candidates `select_answers` uses, the `n_best_size` best start and end tokens among
+    each window's context tokens, with the columns read into Python lists once."""
     start_logits, end_logits = predictions
     offset_mappings = features["offset_mapping"][:]
     features_of_example = {}
@@ -79,11 +76,8 @@ def read_every_nbest_list(result):
 
 
 def best_of(function, repeats, collect_garbage):
-    """Return `(result, best wall time in seconds)` over `repeats` calls.
-
-    Garbage from an earlier call is collected before the clock starts; with `collect_garbage` False the collector
-    is also off while the clock runs (as `timeit` does).
-    """
+    """Return `(result, best wall time in seconds)` over `repeats` calls, each after collecting the garbage of the
+    last; with `collect_garbage` False the collector is also off while the clock runs (as `timeit` does)."""
     best, result = float("inf"), None
     for _ in range(repeats):
         result = None

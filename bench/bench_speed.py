@@ -66,8 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Return the command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="SQuAD 2.0 file to evaluate on (answers optional: an unlabelled question counts as "
-                        "unanswerable)")
+                        help="SQuAD 2.0 file to evaluate on (an unlabelled question counts as unanswerable)")
     parser.add_argument("--train-data", type=Path, default=DEFAULT_TRAIN_DATA,
                         help="SQuAD 2.0 file with answers to train on (its real labels)")
     parser.add_argument("--max-examples", type=int, default=100,
@@ -145,10 +144,8 @@ def recipe_argv(model_dir: Path, output_dir: Path, args: argparse.Namespace, *fl
 
 
 def build_run(argv: list[str], train_features: datasets.Dataset | None = None):
-    """Return `(trainer, examples, features)` made by run_qa.py's own `prepare_run`, without the printing callbacks.
-
-    With `train_features` the data steps are skipped and the trainer trains on exactly those features.
-    """
+    """Return `(trainer, examples, features)` made by run_qa.py's own `prepare_run`, without the printing callbacks;
+    with `train_features` the data steps are skipped and the trainer trains on exactly those."""
     trainer, raw, features = run_qa.prepare_run(*run_qa.parse_arguments(argv), train_features=train_features)
     return without_printing(trainer), raw, features
 
@@ -186,17 +183,13 @@ class StepClock(TrainerCallback):
         self.synchronize()
         self.step_ends.append(time.perf_counter())
 
-    def seconds_after(self, warmup_steps: int) -> float:
-        """Return the seconds of the steps after the first `warmup_steps`."""
-        return self.step_ends[-1] - self.step_ends[warmup_steps - 1]
-
 
 def timed_training(trainer, device: str, warmup_steps: int) -> float:
     """Return the seconds that `trainer.train()` spends on its steps after the first `warmup_steps`."""
     clock = StepClock(device)
     trainer.add_callback(clock)
     trainer.train()
-    return clock.seconds_after(warmup_steps)
+    return clock.step_ends[-1] - clock.step_ends[warmup_steps - 1]
 
 
 def seconds_of(function, device: str) -> float:
@@ -298,13 +291,9 @@ def reset_peak_rss() -> bool:
 
 
 def evaluation_run(request: dict) -> dict:
-    """Return one timed `QuestionAnsweringTrainer.evaluate` (`request["path"]` is "classic" or "recipe") with its
-    memory and the answers and null odds it wrote.
-
-    Runs in a fresh process. The time covers forward, post-processing, prediction files and (on labelled data) the
-    metric, after one untimed forward of the shortest window; peak RSS is the kernel's high-water mark, reset just
-    before evaluation.
-    """
+    """Return one timed `QuestionAnsweringTrainer.evaluate` of `request["path"]` ("classic" or "recipe") in this
+    fresh process, with its memory and the answers and null odds it wrote. The time covers forward, post-processing,
+    files and (on labelled data) the metric, after one untimed forward; peak RSS is reset just before evaluation."""
     torch.set_num_threads(request["threads"])
     quiet_libraries()
     classic = request["path"] == "classic"

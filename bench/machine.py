@@ -11,11 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def use_repository_offline() -> Path:
-    """Put the repository root on the import path and keep Hub and tokenizer threads out of the figures; return it.
-
-    Benchmarks run offline on local files, and one tokenizer thread per process keeps `num_proc` and torch threads
-    the only parallelism being measured.
-    """
+    """Put the repository root on the import path and keep Hub and tokenizer threads out of the figures (one
+    tokenizer thread per process leaves `num_proc` and torch threads the only parallelism measured); return it."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

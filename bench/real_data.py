@@ -120,12 +120,8 @@ def run_arguments(base: dict, variant: dict, overrides: dict, train_file: Path, 
 
 
 def run_summary(metrics: dict, arguments: dict) -> dict:
-    """Return the figures the report compares for one finished run.
-
-    The no-answer share is that of the questions scored (all of the fold's unless `max_eval_samples` cut them).
-    The threshold is the one the model ships with: the calibrated `eval_null_score_diff_threshold` where the
-    metrics hold it, else the run's `null_score_diff_threshold` argument (0 by default).
-    """
+    """Return the figures the report compares for one finished run: the no-answer share of the questions scored,
+    and the threshold the model ships with (the calibrated one where the metrics hold it, else the run's argument)."""
     no_answer_share = 100.0 * metrics.get("eval_NoAns_total", 0) / metrics["eval_total"]
     threshold = metrics.get("eval_null_score_diff_threshold", arguments.get("null_score_diff_threshold", 0.0))
     return {"f1": metrics["eval_f1"], "f1_over_no_answer": metrics["eval_f1"] - no_answer_share,
@@ -142,10 +138,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def paired_differences(results: dict, variant: str, baseline: str, key: str) -> list[float]:
-    """Return `variant` minus `baseline` on `key` for each (fold, seed) where both finished.
-
-    `results` maps (variant, fold, seed) to a run's summary.
-    """
+    """Return `variant` minus `baseline` on `key` for each (fold, seed) where both finished in `results`."""
     return [summary[key] - results[(baseline, fold, seed)][key] for (name, fold, seed), summary in results.items()
             if name == variant and (baseline, fold, seed) in results]
 
@@ -191,9 +184,8 @@ def fold_table(results: dict, variants: list[str], folds: dict[int, dict]) -> st
         cells = []
         for variant in variants:
             runs = [summary for (name, run_fold, _), summary in results.items() if (name, run_fold) == (variant, fold)]
-            f1, _ = mean_std([run["f1"] for run in runs])
-            auc, _ = mean_std([run["auc"] for run in runs])
-            cells.append("—" if not runs else f"{f1:.1f} / {auc:.3f}")
+            mean = {key: statistics.fmean(run[key] for run in runs) for key in ("f1", "auc")} if runs else {}
+            cells.append(f"{mean['f1']:.1f} / {mean['auc']:.3f}" if runs else "—")
         lines.append(f"| {fold} | {', '.join(info['titles'])} | {info['questions']} | {info['no_answer_share']:.1f} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
