@@ -14,7 +14,6 @@ Usage (bench/results/onnx_serving.md has the full recipe):
 
 import argparse
 import dataclasses
-import json
 import platform
 import tempfile
 import time
@@ -32,7 +31,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer  # noqa: E
 import export_onnx  # noqa: E402
 from onnx_backend import SPAN_GRAPHS  # noqa: E402
 from qa_pipeline import answer_questions, load_pipeline  # noqa: E402
-from utils_qa import compute_squad_metrics  # noqa: E402
+from utils_qa import compute_squad_metrics, load_squad_file  # noqa: E402
 
 # Each backend's name, and the precision of the export it answers from (None: the PyTorch model).
 BACKENDS = {"PyTorch float32": None, "ONNX float32": "float32", "ONNX int8": "int8"}
@@ -41,11 +40,10 @@ BEST_SPAN = {"handle_impossible_answer": False}
 
 
 def read_questions(path: Path) -> list[dict]:
-    """Return the questions of a SQuAD JSON file: id, question, context and gold answer texts ([] if impossible)."""
-    document = json.loads(path.read_text(encoding="utf-8"))
-    return [{"id": qa["id"], "question": qa["question"], "context": paragraph["context"],
-             "gold": [answer["text"] for answer in qa["answers"]]}
-            for article in document["data"] for paragraph in article["paragraphs"] for qa in paragraph["qas"]]
+    """Return the questions of a SQuAD file (checked by the recipe's loader): id, question, context and gold answer
+    texts ([] if impossible)."""
+    return [{"id": example["id"], "question": example["question"], "context": example["context"],
+             "gold": example["answers"]["text"]} for example in load_squad_file(path)]
 
 
 def without_matcher(model_folder: Path, folder: Path) -> Path:

@@ -186,10 +186,8 @@ def floors_table(runs: dict) -> list[str]:
 def training_rate(model: str, setup, flags: list[str], model_dir: Path, device: str) -> tuple[float, float | None]:
     """Return the seconds of the timed steps and the peak GPU memory (GiB; None on a CPU) of one model's run."""
     argv = setup.argv + flags
-    if model == "pointer":
-        trainer = bench_speed.build_run(argv, setup.features)[0]
-    else:
-        trainer = stock_trainer(argv, setup.features, model_dir)
+    trainer = (bench_speed.build_run(argv, setup.features)[0] if model == "pointer"
+               else stock_trainer(argv, setup.features, model_dir))
     gc.collect()  # earlier runs' models and optimizers out of the peak
     if device == "cuda":
         torch.cuda.empty_cache()
