@@ -129,7 +129,7 @@ class QuestionAnsweringTrainer(Trainer):
                                  ) -> dict[str, float]:
         """Set the answer settings' null-odds threshold to the one chosen on held-out `examples` and return their
         metrics at it (prefix `calibration_`). Their answers are written as `calibration_*.json`, so other ways of
-        choosing can be replayed without training again (bench/threshold_rules.py)."""
+        choosing can be replayed without training again."""
         dataloader = self.get_test_dataloader(features)
         references = references_from_dataset(examples)
         result, _ = self._answers(dataloader, features, examples, "Calibration", None, "calibration")
