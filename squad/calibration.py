@@ -10,7 +10,7 @@ import random
 import datasets
 import numpy as np
 
-from metrics.squad_v2.squad_metric import _require_ids, raw_scores
+from metrics.squad_v2.squad_metric import raw_scores, require_ids
 from squad._shared import _column
 
 
@@ -57,10 +57,10 @@ def calibrated_null_threshold(
     `articles` (question id → article), the one between articles: two articles can agree by chance, and one article's
     questions vary less than articles do. `non_null_predictions`: the best spans (`QAPredictions.non_null_answers`).
     """
-    _require_ids(references, non_null_predictions, "non_null_predictions")
-    _require_ids(references, null_odds, "null_odds")
+    require_ids(references, non_null_predictions, "non_null_predictions")
+    require_ids(references, null_odds, "null_odds")
     if articles is not None:
-        _require_ids(references, articles, "articles")
+        require_ids(references, articles, "articles")
     if not references:
         raise ValueError("calibration needs at least one question")
     if not standard_errors >= 0:
@@ -90,7 +90,7 @@ def answer_similarity_scale(null_odds: dict[str, float], similarity: dict[str, f
     standard deviation over the similarity's, and the similarity's mean, keep the reader's scale and typical value.
     A similarity that does not vary gets weight 0.
     """
-    _require_ids(null_odds, similarity, "similarity")
+    require_ids(null_odds, similarity, "similarity")
     if not null_odds:
         raise ValueError("weighing the similarity needs at least one question")
     odds = np.array(list(null_odds.values()), dtype=np.float64)

@@ -99,7 +99,7 @@ def compute_squad_metrics(
     `QAPredictions.non_null_answers`) make it search every threshold and add forced_HasAns_*. Ids outside
     `references` are ignored.
     """
-    _require_ids(references, predictions, "predictions")
+    require_ids(references, predictions, "predictions")
     exact_raw, f1_raw = raw_scores(references, predictions)
     if not version_2_with_negative:
         summary = _summary(exact_raw, f1_raw, list(references))
@@ -107,7 +107,7 @@ def compute_squad_metrics(
     has_answer = {question_id: bool(golds) for question_id, golds in references.items()}
     exact, f1 = exact_raw, f1_raw
     if null_odds is not None:
-        _require_ids(references, null_odds, "null_odds")
+        require_ids(references, null_odds, "null_odds")
         exact = apply_no_answer_threshold(exact_raw, null_odds, has_answer, null_odds_threshold)
         f1 = apply_no_answer_threshold(f1_raw, null_odds, has_answer, null_odds_threshold)
     metrics = _summary(exact, f1, list(references))
@@ -118,7 +118,7 @@ def compute_squad_metrics(
     if null_odds is not None:
         searched, search_exact, search_f1 = predictions, exact_raw, f1_raw
         if non_null_predictions is not None:
-            _require_ids(references, non_null_predictions, "non_null_predictions")
+            require_ids(references, non_null_predictions, "non_null_predictions")
             searched = non_null_predictions
             search_exact, search_f1 = raw_scores(references, non_null_predictions)
             metrics.update(forced_answer_scores(search_exact, search_f1, has_answer))
@@ -177,7 +177,7 @@ def _summary(exact: dict, f1: dict, question_ids: list[str]) -> dict[str, float]
     }
 
 
-def _require_ids(references: dict, given: dict, name: str) -> None:
+def require_ids(references: dict, given: dict, name: str) -> None:
     """Raise a ValueError counting and naming the reference ids that `given` lacks."""
     missing = [question_id for question_id in references if question_id not in given]
     if missing:
