@@ -388,6 +388,19 @@ class SentenceMatcher(nn.Module):
         return torch.tensor(similarities, device=input_ids.device)  # (batch,)
 
 
+def similarity_shift(matcher: SentenceMatcher | None, config: PointerDistilBertConfig, input_ids: torch.Tensor | None,
+                     attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Returns -weight × (similarity − centre) per window, shape (batch,), what the question–sentence similarity
+    adds to the null score; None without a matcher or with weight 0. The PyTorch model and the ONNX backend share it."""
+    weight, center = similarity_weighting(config)
+    if matcher is None or not weight:
+        return None
+    if input_ids is None:
+        raise ValueError("this model's null score uses its question–sentence similarity, which reads input_ids: "
+                         "pass input_ids, not inputs_embeds")
+    return -weight * (matcher(input_ids, attention_mask) - center)
+
+
 def add_to_null_logits(start_logits: torch.Tensor, end_logits: torch.Tensor, no_answer_logit: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns the span logits, in float32, with half of `no_answer_logit` added to each [CLS] (index 0) logit: the
@@ -488,9 +501,9 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
         if self.verifier is not None:
             no_answer_logit = self.verifier(hidden_states, start_logits, end_logits, attention_mask)  # (batch,)
             start_logits, end_logits = add_to_null_logits(start_logits, end_logits, no_answer_logit)
-        similarity_shift = self.similarity_shift(input_ids, attention_mask)  # (batch,) or None
-        if similarity_shift is not None:
-            start_logits, end_logits = add_to_null_logits(start_logits, end_logits, similarity_shift)
+        shift = similarity_shift(self.sentence_matcher, self.config, input_ids, attention_mask)  # (batch,) or None
+        if shift is not None:
+            start_logits, end_logits = add_to_null_logits(start_logits, end_logits, shift)
         loss = None
         if start_positions is not None and end_positions is not None:
             loss = span_loss(start_logits, end_logits, start_positions, end_positions,
@@ -500,18 +513,6 @@ class PointerDistilBertForQuestionAnswering(DistilBertPreTrainedModel):
         return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
                                             hidden_states=encoder_outputs.hidden_states,
                                             attentions=encoder_outputs.attentions)
-
-    def similarity_shift(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None
-                         ) -> torch.Tensor | None:
-        """Returns -weight × (similarity − centre) per window, shape (batch,), what the question–sentence similarity
-        adds to the null score; None without a matcher or with weight 0."""
-        weight, center = similarity_weighting(self.config)
-        if self.sentence_matcher is None or not weight:
-            return None
-        if input_ids is None:
-            raise ValueError("this model's null score uses its question–sentence similarity, which reads input_ids: "
-                             "pass input_ids, not inputs_embeds")
-        return -weight * (self.sentence_matcher(input_ids, attention_mask) - center)
 
 
 PIPELINE_TASK = "question-answering"

@@ -19,6 +19,7 @@ try:  # the copy in an export folder, which transformers loads as remote code be
         SentenceMatcher,
         add_to_null_logits,
         similarity_settings,
+        similarity_shift,
     )
 except ImportError:  # the recipe's own module
     from modeling_pointer_distilbert import (
@@ -26,6 +27,7 @@ except ImportError:  # the recipe's own module
         SentenceMatcher,
         add_to_null_logits,
         similarity_settings,
+        similarity_shift,
     )
 
 # The export folder's files: the span and the matcher's graph at each precision, and the export's settings.
@@ -94,9 +96,8 @@ class OnnxQuestionAnsweringModel:
         self.precision = chosen_precision(folder, precision)
         threads = torch.get_num_threads()
         self.session = runtime_session(folder / SPAN_GRAPHS[self.precision], threads)
-        self.similarity = similarity_settings(self.config)
         self.matcher = None
-        if self.similarity:
+        if similarity_settings(self.config):
             matcher_graph = folder / MATCHER_GRAPHS[self.precision]
             if not matcher_graph.is_file():  # an int8 span graph may come with a float32 matcher
                 matcher_graph = folder / MATCHER_GRAPHS["float32"]
@@ -122,9 +123,8 @@ class OnnxQuestionAnsweringModel:
         """Return the span logits of right-padded windows, each (batch, seq_len) float32, as the PyTorch model's."""
         inputs = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy()}
         start_logits, end_logits = map(torch.from_numpy, self.session.run(None, inputs))  # 2 x (batch, seq_len)
-        if self.matcher is not None:
-            weight, center = self.similarity
-            shift = -weight * (self.matcher(input_ids, attention_mask) - center)  # (batch,)
+        shift = similarity_shift(self.matcher, self.config, input_ids, attention_mask)  # (batch,) or None
+        if shift is not None:
             start_logits, end_logits = add_to_null_logits(start_logits, end_logits, shift)
         return QuestionAnsweringModelOutput(start_logits=start_logits, end_logits=end_logits)
 
