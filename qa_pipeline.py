@@ -13,7 +13,7 @@ from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
 import modeling_pointer_distilbert  # noqa: F401  (registers the model with the Auto classes)
 from cli_errors import UserError, run_command
-from onnx_backend import is_export_folder
+from onnx_backend import OnnxQuestionAnsweringModel, is_export_folder
 from squad.pipeline import TASK, PointerQuestionAnsweringPipeline
 
 __all__ = ["TASK", "PointerQuestionAnsweringPipeline", "answer_questions", "load_pipeline", "main"]
@@ -40,10 +40,8 @@ def load_pipeline(model: str, precision: str | None = None, **kwargs) -> Pointer
 def onnx_pipeline(folder: str, precision: str | None, **kwargs) -> PointerQuestionAnsweringPipeline:
     """Return the pipeline of an export folder, its forward pass run by ONNX Runtime on the CPU."""
     try:
-        from onnx_backend import OnnxQuestionAnsweringModel
-
         loaded = OnnxQuestionAnsweringModel(folder, precision)
-    except ImportError as error:
+    except ImportError as error:  # onnxruntime, imported when the graph is opened
         raise UserError(f"{folder} is an ONNX export, answered with onnxruntime ({error}): "
                         "pip install -r requirements-onnx.txt") from None
     except ValueError as error:
