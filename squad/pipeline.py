@@ -279,9 +279,9 @@ class PointerQuestionAnsweringPipeline(Pipeline):
         return answers[0] if single else answers
 
     def _sanitize_parameters(self, **kwargs):
-        """Split checked arguments into the preprocess, forward and postprocess stages that take them."""
+        """Reject the unknown arguments of `Pipeline.__init__`; the known ones were taken (`call_defaults`) before."""
         checked_arguments(kwargs)
-        return tuple({name: kwargs[name] for name in names if name in kwargs} for names in STAGES.values())
+        return {}, {}, {}
 
     def _stage_settings(self, kwargs: dict) -> tuple[dict, dict, dict]:
         """Return the settings of a call (its arguments over the pipeline's, over the model's) for each stage."""
