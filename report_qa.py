@@ -99,7 +99,7 @@ def no_answer_figure(references: dict[str, list[str]], null_odds: dict[str, floa
                                label=f"best F1 {scores['best_f1']:.1f} at {scores['best_f1_thresh']:.2f}")
     histogram_axis.set(xlabel="null odds (null score - best span score)", ylabel="questions")
     histogram_axis.legend(fontsize=8)
-    auc = null_odds_auc({qid: null_odds[qid] for qid in ids}, dict(zip(ids, has_answer.tolist())))
+    auc = null_odds_auc(null_odds, dict(zip(ids, has_answer.tolist())))  # reads the odds of these ids only
     histogram_axis.set_title(f"Null odds by question type\n(ROC AUC {auc:.3f})", fontsize=10)
     if (~has_answer).any():
         precision, recall = no_answer_curve(has_answer, odds)
