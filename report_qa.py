@@ -246,9 +246,9 @@ def card_metadata(model_id: str, base_model: str | None, data: CardData, scores:
     )
 
 
-def provenance(record: TrainingRecord, training_data: str | None) -> tuple[str, str]:
-    """Return the card's words on where the model comes from, and the opening of its training section."""
-    settings = training_settings(record)
+def provenance(record: TrainingRecord, settings: dict, training_data: str | None) -> tuple[str, str]:
+    """Return the card's words on where the model comes from, and the opening of its training section (`settings`:
+    `training_settings(record)`)."""
     known = [f"from `{record.base_model}`"] if record.base_model else []
     known += [f"with {settings['optimizer']}"] if settings else []
     fine_tuned = " ".join(["fine-tuned", *known])
@@ -276,8 +276,8 @@ def model_card(model_id: str, data: CardData, metrics: dict, record: TrainingRec
     table = "\n".join(f"| {key} | {scores[key]:.4g} | {meaning} |" for key, meaning in METRIC_MEANINGS.items()
                       if key in scores)
     version = "2.0" if "NoAns_total" in scores or "HasAns_total" in scores else "1.1"
-    origin, training_opening = provenance(record, data.training)
     settings = training_settings(record)
+    origin, training_opening = provenance(record, settings, data.training)
     training = f"{training_opening}\n\n{bullet_list(settings)}" if settings else training_opening
     published_as = record.evaluated or model_id  # where the weights are
     return f"""---
