@@ -222,7 +222,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataTrainingArgume
     parser = CommandLineParser(ARGUMENT_CLASSES)
     from_file = bool(argv) and argv[0].endswith(ARGUMENT_FILE_SUFFIXES) and not argv[0].startswith("-")
     if from_file:
-        values = {**read_argument_file(Path(argv[0])), **given_flags(argv[1:])}
+        values = {**read_argument_file(Path(argv[0])), **given_flags(parser, argv[1:])}
     else:
         values = vars(parser.parse_args(argv))
     try:
@@ -231,13 +231,13 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataTrainingArgume
         raise UserError(f"{argv[0]}: {error}" if from_file else str(error)) from None
 
 
-def given_flags(argv: list[str]) -> dict:
+def given_flags(parser: CommandLineParser, argv: list[str]) -> dict:
     """Return the flags `argv` sets, by name, converted by their types, even a value equal to the default (`--bf16
     false` over a file's `"bf16": true`): a namespace whose every name is already set leaves argparse no default to
     fill in."""
     unset = object()
     names = [field.name for group in ARGUMENT_CLASSES for field in fields(group)]
-    namespace = CommandLineParser(ARGUMENT_CLASSES).parse_args(argv, argparse.Namespace(**dict.fromkeys(names, unset)))
+    namespace = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(names, unset)))
     return {name: value for name, value in vars(namespace).items() if value is not unset}
 
 

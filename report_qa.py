@@ -99,7 +99,7 @@ def no_answer_figure(references: dict[str, list[str]], null_odds: dict[str, floa
                                label=f"best F1 {scores['best_f1']:.1f} at {scores['best_f1_thresh']:.2f}")
     histogram_axis.set(xlabel="null odds (null score - best span score)", ylabel="questions")
     histogram_axis.legend(fontsize=8)
-    auc = null_odds_auc({qid: null_odds[qid] for qid in ids}, dict(zip(ids, has_answer.tolist())))
+    auc = null_odds_auc(null_odds, dict(zip(ids, has_answer.tolist())))  # reads the odds of these ids only
     histogram_axis.set_title(f"Null odds by question type\n(ROC AUC {auc:.3f})", fontsize=10)
     if (~has_answer).any():
         precision, recall = no_answer_curve(has_answer, odds)
@@ -246,9 +246,9 @@ def card_metadata(model_id: str, base_model: str | None, data: CardData, scores:
     )
 
 
-def provenance(record: TrainingRecord, training_data: str | None) -> tuple[str, str]:
-    """Return the card's words on where the model comes from, and the opening of its training section."""
-    settings = training_settings(record)
+def provenance(record: TrainingRecord, settings: dict, training_data: str | None) -> tuple[str, str]:
+    """Return the card's words on where the model comes from, and the opening of its training section (`settings`:
+    `training_settings(record)`)."""
     known = [f"from `{record.base_model}`"] if record.base_model else []
     known += [f"with {settings['optimizer']}"] if settings else []
     fine_tuned = " ".join(["fine-tuned", *known])
@@ -276,8 +276,8 @@ def model_card(model_id: str, data: CardData, metrics: dict, record: TrainingRec
     table = "\n".join(f"| {key} | {scores[key]:.4g} | {meaning} |" for key, meaning in METRIC_MEANINGS.items()
                       if key in scores)
     version = "2.0" if "NoAns_total" in scores or "HasAns_total" in scores else "1.1"
-    origin, training_opening = provenance(record, data.training)
     settings = training_settings(record)
+    origin, training_opening = provenance(record, settings, data.training)
     training = f"{training_opening}\n\n{bullet_list(settings)}" if settings else training_opening
     published_as = record.evaluated or model_id  # where the weights are
     return f"""---

@@ -205,10 +205,10 @@ class QuestionAnsweringTrainer(Trainer):
         metrics = dict(output.metrics)
         if settings.version_2_with_negative:
             metrics[f"{prefix}_null_score_diff_threshold"] = settings.null_score_diff_threshold
-        labelled = "answers" in examples.column_names and any(len(a["text"]) for a in examples["answers"])
-        if labelled:  # an unlabelled test file carries no gold answers to score against
+        references = references_from_dataset(examples) if "answers" in examples.column_names else {}
+        if any(references.values()):  # an unlabelled test file carries no gold answers to score against
             scores = compute_squad_metrics(
-                references_from_dataset(examples), result.answers, result.null_odds, settings.version_2_with_negative,
+                references, result.answers, result.null_odds, settings.version_2_with_negative,
                 null_odds_threshold=settings.null_score_diff_threshold, non_null_predictions=result.non_null_answers,
             )
             metrics.update({f"{prefix}_{name}": value for name, value in scores.items()})

@@ -11,7 +11,7 @@ import string
 
 import numpy as np
 
-# One of the "squad" loggers whose level run_qa.py sets, as when this file was squad/metric.py.
+# Named under "squad", the loggers whose level run_qa.py sets (--log_level).
 logger = logging.getLogger("squad.metric")
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
