@@ -32,9 +32,9 @@ from unittest import mock
 
 import numpy as np
 import torch
-from machine import cpu_name, load_average, tokenizer_dir, use_repository_offline
+from machine import SAMPLE_DATA, cpu_name, load_average, tokenizer_dir, use_repository_offline
 
-ROOT = use_repository_offline()
+use_repository_offline()
 
 import datasets  # noqa: E402
 import transformers  # noqa: E402
@@ -48,7 +48,6 @@ from bench_postprocess import loop_select_answers  # noqa: E402
 from modeling_pointer_distilbert import PointerDistilBertForQuestionAnswering  # noqa: E402
 from utils_qa import DataFormatError, load_squad_file  # noqa: E402
 
-DEFAULT_DATA = DEFAULT_TRAIN_DATA = ROOT / "data" / "squad_v2_real_sample.json"
 MODEL_SIZES = {
     "distilbert-base": dict(dim=768, n_layers=6, n_heads=12, hidden_dim=3072),
     "minilm": dict(dim=384, n_layers=6, n_heads=12, hidden_dim=1536),
@@ -65,9 +64,9 @@ WARMUP_STEPS = 1  # untimed first step of every timed training run, on its first
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Return the command-line arguments."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+    parser.add_argument("--data", type=Path, default=SAMPLE_DATA,
                         help="SQuAD 2.0 file to evaluate on (an unlabelled question counts as unanswerable)")
-    parser.add_argument("--train-data", type=Path, default=DEFAULT_TRAIN_DATA,
+    parser.add_argument("--train-data", type=Path, default=SAMPLE_DATA,
                         help="SQuAD 2.0 file with answers to train on (its real labels)")
     parser.add_argument("--max-examples", type=int, default=100,
                         help="questions drawn at random (seeded) from --data for evaluation")

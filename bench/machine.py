@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DATA = ROOT / "data" / "squad_v2_real_sample.json"  # one real SQuAD 2.0 article, most benches' default
 
 
 def use_repository_offline() -> Path:
@@ -34,7 +35,7 @@ def window_parser(description: str, data_help: str) -> argparse.ArgumentParser:
     """Return a parser with the options of a bench over SQuAD questions cut into windows: the data file, the tokenizer
     and the window settings (run_qa.py's defaults)."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--data", type=Path, default=ROOT / "data" / "squad_v2_real_sample.json", help=data_help)
+    parser.add_argument("--data", type=Path, default=SAMPLE_DATA, help=data_help)
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder or name (default: the MiniLM package's)")
     parser.add_argument("--max-seq-length", type=int, default=384)
     parser.add_argument("--doc-stride", type=int, default=128)

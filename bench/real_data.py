@@ -184,8 +184,8 @@ def fold_table(results: dict, variants: list[str], folds: dict[int, dict]) -> st
         cells = []
         for variant in variants:
             runs = [summary for (name, run_fold, _), summary in results.items() if (name, run_fold) == (variant, fold)]
-            mean = {key: statistics.fmean(run[key] for run in runs) for key in ("f1", "auc")} if runs else {}
-            cells.append(f"{mean['f1']:.1f} / {mean['auc']:.3f}" if runs else "—")
+            f1, auc = (mean_std([run[key] for run in runs])[0] for key in ("f1", "auc"))
+            cells.append(f"{f1:.1f} / {auc:.3f}" if runs else "—")
         lines.append(f"| {fold} | {', '.join(info['titles'])} | {info['questions']} | {info['no_answer_share']:.1f} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -219,8 +219,7 @@ def _nested_rows(path: Path, articles: list):
                 if not isinstance(qa, dict):
                     raise _field_error(path, where, "qas", f"each question must be an object, got {type(qa).__name__}")
                 record = {"id": qa.get("id"), "title": title, "context": context, "question": qa.get("question")}
-                row = _validated_row(path, where, record, qa.get("answers", []), qa.get("is_impossible"), "id" in qa)
-                yield row, _where_with_id(where, row["id"])
+                yield _validated_row(path, where, record, qa.get("answers", []), qa.get("is_impossible"), "id" in qa)
 
 
 def _validated_flat_rows(path: Path, records) -> list[tuple[dict, str]]:
@@ -232,7 +231,7 @@ def _validated_flat_rows(path: Path, records) -> list[tuple[dict, str]]:
                                   f"{type(record).__name__}")
         where = _where_with_id(where, record.get("id"))
         answers = _flat_answers(path, where, record)
-        rows.append((_validated_row(path, where, record, answers, record.get("is_impossible"), "id" in record), where))
+        rows.append(_validated_row(path, where, record, answers, record.get("is_impossible"), "id" in record))
     return rows
 
 
@@ -263,8 +262,8 @@ def _flat_answers(path: Path, where: str, record: dict):
     return answers
 
 
-def _validated_row(path: Path, where: str, record: dict, answers, is_impossible, has_id: bool) -> dict:
-    """Return a row in our schema or raise a DataFormatError naming the first bad field."""
+def _validated_row(path: Path, where: str, record: dict, answers, is_impossible, has_id: bool) -> tuple[dict, str]:
+    """Return a row in our schema and `where` with its id, or raise a DataFormatError naming the first bad field."""
     if not has_id:
         raise _field_error(path, where, "id", "is missing; give every question a unique id")
     question_id = record["id"]
@@ -283,7 +282,7 @@ def _validated_row(path: Path, where: str, record: dict, answers, is_impossible,
         raise _field_error(path, where, "answers", "is_impossible is true but answers is not empty; set is_impossible "
                            "to false or move them to plausible_answers")
     answers = {"text": texts, "answer_start": starts}
-    return {"id": question_id, "title": title, "context": context, "question": question, "answers": answers}
+    return {"id": question_id, "title": title, "context": context, "question": question, "answers": answers}, where
 
 
 def _validated_answers(path: Path, where: str, answers, context: str) -> tuple[list[str], list[int]]:
