@@ -95,10 +95,11 @@ def convert_bert_weights(bert_state_dict: Mapping[str, torch.Tensor], bert_confi
     return distilbert_config, state_dict
 
 
-def from_pretrained_or_explain(auto_class: type, source: str | Path, problem: str):
-    """Returns `auto_class.from_pretrained(source)`; a source it cannot read raises a UserError saying `problem`."""
+def from_pretrained_or_explain(auto_class: type, source: str | Path, problem: str, **kwargs):
+    """Returns `auto_class.from_pretrained(source, **kwargs)`; a source it cannot read raises a UserError saying
+    `problem`."""
     try:
-        return auto_class.from_pretrained(source)
+        return auto_class.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as error:
         raise UserError(f"{problem} ({error})") from error
 
@@ -118,7 +119,9 @@ def load_bert_config(source: str | Path) -> BertConfig:
 def load_bert_encoder(source: str | Path, bert_config: BertConfig) -> BertModel:
     """Returns the BertModel stored in `source` (BertModel or BertFor* layout); missing encoder weights raise a
     UserError instead of starting from random values."""
-    bert, loading_info = BertModel.from_pretrained(source, config=bert_config, output_loading_info=True)
+    bert, loading_info = from_pretrained_or_explain(
+        BertModel, source, f"Cannot read BERT weights from {str(source)!r}: give a folder holding model.safetensors "
+        "or pytorch_model.bin.", config=bert_config, output_loading_info=True)
     missing_encoder_weights = sorted(key for key in loading_info["missing_keys"] if not key.startswith("pooler."))
     if missing_encoder_weights:
         raise UserError(f"{str(source)!r} lacks {len(missing_encoder_weights)} BERT encoder weights, first "

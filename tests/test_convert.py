@@ -145,6 +145,16 @@ def test_cli_reports_a_missing_source_in_one_line_and_shows_the_traceback_with_d
     assert not (tmp_path / "output").exists()
 
 
+def test_cli_reports_a_source_without_weights_in_one_line(tmp_path, tokenizer, capsys):
+    source = tmp_path / "config-only"
+    BertConfig(vocab_size=tokenizer.vocab_size, **TINY_BERT).save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    assert main([str(source), str(tmp_path / "output")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: Cannot read BERT weights from '{source}'")
+    assert not (tmp_path / "output").exists()
+
+
 def test_cli_word_minilm_converts_the_packaged_model(tmp_path, capsys):
     main(["minilm", str(tmp_path)])
     assert f"written to {tmp_path}" in capsys.readouterr().out
