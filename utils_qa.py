@@ -51,8 +51,6 @@ from squad.features import (
     truncate_questions,
 )
 from squad.postprocess import (
-    NULL_ODDS_WITHOUT_SPAN,
-    ContextOffsets,
     NBestLists,
     QAPredictions,
     context_offsets,
@@ -64,6 +62,7 @@ from squad.postprocess import (
 )
 from squad.scoring import score_files
 from squad.settings import FLAG_DEFAULTS, QASettings, check_window_settings, resolve_settings
+from squad.spans import NULL_ODDS_WITHOUT_SPAN, ContextOffsets
 from squad.training import (
     DeviceCapabilities,
     Precision,
@@ -81,9 +80,9 @@ __all__ = [
     # squad.features
     "answer_token_span", "context_token_range", "prepare_eval_features", "prepare_train_features",
     "question_token_budget", "truncate_questions",
-    # squad.postprocess
-    "NULL_ODDS_WITHOUT_SPAN", "ContextOffsets", "NBestLists", "QAPredictions", "context_offsets",
-    "feature_example_indices", "postprocess_qa_predictions", "select_answers", "stack_logits", "write_predictions",
+    # squad.postprocess and squad.spans
+    "NBestLists", "QAPredictions", "context_offsets", "feature_example_indices", "postprocess_qa_predictions",
+    "select_answers", "stack_logits", "write_predictions", "NULL_ODDS_WITHOUT_SPAN", "ContextOffsets",
     # squad.calibration
     "article_keys", "calibrated_null_threshold", "answer_similarity_scale", "split_calibration_articles",
     # metrics.squad_v2.squad_metric

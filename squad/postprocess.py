@@ -13,13 +13,9 @@ import datasets
 import numpy as np
 
 from squad._shared import _MAX_IDS_SHOWN, _column, _few
-from squad.spans import NULL_ODDS_WITHOUT_SPAN, ContextOffsets, Spans, find_spans
+from squad.spans import ContextOffsets, Spans, find_spans
 
 logger = logging.getLogger(__name__)
-
-__all__ = ["NULL_ODDS_WITHOUT_SPAN", "ContextOffsets", "NBestLists", "QAPredictions", "context_offsets",
-           "feature_example_indices", "postprocess_qa_predictions", "select_answers", "stack_logits",
-           "write_predictions"]
 
 
 @dataclass
